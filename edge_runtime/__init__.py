@@ -1,0 +1,2 @@
+"""The edge agent: activation, shadow sync, TinyDB cache, engine and backends.
+Imports schemas only."""
