@@ -1,0 +1,86 @@
+"""``tether edge ...``: the thin command layer over activation and the agent.
+
+Each command parses its flags into ``EdgeSettings``, calls one library function and
+prints one line. Every ``EdgeError`` becomes ``error: ...`` on stderr and exit code 1;
+anything else is a bug and keeps its traceback. The root ``tether`` command mounts
+``app`` as ``tether edge``; ``python -m edge_runtime`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_runtime.errors import EdgeError
+from edge_runtime.settings import load_settings
+
+app = typer.Typer(
+    help="The edge agent: activate this node once, then run it.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where identity and cache live [env TETHER_EDGE_DATA_DIR, default ./data/edge].",
+    ),
+]
+
+
+class BackendChoice(str, Enum):
+    native = "native"
+    kube = "kube"
+
+
+def _fail(exc: EdgeError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def activate(
+    cloud: Annotated[str, typer.Option("--cloud", help="The cloud API URL (http://HOST:9080).")],
+    token: Annotated[str, typer.Option("--token", help="The install command's one-time token.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Exchange a one-time token for this node's identity and broker credentials."""
+    from edge_runtime.activation import activate as activate_node  # httpx only when needed
+
+    try:
+        settings = load_settings(data_dir=data_dir)
+        identity = activate_node(cloud, token, settings.data_dir)
+    except EdgeError as exc:
+        raise _fail(exc) from exc
+    node = f"{identity.namespace}/{identity.node}"
+    typer.echo(f"activated node {node}; identity stored in {settings.data_dir}")
+
+
+@app.command()
+def run(
+    data_dir: DataDirOption = None,
+    backend: Annotated[
+        BackendChoice | None,
+        typer.Option(
+            "--backend", help="Where workloads run [env TETHER_EDGE_BACKEND, default native]."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    """Run the edge agent until SIGTERM or Ctrl-C."""
+    from edge_runtime.agent import EdgeAgent
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(data_dir=data_dir, backend=backend.value if backend else None)
+        EdgeAgent(settings).run()
+    except EdgeError as exc:
+        raise _fail(exc) from exc

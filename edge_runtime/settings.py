@@ -1,0 +1,72 @@
+"""The edge agent's settings, one pydantic-settings class handed to the agent explicitly.
+
+Everything an operator may tune comes from flags or ``TETHER_EDGE_*`` variables and is
+read when ``EdgeSettings()`` is built, never at import time, so tests pass their own.
+What identifies the node (broker URL, namespace, node, password) is not a setting: it
+comes from the identity file that activation writes into ``data_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge_runtime.errors import SettingsError
+from schemas.topics import DEFAULT_ROOT, TopicScheme
+
+Backend = Literal["native", "kube"]
+
+
+class EdgeSettings(BaseSettings):
+    """Tunables of one edge agent (env prefix ``TETHER_EDGE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TETHER_EDGE_", extra="forbid")
+
+    data_dir: Path = Field(default=Path("./data/edge"), description="identity, cache, lock")
+    backend: Backend = "native"
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    request_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="an unanswered get or update is sent again after this, doubling"
+    )
+    keepalive_seconds: int = Field(default=30, ge=5, le=65535)
+    reconnect_min_seconds: float = Field(default=0.5, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    # How long reported changes are gathered into one update. It adds to every round
+    # trip, so it stays small (the round-trip target is p50 < 25 ms end to end).
+    report_debounce_seconds: float = Field(default=0.005, ge=0, le=0.05)
+    topic_root: str = DEFAULT_ROOT
+
+    @field_validator("topic_root")
+    @classmethod
+    def _valid_root(cls, value: str) -> str:
+        TopicScheme(root=value)  # raises ValueError with a clear message
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_backoff(self) -> EdgeSettings:
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError("reconnect_max_seconds must be >= reconnect_min_seconds")
+        return self
+
+    @property
+    def topics(self) -> TopicScheme:
+        return TopicScheme(root=self.topic_root)
+
+
+def load_settings(**overrides: Any) -> EdgeSettings:
+    """Build the settings from the environment plus explicit overrides (None = not given).
+
+    Raises SettingsError with one line per invalid field instead of pydantic's report.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return EdgeSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid edge settings: {problems}") from exc

@@ -1,0 +1,220 @@
+"""The MQTT link of an edge node: paho-mqtt 2.x behind the small ``Transport`` interface.
+
+It only moves bytes; ``ShadowSync`` decides what they mean. Paho callbacks do nothing
+but hand ``Connected``/``Disconnected``/``Message`` events to ``deliver`` (the runner's
+queue). What the link does own is the connection policy of DESIGN §4 and §8:
+
+- MQTT 3.1.1, stable client id from the identity, persistent session
+  (``clean_session=False``), QoS 1 everywhere, username/password from the identity;
+- last will: the retained ``status`` ``{"online": false}``, so a node that dies or
+  loses its network shows up offline;
+- ``TCP_NODELAY`` on the socket: paho leaves Nagle on, which was measured adding about
+  20 ms per hop to the shadow round trip;
+- its own reconnect loop with exponential backoff and jitter (paho's built-in one has
+  no jitter, and a fleet reconnecting in lockstep after a broker restart is a stampede),
+  from ``reconnect_min_seconds`` to ``reconnect_max_seconds``, reset on a good connect;
+- on every connect: drop what paho would re-send from the last session (the sync
+  decides afresh) and subscribe under the node's own root before the sync publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_runtime.errors import BrokerUnavailable
+from edge_runtime.identity import Identity
+from edge_runtime.settings import EdgeSettings
+from edge_runtime.transport import (
+    QOS,
+    RESOURCES_FILTER,
+    SUBSCRIBED,
+    Connected,
+    Disconnected,
+    LinkEvent,
+    Message,
+)
+from schemas.messages import status_payload
+from schemas.payloads import encode_json
+from schemas.shadow import JSONObject
+from schemas.topics import Suffix
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+class Backoff:
+    """Exponential backoff with equal jitter: a delay in [d/2, d], d doubling up to a cap."""
+
+    def __init__(
+        self, minimum: float, maximum: float, *, rng: Callable[[], float] = random.random
+    ) -> None:
+        self._min, self._max, self._rng = minimum, maximum, rng
+        self._attempt = 0
+
+    def next(self) -> float:
+        ceiling = min(self._max, self._min * (2 ** min(self._attempt, 32)))
+        self._attempt += 1
+        return ceiling / 2 + self._rng() * ceiling / 2
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class MqttLink:
+    """One node's connection to the broker, with its own network thread."""
+
+    def __init__(
+        self, identity: Identity, settings: EdgeSettings, *, deliver: Callable[[LinkEvent], None]
+    ) -> None:
+        self._identity, self._settings, self._deliver = identity, settings, deliver
+        self._topics = settings.topics
+        self._root = self._topics.node_root(identity.namespace, identity.node)
+        self._backoff = Backoff(settings.reconnect_min_seconds, settings.reconnect_max_seconds)
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_publish: mqtt.MQTTMessageInfo | None = None
+        self.attempts = 0  # connection attempts so far (observability, tests)
+        self._client = self._make_client()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def _make_client(self) -> mqtt.Client:
+        identity = self._identity
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=identity.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        password = identity.mqtt.password.get_secret_value() if identity.mqtt.password else None
+        client.username_pw_set(identity.mqtt.username, password)
+        if identity.mqtt.tls:
+            context = ssl.create_default_context(cadata=identity.ca)
+            client.tls_set_context(context)
+        elif password and identity.mqtt.host not in LOOPBACK:
+            log.warning("the broker URL %s is not TLS: this node's password travels in clear",
+                        identity.mqtt.url)
+        client.on_socket_open = self._on_socket_open
+        # With this (no-op) hook set, paho never writes to the socket from the thread that
+        # calls publish(): it only wakes the network thread, the one writer. Without it,
+        # paho writes from the caller's thread whenever loop_start() is not used, and two
+        # threads writing one socket can interleave partial packets.
+        client.on_socket_register_write = lambda client, userdata, sock: None
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        return client
+
+    # -- Transport -----------------------------------------------------------------------
+    def publish(self, suffix: Suffix, payload: JSONObject, *, retain: bool = False) -> None:
+        if not self._connected.is_set():
+            log.debug("offline: not sending %s", suffix.value)
+            return
+        topic = f"{self._root}/{suffix.value}"
+        body = encode_json(payload)
+        self._last_publish = self._client.publish(topic, body, qos=QOS, retain=retain)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tether-edge-mqtt", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, timeout: float = 2.0) -> None:
+        """Let the last publish (the offline status) reach the broker, then disconnect."""
+        last = self._last_publish
+        if self._connected.is_set() and last is not None:
+            try:
+                last.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.debug("the last message may not have reached the broker: %s", exc)
+        self._stopping.set()
+        self._client.disconnect()  # queued: the network thread sends it and closes the socket
+        if self._thread is not None:
+            self._thread.join(timeout + 2.0)
+
+    # -- network thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._session()
+            except BrokerUnavailable as exc:
+                if self._stopping.is_set():
+                    break
+                log.warning("%s; next attempt in %.1f s", exc, exc.retry_after)
+                self._stopping.wait(exc.retry_after)
+
+    def _session(self) -> None:
+        """One connection, from connect to its end; raises BrokerUnavailable to retry."""
+        url = self._identity.mqtt.url
+        will = encode_json(dict(status_payload(False, timestamp=int(time.time()))))
+        self._client.will_set(f"{self._root}/{Suffix.STATUS.value}", will, qos=QOS, retain=True)
+        self.attempts += 1
+        try:
+            self._client.connect(self._identity.mqtt.host, self._identity.mqtt.port,
+                                 keepalive=self._settings.keepalive_seconds)
+        except OSError as exc:
+            raise BrokerUnavailable(f"cannot reach the broker at {url}: {exc}",
+                                    retry_after=self._backoff.next()) from exc
+        rc = mqtt.MQTT_ERR_SUCCESS
+        while rc == mqtt.MQTT_ERR_SUCCESS and not self._stopping.is_set():
+            rc = self._client.loop(timeout=1.0)
+        if self._stopping.is_set():
+            self._close()
+        if self._connected.is_set():
+            self._connected.clear()
+            self._deliver(Disconnected(reason=mqtt.error_string(rc)))
+        if not self._stopping.is_set():
+            reason = mqtt.error_string(rc)
+            raise BrokerUnavailable(f"the connection to the broker at {url} ended ({reason})",
+                                    retry_after=self._backoff.next())
+
+    def _close(self) -> None:
+        """Send DISCONNECT (so the broker drops the will) and close, from this thread."""
+        self._client.disconnect()
+        for _ in range(10):
+            if self._client.socket() is None:
+                return
+            self._client.loop(timeout=0.1)
+
+    # -- paho callbacks (network thread): hand over, never decide -----------------------
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):  # not a TCP socket (unix, websockets)
+            pass
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("the broker at %s refused this node (%s/%s): %s", self._identity.mqtt.url,
+                      self._identity.namespace, self._identity.node, reason)
+            return
+        self._backoff.reset()
+        client.drop_out_messages()
+        client.subscribe([(f"{self._root}/{s.value}", QOS) for s in SUBSCRIBED]
+                         + [(f"{self._root}/{RESOURCES_FILTER}", QOS)])
+        self._connected.set()
+        log.info("connected to %s as %s", self._identity.mqtt.url, self._identity.mqtt.username)
+        self._deliver(Connected())
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        parsed = self._topics.parse(message.topic)
+        ours = (self._identity.namespace, self._identity.node)
+        if parsed is None or (parsed.namespace, parsed.node) != ours:
+            log.debug("ignored a message on %s", message.topic)
+            return
+        self._deliver(Message(parsed.suffix, bytes(message.payload)))

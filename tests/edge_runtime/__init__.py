@@ -1,0 +1,1 @@
+"""Tests of the edge agent (edge_runtime); kube/ holds the kube backend's own tests."""
