@@ -11,8 +11,10 @@ while the message stays one line::
      ├── IdentityError           the identity file exists but cannot be read or written
      ├── CacheError              the cache file cannot be read or written
      ├── AlreadyRunning          another agent holds the data dir's lock
-     └── BrokerUnavailable       retryable: the broker cannot be reached or refused us;
-                                 ``retry_after`` says when the next attempt is due
+     ├── BrokerUnavailable       retryable: the broker cannot be reached or refused us;
+     │                           ``retry_after`` says when the next attempt is due
+     └── BackendError            a backend could not apply, remove or observe an app;
+                                 ``retry_after`` set when trying again may help
 """
 
 from __future__ import annotations
@@ -56,5 +58,13 @@ class BrokerUnavailable(EdgeError):
     """The broker could not be reached or refused the connection; retry later."""
 
     def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BackendError(EdgeError):
+    """A backend could not carry out an action; ``retry_after`` (seconds) if it may pass."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
