@@ -1,0 +1,92 @@
+"""The FastAPI application: routers, the body limit, and one error shape for everything.
+
+Every error leaves as ``{"code", "message"}`` with that HTTP status (DESIGN §6): the
+cloud's own errors and ``schemas`` rejections carry their code; FastAPI's request
+validation errors are 400 (not 422: a malformed request is a bad request, as on MQTT);
+unknown routes and methods keep their 404/405; anything unexpected is a logged 500 that
+reveals nothing. Retryable errors add ``Retry-After``; 401 adds ``WWW-Authenticate``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud_api.context import Context
+from cloud_api.errors import Retryable
+from cloud_api.middleware import BodyLimitMiddleware
+from cloud_api.routes import activation, broker, health, namespaces, nodes, shadows, tokens
+from schemas.errors import ErrorCode, Rejection
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_ERRORS = 5
+
+
+def error_response(
+    code: int, message: str, *, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=code, headers=headers)
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """``body.labels.x: Input should be a valid string; query.mode: ...`` (the first few)."""
+    parts = []
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        message = str(error.get("msg", "invalid"))
+        parts.append(f"{where}: {message}" if where else message)
+    more = len(errors) - MAX_REPORTED_ERRORS
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+async def _on_rejection(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Rejection)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Retryable):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if exc.code == ErrorCode.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.code >= ErrorCode.INTERNAL:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return error_response(int(exc.code), exc.message, headers=headers)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(ErrorCode.BAD_REQUEST, describe_validation_errors(exc.errors()))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(ErrorCode.INTERNAL, "internal error; see the cloud's log")
+
+
+def create_app(context: Context) -> FastAPI:
+    """The REST API over ``context``'s store, publishing through ``context.publisher``."""
+    app = FastAPI(
+        title="Tether cloud API",
+        summary="Nodes, their shadow documents, activation and broker authentication.",
+        version="0.1.0",
+    )
+    app.state.context = context
+    app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes)
+    app.add_exception_handler(Rejection, _on_rejection)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected)
+    for module in (health, namespaces, nodes, shadows, activation, broker, tokens):
+        app.include_router(module.router)
+    return app

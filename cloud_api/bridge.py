@@ -1,0 +1,198 @@
+"""The MQTT bridge: one paho-mqtt client that feeds the shadow topics to worker threads.
+
+Paho's callbacks run on its network thread, where any slow work would stall every node's
+traffic, so they only put messages on a queue. ``bridge_workers`` threads take them off and
+call the handler (``ShadowServer.handle``). A message goes to the worker chosen by a hash
+of its ``(namespace, node)``: one node's requests are answered in the order it sent them,
+while different nodes are served in parallel. A full queue is answered with 429 at once.
+
+The client speaks MQTT 3.1.1 at QoS 1, so it works with amqtt and Mosquitto alike; with a
+share group it subscribes with ``$share/GROUP/...`` so several replicas split the traffic.
+It reconnects with backoff by itself, and sets TCP_NODELAY on its socket (Nagle's algorithm
+was measured adding ~20 ms per hop to request/reply traffic). Sessions are clean: a node
+re-fetches its shadow and re-sends its reported state on every reconnect (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from cloud_api.errors import Busy
+from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
+from cloud_api.settings import CloudSettings, mqtt_endpoint
+from schemas.errors import Rejection
+
+log = logging.getLogger(__name__)
+_paho_log = logging.getLogger(f"{__name__}.paho")
+# Paho logs an error from its loop when a deliberate disconnect closes the socket under it.
+_paho_log.addFilter(lambda record: not record.getMessage().startswith("Client is not connected"))
+
+Handler = Callable[[str, bytes], None]
+Refuser = Callable[[str, bytes, Rejection], None]
+KEEPALIVE_SECONDS = 30
+MAX_QUEUED_OUTGOING = 100_000  # while disconnected; beyond this publishes are dropped
+
+
+def default_client_id() -> str:
+    """Unique per process and at most 23 characters (the MQTT 3.1.1 guaranteed length)."""
+    return f"tether-cloud-{os.urandom(5).hex()}"
+
+
+class Bridge:
+    """The cloud's MQTT client; a ``Publisher`` for replies and REST-caused updates."""
+
+    def __init__(self, settings: CloudSettings, *, password: str, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.topics = settings.topics
+        self._filters = self.topics.cloud_filters(share_group=settings.share_group)
+        self._host, self._port, tls = mqtt_endpoint(settings.mqtt_url)
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._queues: list[queue.Queue[tuple[str, bytes] | None]] = [
+            queue.Queue(maxsize=settings.bridge_queue_size) for _ in range(settings.bridge_workers)
+        ]
+        self._workers: list[threading.Thread] = []
+        self._handle: Handler | None = None
+        self._refuse: Refuser | None = None
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id or default_client_id(),
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.username_pw_set(settings.mqtt_username, password)
+        if tls:
+            self.client.tls_set()
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.max_inflight_messages_set(256)
+        self.client.max_queued_messages_set(MAX_QUEUED_OUTGOING)
+        self.client.suppress_exceptions = True  # a callback bug must not end the network loop
+        self.client.enable_logger(_paho_log)
+        self.client.on_socket_open = self._on_socket_open
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, handle: Handler, *, refuse: Refuser) -> None:
+        """Start the workers and connect (in the background, retrying until it succeeds)."""
+        self._handle, self._refuse = handle, refuse
+        for index, work in enumerate(self._queues):
+            worker = threading.Thread(
+                target=self._work, args=(work,), name=f"tether-bridge-{index}", daemon=True
+            )
+            worker.start()
+            self._workers.append(worker)
+        self.client.connect_async(self._host, self._port, keepalive=KEEPALIVE_SECONDS)
+        self.client.loop_start()
+        settings = self.settings
+        log.info("bridge connecting to %s as %s", settings.mqtt_url, settings.mqtt_username)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until connected and subscribed; False on timeout."""
+        return self._ready.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Answer what is queued, then disconnect. New messages are dropped meanwhile."""
+        self._stopping.set()
+        for work in self._queues:
+            try:
+                work.put(None, timeout=timeout)  # after what is queued: None means stop
+            except queue.Full:
+                log.warning("a bridge worker did not drain its queue in %ss; leaving it", timeout)
+        for worker in self._workers:
+            worker.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._ready.clear()
+
+    # -- Publisher ---------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self.metrics.inc(BRIDGE_ERRORS, kind="publish")
+            log.warning("could not publish to %s: %s", topic, mqtt.error_string(info.rc))
+            return
+        self.metrics.inc(BRIDGE_MESSAGES, direction="out")
+
+    # -- paho callbacks: only bookkeeping and enqueueing ---------------------------------
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):  # not a TCP socket (unix, websockets)
+            pass
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker %s refused the bridge: %s", self.settings.mqtt_url, reason)
+            return
+        log.info("bridge connected to %s, subscribing to %s", self.settings.mqtt_url, self._filters)
+        client.subscribe([(topic_filter, 1) for topic_filter in self._filters])
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("bridge cannot reach the broker at %s; retrying", self.settings.mqtt_url)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any
+    ) -> None:
+        failed = [str(reason) for reason in reasons if reason.is_failure]
+        if failed:
+            log.error("broker refused the bridge's subscriptions %s: %s", self._filters, failed)
+            return
+        self._ready.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self._ready.clear()
+        if not self._stopping.is_set():
+            log.warning("bridge lost %s (%s); reconnecting", self.settings.mqtt_url, reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic, payload = message.topic, bytes(message.payload)
+        except UnicodeDecodeError:  # a topic that is not UTF-8: no broker should pass it on
+            self.metrics.inc(BRIDGE_ERRORS, kind="topic")
+            return
+        if self._stopping.is_set():
+            return
+        parsed = self.topics.parse(topic)
+        key = f"{parsed.namespace}/{parsed.node}" if parsed else topic
+        work = self._queues[zlib.crc32(key.encode("utf-8", "surrogatepass")) % len(self._queues)]
+        try:
+            work.put_nowait((topic, payload))
+        except queue.Full:
+            self.metrics.inc(BRIDGE_ERRORS, kind="overload")
+            if self._refuse is not None:
+                busy = Busy("the cloud is overloaded; retry shortly", retry_after=1.0)
+                self._refuse(topic, payload, busy)
+
+    # -- workers -----------------------------------------------------------------------
+    def _work(self, work: queue.Queue[tuple[str, bytes] | None]) -> None:
+        while (item := work.get()) is not None:  # None: stop
+            topic, payload = item
+            try:
+                assert self._handle is not None
+                self._handle(topic, payload)
+            except Exception:  # the handler never raises; if it does, the worker must live
+                self.metrics.inc(BRIDGE_ERRORS, kind="internal")
+                log.exception("bridge worker failed on %s", topic)

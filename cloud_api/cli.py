@@ -1,0 +1,106 @@
+"""``tether cloud ...``: the cloud's commands (the root ``tether.py`` mounts ``app``).
+
+Thin, as every CLI here: parse flags into ``CloudSettings``, call ``runtime``, print. Any
+``CloudError`` (a port in use, an unreachable database) is one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from cloud_api.errors import CloudError
+from cloud_api.runtime import Cloud, bind_http, serve_http
+from cloud_api.settings import CloudSettings
+
+app = typer.Typer(help="The cloud: REST API and MQTT bridge.", no_args_is_help=True)
+console = Console(soft_wrap=True, highlight=False)  # paths and URLs on one line each, as typed
+
+
+@app.callback()
+def cloud() -> None:
+    """The cloud: REST API and MQTT bridge."""
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; raise the returned Exit."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def settings_from_flags(**flags: Any) -> CloudSettings:
+    """Settings from the environment, overridden by the flags that were given."""
+    try:
+        return CloudSettings(**{name: value for name, value in flags.items() if value is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise fail(f"{where}: {first['msg']}") from exc
+
+
+def _public_url(host: str, port: int) -> str:
+    shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+Host = Annotated[str, typer.Option(help="Address the REST API listens on.")]
+HttpPort = Annotated[int, typer.Option(help="Port of the REST API.")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option(help="sqlite:///PATH or postgresql://... [default: in the data dir]")
+]
+MqttUrl = Annotated[str | None, typer.Option(help="The broker the bridge uses: mqtt://host:port")]
+DataDir = Annotated[Path | None, typer.Option(help="Where the database, token and secrets live.")]
+ShareGroup = Annotated[
+    str | None, typer.Option(help="Split shadow traffic between replicas: $share/GROUP/...")
+]
+PublicUrl = Annotated[
+    str | None, typer.Option(help="API URL put in install commands [default: http://HOST:PORT].")
+]
+LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@app.command()
+def serve(
+    host: Host = "127.0.0.1",
+    http_port: HttpPort = 9080,
+    database_url: DatabaseUrl = None,
+    mqtt_url: MqttUrl = None,
+    data_dir: DataDir = None,
+    share_group: ShareGroup = None,
+    public_url: PublicUrl = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the cloud API and the MQTT bridge until interrupted."""
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    settings = settings_from_flags(
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        data_dir=data_dir,
+        share_group=share_group,
+        public_url=public_url,
+    )
+    if "public_url" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"public_url": _public_url(host, http_port)})
+    try:
+        sock = bind_http(host, http_port, flag="--http-port")
+        cloud = Cloud(settings)
+    except CloudError as exc:
+        raise fail(exc.message) from exc
+    with cloud:
+        cloud.start_bridge()
+        console.print(f"[bold]Tether cloud[/bold] API: {settings.public_url}")
+        console.print(f"  admin token: {escape(cloud.admin_token_path)}")
+        console.print(f"  MQTT bridge: {settings.mqtt_url} (nodes get {settings.node_mqtt_url})")
+        serve_http(cloud.app, sock, log_level=log_level)
+
+
+if __name__ == "__main__":
+    app()

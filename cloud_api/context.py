@@ -1,0 +1,45 @@
+"""What the REST API and the bridge share in one process: settings, store, metrics, publisher.
+
+``Cloud`` (``runtime.py``) builds one ``Context`` and hands it to ``create_app``; routes
+reach it through ``deps.py``. ``publisher`` is the bridge while it runs and a
+``NullPublisher`` otherwise, so REST works (and is tested) with no broker at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cloud_api.bridge import Bridge
+from cloud_api.db import Store
+from cloud_api.metrics import Metrics
+from cloud_api.services.mqtt_auth import authenticate_mqtt
+from cloud_api.settings import CloudSettings
+from cloud_api.transport import NullPublisher, Publisher
+
+
+@dataclass
+class Context:
+    settings: CloudSettings
+    store: Store
+    bridge_password: str
+    metrics: Metrics = field(default_factory=Metrics)
+    publisher: Publisher = field(default_factory=NullPublisher)
+    bridge: Bridge | None = None
+    clock: Callable[[], float] = time.time
+
+    def now(self) -> int:
+        """Epoch seconds, the unit of every timestamp the cloud stores and sends."""
+        return int(self.clock())
+
+    def authenticate_mqtt(self, username: str | None, password: str | None) -> bool:
+        """Whether a broker client may connect: the bridge, or a node with its password."""
+        with self.store.session() as session:
+            return authenticate_mqtt(
+                session,
+                username,
+                password,
+                bridge_username=self.settings.mqtt_username,
+                bridge_password=self.bridge_password,
+            )

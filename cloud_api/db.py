@@ -1,0 +1,116 @@
+"""The store: one SQLAlchemy engine over SQLite (embedded default) or PostgreSQL (scale-out).
+
+Every write must survive a power cut once it is acknowledged: SQLite runs in WAL mode with
+``synchronous=FULL`` (each commit fsyncs the log); PostgreSQL's defaults already fsync on
+commit. Several cloud replicas may share one PostgreSQL, so nothing here assumes a single
+writer: schema creation takes an advisory lock, and shadow updates are compare-and-swaps
+(``services/shadows.py``).
+
+Database errors leave ``Store.session()`` as ``StoreUnavailable`` (the database did not
+answer: retry) or ``StoreError``; services catch the ones they expect (a duplicate name is
+an ``IntegrityError``) before that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, create_engine
+
+import cloud_api.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from cloud_api.errors import CloudError, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any constant; replicas starting together serialise create_all on it.
+_SCHEMA_LOCK_ID = 0x7E7E_0001
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url`` (already in SQLAlchemy form, see ``settings.sqlalchemy_url``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            json_serializer=_to_json,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _configure_sqlite)
+        return engine
+    return create_engine(url, json_serializer=_to_json, pool_pre_ping=True)
+
+
+class Store:
+    """The engine and the sessions of one process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_store_engine(url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def create_schema(self) -> None:
+        """Create the tables that do not exist yet (migrations come later)."""
+        with self._errors_wrapped():
+            with self.engine.begin() as connection:
+                if not self.is_sqlite:
+                    lock = text("SELECT pg_advisory_xact_lock(:id)")
+                    connection.execute(lock, {"id": _SCHEMA_LOCK_ID})
+                SQLModel.metadata.create_all(connection)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session; database errors escaping it become ``StoreError``/``StoreUnavailable``."""
+        with self._errors_wrapped(), Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers."""
+        with self._errors_wrapped(), self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _errors_wrapped(self) -> Iterator[None]:
+        try:
+            yield
+        except CloudError:
+            raise
+        except OperationalError as exc:
+            log.warning("database unavailable: %s", exc)
+            raise StoreUnavailable(
+                "the database is unavailable; retry shortly", retry_after=2.0
+            ) from exc
+        except SQLAlchemyError as exc:
+            log.exception("database error")
+            raise StoreError(f"database error: {type(exc).__name__}") from exc

@@ -1,0 +1,52 @@
+"""The cloud's data, in the FastAPI template's families: ``XBase`` (shared fields),
+``XCreate`` (what a client sends), ``X(table=True)`` (what is stored), ``XPublic`` (what
+the API returns). Importing this package registers every table on ``SQLModel.metadata``.
+"""
+
+from __future__ import annotations
+
+from cloud_api.models.activation import (
+    ActivationRequest,
+    ActivationResponse,
+    ActivationToken,
+    BrokerAuthRequest,
+    BrokerAuthResponse,
+    InitResponse,
+    MqttCredentials,
+    NodeCredential,
+)
+from cloud_api.models.nodes import (
+    Namespace,
+    NamespaceCreate,
+    NamespacePublic,
+    Node,
+    NodeCreate,
+    NodeMode,
+    NodePublic,
+)
+from cloud_api.models.shadows import Shadow
+from cloud_api.models.tokens import ApiToken, ApiTokenCreate, ApiTokenIssued, ApiTokenPublic, Role
+
+__all__ = [
+    "ActivationRequest",
+    "ActivationResponse",
+    "ActivationToken",
+    "ApiToken",
+    "ApiTokenCreate",
+    "ApiTokenIssued",
+    "ApiTokenPublic",
+    "BrokerAuthRequest",
+    "BrokerAuthResponse",
+    "InitResponse",
+    "MqttCredentials",
+    "Namespace",
+    "NamespaceCreate",
+    "NamespacePublic",
+    "Node",
+    "NodeCreate",
+    "NodeCredential",
+    "NodeMode",
+    "NodePublic",
+    "Role",
+    "Shadow",
+]

@@ -1,0 +1,89 @@
+"""Activation and node credentials (DESIGN §7 ``init`` and ``POST /v1/activate``).
+
+An operator asks for a node's install command; it carries a one-time activation token
+(stored hashed, single use, expiring). The node exchanges it for its MQTT identity
+``NS/NODE`` and a fresh password, whose hash replaces any earlier credential of the node.
+The broker checks node passwords against ``NodeCredential`` (``services/mqtt_auth.py``).
+"""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict
+from sqlalchemy import ForeignKeyConstraint, String
+from sqlmodel import Field, SQLModel
+
+from cloud_api.models.nodes import NodeMode
+
+
+class ActivationToken(SQLModel, table=True):
+    __tablename__ = "activation_tokens"  # type: ignore[assignment]
+    __table_args__ = (
+        ForeignKeyConstraint(["namespace", "node"], ["nodes.namespace", "nodes.name"]),
+    )
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    namespace: str = Field(max_length=63, index=True)
+    node: str = Field(max_length=63)
+    mode: NodeMode = Field(sa_type=String(16))
+    created_at: int
+    expires_at: int
+    used_at: int | None = None
+
+
+class NodeCredential(SQLModel, table=True):
+    """The one MQTT password a node has; its SHA-256 only (see ``cloud_api.credentials``)."""
+
+    __tablename__ = "node_credentials"  # type: ignore[assignment]
+    __table_args__ = (
+        ForeignKeyConstraint(["namespace", "node"], ["nodes.namespace", "nodes.name"]),
+    )
+
+    namespace: str = Field(primary_key=True, max_length=63)
+    node: str = Field(primary_key=True, max_length=63)
+    # SHA-256, not a slow password hash: the password is 256 random bits, so there is
+    # nothing to guess and the compare (constant-time) stays cheap at every connect.
+    password_hash: str = Field(max_length=64)
+    created_at: int
+
+
+# -- wire forms ------------------------------------------------------------------------
+class InitResponse(SQLModel):
+    """``GET .../nodes/{node}/init``: the install command and the token inside it."""
+
+    command: str
+    token: str
+    expires_at: int = Field(serialization_alias="expiresAt")
+
+
+class ActivationRequest(SQLModel):
+    """``POST /v1/activate``: ``{"token", "csr"?}``."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    token: str = Field(max_length=256)
+    csr: str | None = Field(default=None, max_length=16_384)
+
+
+class MqttCredentials(SQLModel):
+    url: str
+    username: str
+    password: str
+
+
+class ActivationResponse(SQLModel):
+    namespace: str
+    node: str
+    mqtt: MqttCredentials
+
+
+class BrokerAuthRequest(SQLModel):
+    """``POST /v1/broker/authenticate``, asked by a standalone broker at each connect."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=1024)
+
+
+class BrokerAuthResponse(SQLModel):
+    allowed: bool

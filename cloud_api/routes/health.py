@@ -1,0 +1,44 @@
+"""``GET /healthz`` (liveness and the database) and ``GET /metrics`` (Prometheus text)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from cloud_api.context import Context
+from cloud_api.deps import ContextDep
+from cloud_api.errors import CloudError
+from cloud_api.metrics import BRIDGE_CONNECTED, NODES_ONLINE
+from cloud_api.services.nodes import count_online
+
+router = APIRouter(tags=["health"])
+
+
+def _bridge_state(context: Context) -> str:
+    if context.bridge is None:
+        return "off"
+    return "connected" if context.bridge.connected else "disconnected"
+
+
+@router.get("/healthz")
+def healthz(context: ContextDep) -> JSONResponse:
+    """200 while the database answers; 503 otherwise. The bridge state is informative."""
+    try:
+        context.store.ping()
+    except CloudError as exc:
+        body = {"status": "unavailable", "database": exc.message, "bridge": _bridge_state(context)}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+    return JSONResponse({"status": "ok", "database": "ok", "bridge": _bridge_state(context)})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(context: ContextDep) -> PlainTextResponse:
+    gauges: dict[str, float] = {}
+    if context.bridge is not None:
+        gauges[BRIDGE_CONNECTED] = 1 if context.bridge.connected else 0
+    try:
+        with context.store.session() as session:
+            gauges[NODES_ONLINE] = count_online(session)
+    except CloudError:
+        pass  # the counters are still worth scraping while the database is away
+    return PlainTextResponse(context.metrics.render(gauges), media_type="text/plain; version=0.0.4")

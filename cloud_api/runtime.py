@@ -1,0 +1,227 @@
+"""``Cloud``: one cloud process — its store, its REST app and its MQTT bridge — as an object.
+
+``tether cloud serve`` and ``tether up`` both build a ``Cloud`` and run its app with
+``serve_http``; ``tether up`` also gives the embedded broker ``Cloud.authenticate_mqtt`` and
+creates its local node with ``create_node`` and ``issue_activation``. Opening a ``Cloud``
+creates what a fresh install needs: the data dir, the tables, namespace ``default``, the
+admin token file and the bridge secret.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import FrameType, TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from cloud_api.app import create_app
+from cloud_api.bridge import Bridge
+from cloud_api.context import Context
+from cloud_api.credentials import read_or_create_secret_file
+from cloud_api.db import Store
+from cloud_api.errors import ConfigError
+from cloud_api.models import (
+    ActivationRequest,
+    ActivationResponse,
+    InitResponse,
+    NodeCreate,
+    NodeMode,
+    NodePublic,
+)
+from cloud_api.serving import ShadowServer
+from cloud_api.services.activation import activate, issue_activation_token
+from cloud_api.services.namespaces import DEFAULT_NAMESPACE, ensure_namespace
+from cloud_api.services.nodes import create_node, ensure_node, to_public
+from cloud_api.services.tokens import ensure_admin_token
+from cloud_api.settings import CloudSettings
+from cloud_api.transport import NullPublisher
+
+log = logging.getLogger(__name__)
+
+
+class Cloud:
+    """The cloud of one process. Close it (or use it as a context manager) when done."""
+
+    def __init__(self, settings: CloudSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if settings.mqtt_password is not None:
+            bridge_password = settings.mqtt_password.get_secret_value()
+        else:
+            bridge_password, _ = read_or_create_secret_file(settings.bridge_secret_path)
+        self.store = Store(settings.store_url)
+        self.context = Context(
+            settings=settings, store=self.store, bridge_password=bridge_password, clock=clock
+        )
+        try:
+            self.store.create_schema()
+            with self.store.session() as session:
+                ensure_namespace(session, DEFAULT_NAMESPACE, now=self.context.now())
+                ensure_admin_token(session, settings.admin_token_path, now=self.context.now())
+        except BaseException:
+            self.store.close()
+            raise
+        self.app: FastAPI = create_app(self.context)
+        self.bridge: Bridge | None = None
+
+    @property
+    def admin_token_path(self) -> str:
+        return str(self.settings.admin_token_path)
+
+    @property
+    def bridge_password(self) -> str:
+        """The bridge's MQTT password (from settings or DATA_DIR/bridge.secret)."""
+        return self.context.bridge_password
+
+    # -- for the embedded broker and `tether up` --------------------------------------
+    def authenticate_mqtt(self, username: str | None, password: str | None) -> bool:
+        """Whether a client may connect to the broker (bridge user or ``NS/NODE``)."""
+        return self.context.authenticate_mqtt(username, password)
+
+    def create_node(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        labels: Mapping[str, str] | None = None,
+        description: str = "",
+        mode: NodeMode = NodeMode.NATIVE,
+        exist_ok: bool = False,
+    ) -> NodePublic:
+        """Create a node (and its shadow); with ``exist_ok`` an existing node is returned."""
+        node_in = NodeCreate(
+            name=name, labels=dict(labels or {}), description=description, mode=mode
+        )
+        make = ensure_node if exist_ok else create_node
+        with self.store.session() as session:
+            return to_public(make(session, namespace, node_in, now=self.context.now()))
+
+    def issue_activation(
+        self, node: str, *, namespace: str = DEFAULT_NAMESPACE, mode: NodeMode | None = None
+    ) -> InitResponse:
+        """A one-time activation token and install command, as ``GET .../init`` returns."""
+        with self.store.session() as session:
+            return issue_activation_token(
+                session,
+                namespace,
+                node,
+                mode=mode,
+                public_url=self.settings.public_url,
+                ttl_seconds=self.settings.activation_token_ttl_seconds,
+                now=self.context.now(),
+            )
+
+    def activate(self, token: str) -> ActivationResponse:
+        """Spend an activation token, as ``POST /v1/activate`` does."""
+        with self.store.session() as session:
+            return activate(
+                session,
+                ActivationRequest(token=token),
+                mqtt_url=self.settings.node_mqtt_url,
+                now=self.context.now(),
+            )
+
+    # -- bridge ------------------------------------------------------------------------
+    def start_bridge(self) -> Bridge:
+        """Connect the MQTT bridge (in the background) and publish REST updates through it."""
+        if self.bridge is not None:
+            return self.bridge
+        context = self.context
+        bridge = Bridge(self.settings, password=context.bridge_password, metrics=context.metrics)
+        server = ShadowServer(
+            self.store,
+            bridge,
+            topics=self.settings.topics,
+            limits=self.settings.limits,
+            metrics=self.context.metrics,
+            clock=self.context.clock,
+        )
+        bridge.start(server.handle, refuse=server.refuse)
+        self.bridge = self.context.bridge = bridge
+        self.context.publisher = bridge
+        return bridge
+
+    def stop(self) -> None:
+        """Stop the bridge (the store stays open)."""
+        bridge, self.bridge = self.bridge, None
+        self.context.publisher = NullPublisher()
+        self.context.bridge = None
+        if bridge is not None:
+            bridge.stop()
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+    def __enter__(self) -> Cloud:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- HTTP --------------------------------------------------------------------------------
+def bind_http(host: str, port: int, *, flag: str = "--http-port") -> socket.socket:
+    """A listening-ready socket on host:port; a port in use is a one-line ConfigError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve host {host!r}: {exc.strerror}") from exc
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"port {port} on {host} is already in use"
+        else:
+            reason = f"cannot listen on {host}:{port}: {exc.strerror}"
+        raise ConfigError(f"{reason}: choose another with {flag}") from exc
+    return sock
+
+
+def serve_http(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> None:
+    """Run the API on ``sock`` until SIGINT or SIGTERM; then return normally."""
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
+    with _signals_end_quietly():
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+class _Stopped(Exception):
+    pass
+
+
+@contextmanager
+def _signals_end_quietly() -> Iterator[None]:
+    """uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    that was installed before it. Make those handlers end the run instead of the process, so
+    the caller's cleanup (bridge, store) runs and a stopped service exits 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stopped:
+        log.info("stopped by signal")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

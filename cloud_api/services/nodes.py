@@ -1,0 +1,95 @@
+"""Nodes: creating one creates its empty shadow; deleting one removes everything it owns.
+
+A node's ``online`` flag and ``last_seen`` follow its retained ``status`` messages (the
+node publishes ``online: true`` on connect; its last will publishes ``online: false``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from cloud_api.errors import AlreadyExists, NotFound
+from cloud_api.models import ActivationToken, Node, NodeCreate, NodeCredential, NodePublic, Shadow
+from cloud_api.services.namespaces import get_namespace
+from schemas.names import validate_name
+
+
+def create_node(session: Session, namespace: str, node_in: NodeCreate, *, now: int) -> Node:
+    """Create a node and its shadow at version 0; 400 bad name, 404 no namespace, 409 taken."""
+    validate_name(node_in.name, kind="node name")
+    get_namespace(session, namespace)
+    if session.get(Node, (namespace, node_in.name)) is not None:
+        raise AlreadyExists(f"node {namespace}/{node_in.name} already exists")
+    node = Node(
+        namespace=namespace,
+        name=node_in.name,
+        labels=dict(node_in.labels),
+        description=node_in.description,
+        mode=node_in.mode,
+        created_at=now,
+    )
+    session.add(node)
+    try:
+        session.flush()  # the node row first: the shadow's foreign key points at it
+        session.add(Shadow(namespace=namespace, node=node_in.name))
+        session.commit()
+    except IntegrityError as exc:  # created concurrently by another request or replica
+        session.rollback()
+        raise AlreadyExists(f"node {namespace}/{node_in.name} already exists") from exc
+    return node
+
+
+def ensure_node(session: Session, namespace: str, node_in: NodeCreate, *, now: int) -> Node:
+    """The node, created as ``node_in`` if missing (an existing node is left as it is)."""
+    try:
+        return create_node(session, namespace, node_in, now=now)
+    except AlreadyExists:
+        return get_node(session, namespace, node_in.name)
+
+
+def get_node(session: Session, namespace: str, name: str) -> Node:
+    validate_name(namespace, kind="namespace")
+    validate_name(name, kind="node name")
+    node = session.get(Node, (namespace, name))
+    if node is None:
+        raise NotFound(f"node {namespace}/{name} not found")
+    return node
+
+
+def list_nodes(session: Session, namespace: str) -> list[Node]:
+    get_namespace(session, namespace)
+    query = select(Node).where(Node.namespace == namespace).order_by(col(Node.name))
+    return list(session.exec(query).all())
+
+
+def delete_node(session: Session, namespace: str, name: str) -> None:
+    """Delete a node with its shadow, credential and activation tokens; 404 if missing."""
+    get_node(session, namespace, name)
+    for table in (ActivationToken, NodeCredential, Shadow):
+        session.exec(
+            delete(table).where(col(table.namespace) == namespace, col(table.node) == name)
+        )
+    session.exec(delete(Node).where(col(Node.namespace) == namespace, col(Node.name) == name))
+    session.commit()
+
+
+def set_online(session: Session, namespace: str, name: str, *, online: bool, now: int) -> bool:
+    """Record a node's status; False if there is no such node (nothing is written then)."""
+    result = session.exec(
+        update(Node)
+        .where(col(Node.namespace) == namespace, col(Node.name) == name)
+        .values(online=online, last_seen=now)
+    )
+    session.commit()
+    return bool(result.rowcount == 1)
+
+
+def count_online(session: Session) -> int:
+    query = select(func.count()).select_from(Node).where(col(Node.online).is_(True))
+    return int(session.exec(query).one())
+
+
+def to_public(node: Node) -> NodePublic:
+    return NodePublic.model_validate(node)

@@ -1,0 +1,147 @@
+"""Settings of the cloud process: one pydantic-settings class, handed in, never read at import.
+
+``CloudSettings()`` reads ``TETHER_CLOUD_*`` environment variables when it is built, so the
+CLI builds it once from flags and environment, and tests build it with explicit values.
+Everything derived from a setting (the SQLAlchemy URL, the shadow limits, the topic
+scheme) is a property here, so no other module re-derives it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.errors import Rejection
+from schemas.names import validate_name
+from schemas.shadow import ShadowLimits
+from schemas.topics import DEFAULT_ROOT, TopicScheme
+
+MQTT_SCHEMES = ("mqtt", "mqtts")
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A database URL as SQLAlchemy wants it: ``postgresql://`` gets the psycopg 3 driver."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(
+            f"database URL {url!r} has no scheme: use sqlite:///PATH or postgresql://..."
+        )
+    if scheme in _DRIVERS:
+        return f"{_DRIVERS[scheme]}://{rest}"
+    if scheme in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        return url
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+def mqtt_endpoint(url: str) -> tuple[str, int, bool]:
+    """``mqtt://host:port`` or ``mqtts://host:port`` -> (host, port, tls)."""
+    parts = urlsplit(url)
+    if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+        raise ValueError(f"MQTT URL {url!r} must look like mqtt://host:port or mqtts://host:port")
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+
+
+class CloudSettings(BaseSettings):
+    """What ``tether cloud serve`` needs to know; every field is ``TETHER_CLOUD_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TETHER_CLOUD_", extra="forbid")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, description="sqlite:///PATH or postgresql://...; default sqlite in data_dir"
+    )
+    mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", description="where the bridge connects")
+    mqtt_username: str = "tether-cloud"
+    mqtt_password: SecretStr | None = Field(
+        default=None, description="None: read or generate DATA_DIR/bridge.secret"
+    )
+    mqtt_client_id: str | None = Field(default=None, description="None: unique per process")
+    advertised_mqtt_url: str | None = Field(
+        default=None, description="the broker URL handed to nodes at activation; default mqtt_url"
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:9080", description="the API URL in install commands"
+    )
+    topic_root: str = DEFAULT_ROOT
+    share_group: str | None = Field(
+        default=None, description="subscribe with $share/GROUP/... so replicas split the traffic"
+    )
+    activation_token_ttl_seconds: int = Field(default=3600, gt=0)
+    max_state_bytes: int = Field(default=256 * 1024, gt=0)
+    max_depth: int = Field(default=10, gt=0)
+    max_client_token_bytes: int = Field(default=64, gt=0)
+    bridge_workers: int = Field(default=2, ge=1, le=64)
+    bridge_queue_size: int = Field(default=10_000, ge=1, description="per worker; full -> 429")
+
+    @field_validator("mqtt_url", "advertised_mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            mqtt_endpoint(value)
+        return value
+
+    @field_validator("topic_root")
+    @classmethod
+    def _check_topic_root(cls, value: str) -> str:
+        TopicScheme(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("share_group")
+    @classmethod
+    def _check_share_group(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                validate_name(value, kind="share group")
+            except Rejection as exc:
+                raise ValueError(exc.message) from exc
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"public URL {value!r} must look like http(s)://host[:port]")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _fill_database_url(self) -> CloudSettings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'tether.db'}"
+        sqlalchemy_url(self.database_url)  # refuse unknown schemes now, not at first query
+        return self
+
+    # -- derived ---------------------------------------------------------------------
+    @property
+    def store_url(self) -> str:
+        assert self.database_url is not None  # filled by the validator
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def limits(self) -> ShadowLimits:
+        return ShadowLimits(
+            max_state_bytes=self.max_state_bytes,
+            max_depth=self.max_depth,
+            max_client_token_bytes=self.max_client_token_bytes,
+        )
+
+    @property
+    def topics(self) -> TopicScheme:
+        return TopicScheme(self.topic_root)
+
+    @property
+    def node_mqtt_url(self) -> str:
+        return self.advertised_mqtt_url or self.mqtt_url
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def bridge_secret_path(self) -> Path:
+        return self.data_dir / "bridge.secret"
