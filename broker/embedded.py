@@ -1,0 +1,203 @@
+"""Starting and stopping the embedded broker, in an event loop or in a thread of its own.
+
+``tether broker serve`` and ``tether up`` run one broker per process; tests run many,
+on port 0, side by side. So a broker is an object built from explicit settings and an
+authenticator, owning its amqtt instance, and reporting the port it really bound.
+:func:`run_in_thread` gives synchronous code (paho-based tests, the all-in-one launcher)
+a started broker with its own event loop, and a clean shutdown when the block ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
+from amqtt.errors import BrokerError as AmqttBrokerError
+
+from broker.access import Authenticator, TopicAccess
+from broker.errors import BrokerError, BrokerStartError, BrokerStateError, PortInUse
+from broker.hardening import TetherBroker
+from broker.plugins import Gatekeeper, plugin_config
+from broker.settings import BrokerSettings
+
+__all__ = ["EmbeddedBroker", "run_in_thread"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class EmbeddedBroker:
+    """One amqtt broker with Tether's authentication and topic ACL.
+
+    Persistent sessions (clean_session=False) and QoS 1 queueing for disconnected
+    clients, retained messages and wills work; all of it lives in memory and is gone
+    when the broker stops.
+    """
+
+    def __init__(self, settings: BrokerSettings, *, authenticate: Authenticator) -> None:
+        self.settings = settings
+        self.access = TopicAccess(settings.topic_scheme, settings.cloud_username)
+        self._authenticate = authenticate
+        self._broker: TetherBroker | None = None
+        self._port: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind and start serving; raises :class:`PortInUse` if the port is taken."""
+        if self._broker is not None:
+            raise BrokerStateError("the broker is already started")
+        host, port = self.settings.host, self.settings.port
+        cannot = f"the MQTT broker cannot start on {host}:{port}"
+        if port:
+            _check_port_free(host, port)  # amqtt would log a traceback before failing
+        gate = Gatekeeper(authenticate=self._authenticate, access=self.access)
+        config = BrokerConfig(
+            listeners={"default": ListenerConfig(type=ListenerType.TCP, bind=f"{host}:{port}")},
+            plugins=plugin_config(gate),
+            session_expiry_interval=self.settings.session_expiry_seconds,
+            timeout_disconnect_delay=0,
+        )
+        try:
+            broker = TetherBroker(
+                config,
+                access=self.access,
+                max_packet_bytes=self.settings.max_packet_bytes,
+                connect_timeout=self.settings.connect_timeout_seconds,
+            )
+            await broker.start()
+        except AmqttBrokerError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+                raise PortInUse(host, port) from exc
+            raise BrokerStartError(f"{cannot}: {cause or exc}") from exc
+        except Exception as exc:  # plugin loading, bad bind address, ...
+            raise BrokerStartError(f"{cannot}: {exc}") from exc
+        self._broker = broker
+        try:
+            self._port = _bound_port(broker)
+        except BrokerStartError:
+            await self.stop()
+            raise
+        log.info("MQTT broker serving %s (topic root %s)", self.url, self.settings.topic_root)
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening. Safe to call twice."""
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()
+
+    async def __aenter__(self) -> EmbeddedBroker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- where it listens ----------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._broker is not None
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def port(self) -> int:
+        """The port really bound (useful with ``port=0``)."""
+        if self._port is None:
+            raise BrokerStateError("the broker has no port before start()")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BrokerStartError(f"cannot resolve broker host {host!r}: {exc}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio will
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(host, port) from exc
+            raise BrokerStartError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+
+
+def _bound_port(broker: TetherBroker) -> int:
+    server = broker._servers.get("default")  # amqtt exposes no public accessor
+    sockets = getattr(getattr(server, "instance", None), "sockets", None) or ()
+    for sock in sockets:
+        return int(sock.getsockname()[1])
+    raise BrokerStartError("the MQTT broker started but reports no listening socket")
+
+
+# -- in a thread -------------------------------------------------------------------------
+@contextmanager
+def run_in_thread(
+    settings: BrokerSettings, authenticate: Authenticator, *, timeout: float = 10.0
+) -> Iterator[EmbeddedBroker]:
+    """Run a broker on its own event loop in a daemon thread; yield it once started.
+
+    Leaving the block stops the broker, cancels what is left on its loop and joins the
+    thread. Errors of ``start()`` (e.g. :class:`PortInUse`) are raised here.
+    """
+    broker = EmbeddedBroker(settings, authenticate=authenticate)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=_run_loop, args=(loop,), name="tether-broker", daemon=True)
+    thread.start()
+    try:
+        _call(loop, broker.start(), timeout, what="start")
+        yield broker
+    finally:
+        try:
+            if broker.started:
+                _call(loop, broker.stop(), timeout, what="stop")
+            _call(loop, _cancel_leftovers(), timeout, what="clean up")
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def _call(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float, *, what: str
+) -> T:
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError as exc:
+        future.cancel()
+        error = BrokerStartError if what == "start" else BrokerError
+        raise error(f"the MQTT broker did not {what} within {timeout}s") from exc
+
+
+async def _cancel_leftovers() -> None:
+    current = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not current]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)

@@ -1,0 +1,235 @@
+"""Tether's authentication and topic ACL as amqtt plugins, and the cloud-backed authenticator.
+
+amqtt builds its plugins itself, from dotted class paths in the broker config, and fills
+each plugin's ``Config`` dataclass from that config's values (checked by ``dacite``).
+We hand the plugins their Python collaborators the same way: the value for the
+``gatekeeper`` field is a :class:`Gatekeeper` instance, created per broker. dacite
+passes an instance of the declared class through untouched, so every broker has its own
+authenticator and access rule, and nothing lives in module globals or class attributes.
+
+The decisions themselves are in :mod:`broker.access`; the plugins only translate amqtt's
+calls (a session, a topic, an action) into them and make sure nothing a client sends, and
+nothing the authenticator raises, escapes into the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from amqtt.contexts import Action, BaseContext
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+
+from broker.access import Authenticator, TopicAccess, is_shared_filter
+
+__all__ = [
+    "Gatekeeper",
+    "HttpAuthenticator",
+    "TetherAuthPlugin",
+    "TetherTopicPlugin",
+    "http_authenticator",
+    "plugin_config",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Gatekeeper:
+    """What one broker instance asks of Tether: who may connect, who may use which topic."""
+
+    authenticate: Authenticator
+    access: TopicAccess
+    auth_timeout_seconds: float = 10.0
+
+
+def plugin_config(gatekeeper: Gatekeeper) -> dict[str, dict[str, Any]]:
+    """The ``plugins`` section of an amqtt broker config: Tether's two plugins, nothing else.
+
+    No logging plugins and no ``$SYS`` plugin: they cost about a third of amqtt's
+    throughput and ``$SYS`` would publish broker internals to any subscriber.
+    """
+    return {
+        f"{__name__}.{TetherAuthPlugin.__name__}": {"gatekeeper": gatekeeper},
+        f"{__name__}.{TetherTopicPlugin.__name__}": {"gatekeeper": gatekeeper},
+    }
+
+
+class TetherAuthPlugin(BaseAuthPlugin):
+    """Admits a client when its username and password pass the :class:`Gatekeeper`."""
+
+    @dataclass
+    class Config:
+        gatekeeper: Gatekeeper
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        self._gate: Gatekeeper = self.config.gatekeeper
+
+    async def authenticate(self, *, session: Session) -> bool:
+        username, password = session.username, session.password
+        who = f"client {session.client_id!r} user {username!r}"
+        if not username or not password:
+            log.info("refused %s: a username and a password are required", who)
+            return False
+        if not self._gate.access.is_known(username):
+            log.info("refused %s: neither the cloud nor a node identity NS/NODE", who)
+            return False
+        if session.will_flag and not self._gate.access.may_set_will(username, session.will_topic):
+            log.info("refused %s: will topic %r is not one it may publish", who, session.will_topic)
+            return False
+        try:
+            verdict = await asyncio.wait_for(
+                self._ask(username, password), self._gate.auth_timeout_seconds
+            )
+        except Exception:  # the broker must outlive any authenticator bug
+            log.exception("refused %s: the authenticator failed", who)
+            return False
+        if verdict is not True:
+            log.info("refused %s: wrong credentials", who)
+            return False
+        return True
+
+    async def _ask(self, username: str, password: str) -> object:
+        """Run the authenticator: an async one on the loop, a plain one in a worker thread,
+        so a slow check (a database query, a password hash) never stalls other clients."""
+        authenticate = self._gate.authenticate
+        if _is_async(authenticate):
+            verdict = authenticate(username, password)
+        else:
+            verdict = await asyncio.to_thread(authenticate, username, password)
+        if inspect.isawaitable(verdict):
+            return await verdict
+        return verdict
+
+    async def close(self) -> None:
+        """At broker shutdown: release the authenticator's resources if it has any."""
+        closer = getattr(self._gate.authenticate, "aclose", None)
+        if closer is None:
+            return
+        try:
+            await closer()
+        except Exception:  # shutting down must not fail on it
+            log.exception("closing the authenticator failed")
+
+
+def _is_async(function: object) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)
+    )
+
+
+class TetherTopicPlugin(BaseTopicPlugin):
+    """Applies :class:`broker.access.TopicAccess` to every publish, subscribe and delivery."""
+
+    @dataclass
+    class Config:
+        gatekeeper: Gatekeeper
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        self._access: TopicAccess = self.config.gatekeeper.access
+
+    async def topic_filtering(
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
+        action: Action | None = None,
+    ) -> bool:
+        if session is None or not topic:
+            return False
+        username = session.username
+        if action == Action.RECEIVE:
+            return self._access.may_receive(username, topic)
+        if action == Action.PUBLISH:
+            allowed = self._access.may_publish(username, topic)
+        elif action == Action.SUBSCRIBE:
+            # amqtt speaks MQTT 3.1.1 and has no shared subscriptions: it would accept
+            # "$share/g/f" as a literal filter that never matches. Refusing it (SUBACK 0x80)
+            # tells the subscriber at once instead of leaving it waiting for nothing.
+            allowed = not is_shared_filter(topic) and self._access.may_subscribe(username, topic)
+        else:
+            return False
+        if not allowed:
+            log.info("denied %s of %r to user %r", action, topic, username)
+        return allowed
+
+
+class HttpAuthenticator:
+    """Asks the cloud whether a username and password may connect (DESIGN §7).
+
+    ``POST {auth_url}`` with ``{"username", "password"}`` and a bearer token: 200 means
+    yes, anything else (401, 403, 5xx, a timeout, a refused connection) means no. A yes
+    is remembered for ``cache_seconds`` so a reconnect storm does not hammer the cloud;
+    a no is never remembered, so a node activated a second ago connects at once.
+    """
+
+    def __init__(
+        self,
+        auth_url: str,
+        token: str | None,
+        *,
+        timeout: float = 3.0,
+        cache_seconds: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._url = auth_url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+        self._cache_seconds = min(cache_seconds, 5.0)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._allowed_until: dict[bytes, float] = {}
+
+    async def __call__(self, username: str | None, password: str | None) -> bool:
+        if not username or not password:
+            return False
+        key = hashlib.sha256(f"{username}\x00{password}".encode()).digest()
+        now = time.monotonic()
+        if self._allowed_until.get(key, 0.0) > now:
+            return True
+        try:
+            response = await self._http().post(
+                self._url, json={"username": username, "password": password}, headers=self._headers
+            )
+        except httpx.HTTPError as exc:
+            log.warning("refusing %r: no answer from %s: %s", username, self._url, exc)
+            return False
+        if response.status_code == httpx.codes.OK:
+            self._remember(key, now + self._cache_seconds)
+            return True
+        if response.status_code not in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            log.warning("refusing %r: %s answered %s", username, self._url, response.status_code)
+        return False
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+        return self._client
+
+    def _remember(self, key: bytes, until: float) -> None:
+        if len(self._allowed_until) >= 10_000:
+            now = time.monotonic()
+            self._allowed_until = {k: t for k, t in self._allowed_until.items() if t > now}
+        self._allowed_until[key] = until
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool (called by the auth plugin at broker shutdown)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def http_authenticator(
+    auth_url: str, token: str | None, *, timeout: float = 3.0
+) -> HttpAuthenticator:
+    """An :data:`~broker.access.Authenticator` backed by the cloud's authenticate endpoint."""
+    return HttpAuthenticator(auth_url, token, timeout=timeout)

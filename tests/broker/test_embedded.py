@@ -1,0 +1,114 @@
+"""Starting, stopping and configuring the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import broker.embedded
+from broker.access import password_table
+from broker.embedded import EmbeddedBroker, run_in_thread
+from broker.errors import BrokerError, BrokerStartError, BrokerStateError, PortInUse
+from broker.settings import BrokerSettings
+from tests.broker.clients import Probe
+from tests.broker.conftest import NODE_A, PASSWORDS
+
+AUTH = password_table(PASSWORDS)
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_port_zero_binds_a_real_port_and_reports_it(settings: BrokerSettings) -> None:
+    with run_in_thread(settings, AUTH) as running:
+        assert running.port > 0
+        assert running.url == f"mqtt://127.0.0.1:{running.port}"
+        probe = Probe(running.port, NODE_A, PASSWORDS[NODE_A])
+        try:
+            assert not probe.connect().is_failure
+        finally:
+            probe.close()
+
+
+def test_a_port_in_use_is_one_clear_error(settings: BrokerSettings, taken_port: int) -> None:
+    taken = settings.model_copy(update={"port": taken_port})
+    with pytest.raises(PortInUse) as caught, run_in_thread(taken, AUTH):
+        pass
+    assert str(caught.value) == (
+        f"port {taken_port} on 127.0.0.1 is in use: stop the other broker or pass --mqtt-port"
+    )
+    assert isinstance(caught.value, BrokerError)
+
+
+def test_a_port_taken_between_the_check_and_the_bind_is_still_port_in_use(
+    settings: BrokerSettings, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker.embedded, "_check_port_free", lambda host, port: None)
+    taken = settings.model_copy(update={"port": taken_port})
+    with pytest.raises(PortInUse) as caught, run_in_thread(taken, AUTH):
+        pass
+    assert caught.value.__cause__ is not None  # amqtt's error stays on the chain
+
+
+def test_a_second_broker_on_the_same_port_is_refused(settings: BrokerSettings) -> None:
+    with run_in_thread(settings, AUTH) as first:
+        same_port = settings.model_copy(update={"port": first.port})
+        with pytest.raises(PortInUse), run_in_thread(same_port, AUTH):
+            pass
+
+
+def test_an_unresolvable_host_is_a_start_error(settings: BrokerSettings) -> None:
+    bad = settings.model_copy(update={"host": "no-such-host.invalid", "port": 1883})
+    with pytest.raises(BrokerStartError), run_in_thread(bad, AUTH):
+        pass
+
+
+def test_lifecycle_in_an_event_loop(settings: BrokerSettings) -> None:
+    async def scenario() -> None:
+        embedded = EmbeddedBroker(settings, authenticate=AUTH)
+        with pytest.raises(BrokerStateError):
+            _ = embedded.port
+        async with embedded:
+            assert embedded.started
+            with pytest.raises(BrokerStateError):
+                await embedded.start()
+            _, writer = await asyncio.open_connection("127.0.0.1", embedded.port)
+            writer.close()
+            await writer.wait_closed()
+        assert not embedded.started
+        await embedded.stop()  # twice is fine
+
+    asyncio.run(scenario())
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TETHER_BROKER_PORT", "1999")
+    monkeypatch.setenv("TETHER_BROKER_TOPIC_ROOT", "acme/v1")
+    monkeypatch.setenv("TETHER_BROKER_AUTH_URL", "http://cloud/v1/broker/authenticate")
+    monkeypatch.setenv("TETHER_BROKER_AUTH_TOKEN", "t0k")
+    loaded = BrokerSettings()
+    assert (loaded.port, loaded.topic_root, loaded.auth_token) == (1999, "acme/v1", "t0k")
+    assert loaded.cloud_username == "tether-cloud" and loaded.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"topic_root": "tether/+"},
+        {"topic_root": "$SYS"},
+        {"cloud_username": "ns/node"},
+        {"port": 70000},
+        {"auth_token": "t"},  # a token without a URL
+    ],
+)
+def test_settings_that_cannot_work_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        BrokerSettings(**bad)  # type: ignore[arg-type]
