@@ -19,6 +19,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def decode_json(raw: bytes | bytearray | memoryview | str, *, max_bytes: int) -> JSONValue:
     """Parse a payload: 413 if over ``max_bytes``, 415 if not UTF-8, 400 if not JSON."""
     if isinstance(raw, str):
@@ -34,11 +41,17 @@ def decode_json(raw: bytes | bytearray | memoryview | str, *, max_bytes: int) ->
     if not text.strip():
         raise Rejection(ErrorCode.BAD_REQUEST, "payload is empty: send a JSON object")
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise Rejection(ErrorCode.BAD_REQUEST, "payload nests too deeply") from exc
     except ValueError as exc:  # JSONDecodeError and the refused constants
         raise Rejection(ErrorCode.BAD_REQUEST, f"payload is not valid JSON: {exc}") from exc
+    if "\\u" in text:  # only an escape can produce a lone surrogate, which UTF-8 cannot carry
+        try:
+            encode_json(value)
+        except UnicodeEncodeError as exc:
+            raise Rejection(ErrorCode.BAD_REQUEST, "payload holds an unpaired surrogate escape (\\ud800-\\udfff)") from exc
+    return value
 
 
 def encode_json(value: JSONValue) -> bytes:

@@ -221,11 +221,11 @@ class UpdateRequest:
     client_token: str | None = None
 
 
-def client_token_of(payload: Any) -> str | None:
+def client_token_of(payload: Any, limits: ShadowLimits = DEFAULT_LIMITS) -> str | None:
     """The clientToken of a request, if it has a usable one (for echoing in rejections)."""
     if isinstance(payload, dict):
         token = payload.get("clientToken")
-        if isinstance(token, str) and len(token.encode("utf-8")) <= DEFAULT_LIMITS.max_client_token_bytes:
+        if isinstance(token, str) and len(token.encode("utf-8", "surrogatepass")) <= limits.max_client_token_bytes:
             return token
     return None
 

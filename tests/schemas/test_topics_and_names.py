@@ -135,6 +135,9 @@ def test_non_node_identities_get_nothing() -> None:
         (b"{nope", ErrorCode.BAD_REQUEST),
         (b"", ErrorCode.BAD_REQUEST),
         (b"NaN", ErrorCode.BAD_REQUEST),
+        (b"[1e400]", ErrorCode.BAD_REQUEST),
+        (b'{"a": -1e999}', ErrorCode.BAD_REQUEST),
+        (b'{"a": "\\ud800"}', ErrorCode.BAD_REQUEST),
         (b"[" * 100_000 + b"]" * 100_000, ErrorCode.BAD_REQUEST),
         (b"x" * 2000, ErrorCode.TOO_LARGE),
     ],
@@ -151,6 +154,19 @@ def test_decode_only_ever_raises_rejections(raw: bytes) -> None:
         decode_json(raw, max_bytes=100)
     except Rejection:
         pass
+
+
+def test_paired_surrogate_escapes_are_fine() -> None:
+    assert decode_json(b'{"a": "\\ud83d\\ude00"}', max_bytes=100) == {"a": "\U0001f600"}
+
+
+@given(st.binary(max_size=200))
+def test_whatever_decodes_can_be_encoded_again(raw: bytes) -> None:
+    try:
+        value = decode_json(raw, max_bytes=1000)
+    except Rejection:
+        return
+    encode_json(value)
 
 
 def test_encode_is_compact_utf8() -> None:
