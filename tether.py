@@ -1,11 +1,50 @@
-"""The root ``tether`` command: mounts each package's commands (filled in as they land)."""
+"""The root ``tether`` command: mounts each package's commands.
+
+Only the sub-application named on the command line is imported, so ``tether edge run``
+loads the edge runtime alone (not FastAPI, SQLAlchemy or amqtt), which keeps an edge
+node's memory small; ``tether --help`` loads them all to list them.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import typer
 
-app = typer.Typer(help="Tether: cloud-edge management over MQTT shadow documents.", no_args_is_help=True)
+# command -> (module, attribute, help); attribute is a Typer app or a function
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "up": ("launcher.up", "up", "Run broker, cloud API and a local edge node in one process tree."),
+    "broker": ("broker.cli", "app", "The embedded MQTT broker."),
+    "cloud": ("cloud_api.cli", "app", "The cloud API and MQTT bridge."),
+    "edge": ("edge_runtime.cli", "app", "The edge agent: activate and run a node."),
+    "bench": ("launcher.benchcli", "app", "Benchmarks and the fleet simulator."),
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    app = typer.Typer(
+        help="Tether: cloud-edge management over MQTT shadow documents.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    # A callback keeps ``tether X`` a group even when only X is mounted.
+    app.callback()(lambda: None)
+    for name, (module, attribute, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attribute)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name, help=help_text)
+        else:
+            app.command(name=name, help=help_text)(target)
+    return app
 
 
 def main() -> None:
-    app()
+    first = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    build_app(first if first in COMMANDS else None)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""``tether bench``: benchmark commands; the measuring lives in ``launcher.bench``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from launcher.bench import run_roundtrip
+from launcher.mosquitto import PrivateMosquitto
+
+app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def roundtrip(
+    count: Annotated[int, typer.Option(min=1, help="Round trips measured.")] = 200,
+    warmup: Annotated[int, typer.Option(min=0, help="Round trips run first and not counted.")] = 20,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="'embedded' (amqtt), 'mosquitto' (a private one started with set_tcp_nodelay), "
+            "or a URL such as mqtt://127.0.0.1:1883 of a running broker."
+        ),
+    ] = "embedded",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """PATCH desired through REST until the edge has reported it: p50/p90/p99."""
+    if broker == "mosquitto":
+        with PrivateMosquitto() as mosquitto:
+            summaries = run_roundtrip(count=count, warmup=warmup, mqtt_url=mosquitto.url)
+        broker = f"private mosquitto ({mosquitto.url}, set_tcp_nodelay true)"
+    elif broker == "embedded":
+        summaries = run_roundtrip(count=count, warmup=warmup)
+        broker = "embedded amqtt"
+    else:
+        summaries = run_roundtrip(count=count, warmup=warmup, mqtt_url=broker)
+    rows = [s.row() for s in summaries]
+    if as_json:
+        print(json.dumps({"broker": broker, "results": rows}))
+        return
+    table = Table(title=f"Shadow round trip, broker: {broker}")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == "name" else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)

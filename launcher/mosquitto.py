@@ -1,0 +1,96 @@
+"""A private Mosquitto process on a free loopback port, for benchmarks and fault tests.
+
+The machine's own Mosquitto is shared (and runs without ``set_tcp_nodelay``, which adds
+about 40 ms to every hop through Nagle's algorithm), and tests may not restart it. This
+starts one of our own with the options production needs for latency, and can stop and
+restart it on the same port.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def mosquitto_binary() -> str | None:
+    """Path of the mosquitto broker binary (Debian puts it in /usr/sbin), or None."""
+    found = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    return found if Path(found).exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivateMosquitto:
+    """``mosquitto -c`` with anonymous access on 127.0.0.1 (local benchmarks and tests only)."""
+
+    def __init__(self, *, port: int | None = None, nodelay: bool = True) -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise FileNotFoundError("mosquitto is not installed: apt-get install mosquitto")
+        self.binary = binary
+        self.port = port or _free_port()
+        self.nodelay = nodelay
+        self._dir = tempfile.TemporaryDirectory(prefix="tether-mosquitto-")
+        self.config_path = Path(self._dir.name) / "mosquitto.conf"
+        self.config_path.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            f"set_tcp_nodelay {'true' if nodelay else 'false'}\n"
+            "log_dest none\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 10.0) -> PrivateMosquitto:
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"mosquitto exited at start: {error.strip()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process is not None and process.stderr is not None:
+            process.stderr.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+    def __enter__(self) -> PrivateMosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,189 @@
+"""Broker, cloud and a local edge node as one process tree: what ``tether up`` runs.
+
+Order matters: the broker starts first (its bound port is the cloud's MQTT URL), its
+password check is the cloud's, the bridge connects once the broker listens, the HTTP API
+then serves, and the local node is activated against that API and run as a child process,
+exactly as a remote node would be.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broker.embedded import EmbeddedBroker, run_in_thread
+from broker.settings import BrokerSettings
+from cloud_api.runtime import Cloud
+from cloud_api.settings import CloudSettings
+from edge_runtime.activation import activate
+from cloud_api.runtime import bind_http
+from launcher.serving import BackgroundServer
+from schemas.topics import DEFAULT_ROOT
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 9080
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    external_mqtt_url: str | None = None  # use this broker instead of the embedded one
+    database_url: str | None = None
+    topic_root: str = DEFAULT_ROOT
+    edge: bool = True
+    namespace: str = "default"
+    local_node: str = "local"
+    edge_env: dict[str, str] = field(default_factory=dict)
+
+
+class LocalStack:
+    """Starts and stops the pieces of ``tether up`` in order."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.broker: EmbeddedBroker | None = None
+        self._broker_cm: Any = None
+        self.cloud: Cloud | None = None
+        self.http: BackgroundServer | None = None
+        self.edge_process: subprocess.Popen[bytes] | None = None
+        self.mqtt_url = ""
+        self.api_url = ""
+
+    @property
+    def edge_data_dir(self) -> Path:
+        return self.config.data_dir / f"edge-{self.config.local_node}"
+
+    @property
+    def edge_log(self) -> Path:
+        return self.edge_data_dir / "edge.log"
+
+    def _authenticate(self, username: str | None, password: str | None) -> bool:
+        return self.cloud is not None and self.cloud.authenticate_mqtt(username, password)
+
+    def start(self) -> LocalStack:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        http_socket = bind_http(config.http_host, config.http_port, flag="--http-port")
+        try:
+            if config.external_mqtt_url:
+                self.mqtt_url = config.external_mqtt_url
+            else:
+                self.start_broker(config.mqtt_port)
+            host, port = http_socket.getsockname()[:2]
+            self.api_url = f"http://{host}:{port}"
+            self.start_cloud(http_socket)
+            if config.edge:
+                self.start_edge()
+        except BaseException:
+            http_socket.close()
+            self.stop()
+            raise
+        return self
+
+    def start_broker(self, port: int) -> None:
+        settings = BrokerSettings(host=self.config.mqtt_host, port=port, topic_root=self.config.topic_root)
+        self._broker_cm = run_in_thread(settings, self._authenticate)
+        self.broker = self._broker_cm.__enter__()
+        self.mqtt_url = self.broker.url
+
+    def stop_broker(self) -> None:
+        if self._broker_cm is not None:
+            self._broker_cm.__exit__(None, None, None)
+            self._broker_cm = None
+            self.broker = None
+
+    def restart_broker(self) -> None:
+        """Stop the embedded broker and start a new one on the same port (fault tests)."""
+        assert self.broker is not None, "restart_broker() needs the embedded broker"
+        port = self.broker.port
+        self.stop_broker()
+        self.start_broker(port)
+
+    def start_cloud(self, http_socket: socket.socket) -> None:
+        config = self.config
+        self.cloud = Cloud(
+            CloudSettings(
+                data_dir=config.data_dir,
+                database_url=config.database_url,
+                mqtt_url=self.mqtt_url,
+                public_url=self.api_url,
+                topic_root=config.topic_root,
+            )
+        )
+        self.cloud.start_bridge()
+        self.http = BackgroundServer(self.cloud.app, http_socket).start()
+
+    def stop_cloud(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        if self.cloud is not None:
+            self.cloud.close()
+            self.cloud = None
+
+    def restart_cloud(self) -> None:
+        """Stop the cloud (API, bridge, store) and open it again on the same data (fault tests)."""
+        port = int(self.api_url.rsplit(":", 1)[1])
+        self.stop_cloud()
+        self.start_cloud(bind_http(self.config.http_host, port, flag="--http-port"))
+
+    def bridge_password(self) -> str:
+        assert self.cloud is not None
+        return self.cloud.bridge_password
+
+    def admin_token(self) -> str:
+        assert self.cloud is not None
+        return self.cloud.settings.admin_token_path.read_text().strip()
+
+    def start_edge(self) -> None:
+        """Activate the local node (every start, so its MQTT URL is current) and run it."""
+        assert self.cloud is not None
+        config = self.config
+        self.cloud.create_node(config.local_node, namespace=config.namespace, exist_ok=True)
+        issued = self.cloud.issue_activation(config.local_node, namespace=config.namespace)
+        activate(self.api_url, issued.token, self.edge_data_dir)
+        env = {**os.environ, "TETHER_EDGE_TOPIC_ROOT": config.topic_root, **config.edge_env}
+        log = self.edge_log.open("ab")
+        self.edge_process = subprocess.Popen(
+            [sys.executable, "-m", "tether", "edge", "run", "--data-dir", str(self.edge_data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+
+    def stop_edge(self, *, timeout: float = 10.0) -> None:
+        process, self.edge_process = self.edge_process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        self.stop_edge()
+        self.stop_cloud()
+        self.stop_broker()
+
+    def wait(self) -> int:
+        """Block until interrupted or until the edge child dies; its exit code, or 0."""
+        while True:
+            if self.edge_process is not None and self.edge_process.poll() is not None:
+                return self.edge_process.returncode or 1
+            time.sleep(0.5)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

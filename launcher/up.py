@@ -1,0 +1,84 @@
+"""``tether up``: everything on one machine with embedded defaults, for a first look.
+
+The default ports (HTTP 9080, MQTT 1883) are often taken on a developer machine (a local
+Mosquitto holds 1883); when the user did not ask for a port, ``up`` says so on one line and
+takes a free one instead of failing. A port asked for explicitly that is taken is an error.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.console import Console
+
+from broker.errors import BrokerError
+from cloud_api.errors import CloudError
+from edge_runtime.errors import EdgeError
+from launcher.serving import port_is_free
+from launcher.stack import LocalStack, StackConfig
+
+DEFAULT_HTTP_PORT = 9080
+DEFAULT_MQTT_PORT = 1883
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def _choose_port(host: str, wanted: int | None, default: int, what: str, flag: str) -> int:
+    if wanted is not None:
+        return wanted
+    if port_is_free(host, default):
+        return default
+    console.print(f"[yellow]{what} port {default} is in use; using a free port (pass {flag} to choose)[/]")
+    return 0
+
+
+def up(
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="where state, tokens and logs live"),
+    http_port: int | None = typer.Option(None, "--http-port", help=f"REST API port [default: {DEFAULT_HTTP_PORT}]"),
+    mqtt_port: int | None = typer.Option(None, "--mqtt-port", help=f"MQTT port [default: {DEFAULT_MQTT_PORT}]"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address the API and broker listen on"),
+    no_edge: bool = typer.Option(False, "--no-edge", help="do not run the local edge node"),
+) -> None:
+    """Run broker, cloud API and a local edge node 'local' in one process tree."""
+    config = StackConfig(
+        data_dir=data_dir.resolve(),
+        http_host=host,
+        mqtt_host=host,
+        http_port=_choose_port(host, http_port, DEFAULT_HTTP_PORT, "HTTP", "--http-port"),
+        mqtt_port=_choose_port(host, mqtt_port, DEFAULT_MQTT_PORT, "MQTT", "--mqtt-port"),
+        edge=not no_edge,
+    )
+    stack = LocalStack(config)
+    try:
+        stack.start()
+    except (BrokerError, CloudError, EdgeError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+    def _interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    token_path = stack.cloud.settings.admin_token_path if stack.cloud else data_dir / "admin.token"
+    console.print(f"API   {stack.api_url}")
+    console.print(f"MQTT  {stack.mqtt_url}")
+    console.print(f"Admin token in {token_path}")
+    if config.edge:
+        console.print(f"Edge node default/{config.local_node} running (log: {stack.edge_log})")
+        console.print(
+            f'Try: curl -s -H "Authorization: Bearer $(cat {token_path})" '
+            f"{stack.api_url}/v1/namespaces/default/nodes/{config.local_node}/shadow"
+        )
+    console.print("Ctrl-C stops everything.")
+    code = 0
+    try:
+        code = stack.wait()
+        console.print(f"[red]the local edge node exited ({code}); see {stack.edge_log}[/]")
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        stack.stop()
+    raise typer.Exit(code)
