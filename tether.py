@@ -16,7 +16,7 @@ import typer
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("launcher.up", "up", "Run broker, cloud API and a local edge node in one process tree."),
     "broker": ("broker.cli", "app", "The embedded MQTT broker."),
-    "cloud": ("cloud_api.cli", "app", "The cloud API and MQTT bridge."),
+    "cloud": ("launcher.cloud", "app", "The cloud API and MQTT bridge."),
     "edge": ("edge_runtime.cli", "app", "The edge agent: activate and run a node."),
     "bench": ("launcher.benchcli", "app", "Benchmarks and the fleet simulator."),
 }

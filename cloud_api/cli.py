@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ContextManager
 
 import typer
 from pydantic import ValidationError
@@ -21,6 +23,12 @@ from cloud_api.runtime import Cloud, bind_http, serve_http
 from cloud_api.settings import CloudSettings
 
 app = typer.Typer(help="The cloud: REST API and MQTT bridge.", no_args_is_help=True)
+
+# ``--embedded-broker``: cloud_api may not import the broker (DESIGN §1), so the composition
+# root (launcher.cloud) installs a factory here:
+# (host, port, topic_root, authenticate) -> context manager yielding the broker's MQTT URL.
+EmbeddedBrokerFactory = Callable[[str, int, str, Callable[[str | None, str | None], bool]], ContextManager[str]]
+embedded_broker_factory: EmbeddedBrokerFactory | None = None
 console = Console(soft_wrap=True, highlight=False)  # paths and URLs on one line each, as typed
 
 
@@ -77,6 +85,10 @@ def serve(
     share_group: ShareGroup = None,
     public_url: PublicUrl = None,
     log_level: LogLevel = "info",
+    embedded_broker: Annotated[
+        bool, typer.Option(help="Also run the embedded MQTT broker in this process; the bridge uses it.")
+    ] = False,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the embedded broker (with --embedded-broker).")] = 1883,
 ) -> None:
     """Run the cloud API and the MQTT bridge until interrupted."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
@@ -87,17 +99,30 @@ def serve(
         share_group=share_group,
         public_url=public_url,
     )
-    if "public_url" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"public_url": _public_url(host, http_port)})
-    try:
-        sock = bind_http(host, http_port, flag="--http-port")
-        cloud = Cloud(settings)
-    except CloudError as exc:
-        raise fail(exc.message) from exc
-    with cloud:
+    clouds: list[Cloud] = []  # the broker's password check is the cloud's, once it exists
+
+    def authenticate(username: str | None, password: str | None) -> bool:
+        return bool(clouds) and clouds[0].authenticate_mqtt(username, password)
+
+    with ExitStack() as running:
+        try:
+            sock = bind_http(host, http_port, flag="--http-port")
+            if "public_url" not in settings.model_fields_set:  # the bound port, if 0 was asked
+                settings = settings.model_copy(update={"public_url": _public_url(host, sock.getsockname()[1])})
+            if embedded_broker:
+                if embedded_broker_factory is None:
+                    raise fail("--embedded-broker is not available here: run `tether broker serve` instead")
+                broker = embedded_broker_factory(host, mqtt_port, settings.topic_root, authenticate)
+                settings = settings.model_copy(update={"mqtt_url": running.enter_context(broker)})
+            cloud = running.enter_context(Cloud(settings))
+        except CloudError as exc:
+            raise fail(exc.message) from exc
+        clouds.append(cloud)
         cloud.start_bridge()
         console.print(f"[bold]Tether cloud[/bold] API: {settings.public_url}")
         console.print(f"  admin token: {escape(cloud.admin_token_path)}")
+        if embedded_broker:
+            console.print(f"  embedded MQTT broker: {settings.mqtt_url}")
         console.print(f"  MQTT bridge: {settings.mqtt_url} (nodes get {settings.node_mqtt_url})")
         serve_http(cloud.app, sock, log_level=log_level)
 
