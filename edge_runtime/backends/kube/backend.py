@@ -1,0 +1,131 @@
+"""``KubeBackend``: the ``Backend`` that runs apps on K3s/Kubernetes (DESIGN §8).
+
+Plan, then act: ``apply`` renders the whole bundle first (``rendering.render``: pure, so
+a bad bundle fails before anything is written), ensures the namespace (once, and again
+after a failed apply), server-side applies each object as field manager ``tether`` with
+``force`` (Tether owns these objects; another manager's edits to fields Tether sets are
+taken back), then prunes the app's objects that the rendering no longer holds.
+``remove`` deletes the app's objects. Both only ever select by
+``app.kubernetes.io/managed-by=tether`` plus ``tether.io/app``, so nothing Tether did
+not create is touched. ``observe`` lists what Tether manages and reads it back
+(``observing``).
+
+Every method raises only ``BackendError`` (see ``cluster`` for which are retryable).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kubernetes import config
+from kubernetes.client import ApiClient, Configuration
+
+from edge_runtime.backends.base import AppBundle, ObservedApp
+from edge_runtime.backends.kube import naming, observing
+from edge_runtime.backends.kube.cluster import MANAGED_KINDS, Cluster
+from edge_runtime.backends.kube.rendering import ObjectKey, namespace_manifest, render, stale
+from edge_runtime.errors import BackendError
+
+DEFAULT_NAMESPACE = "tether-edge"
+K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
+"""Where K3s writes its kubeconfig: used when neither KUBECONFIG nor ~/.kube/config is."""
+
+
+class KubeBackend:
+    """Runs app bundles as Deployments/DaemonSets, Services, ConfigMaps and Secrets."""
+
+    name = "kube"
+
+    def __init__(
+        self, api_client: ApiClient, *, namespace: str = DEFAULT_NAMESPACE,
+        field_manager: str = naming.MANAGER, request_timeout: float = 30.0,
+    ) -> None:
+        self.namespace = namespace
+        self._api_client = api_client
+        self._namespace_ensured = False
+        self._cluster = Cluster(
+            api_client, namespace=namespace, field_manager=field_manager,
+            request_timeout=request_timeout,
+        )
+
+    @classmethod
+    def from_environment(
+        cls, *, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
+        field_manager: str = naming.MANAGER,
+    ) -> KubeBackend:
+        """A backend for the cluster this process finds: in-cluster when running in a pod
+        (and no ``kubeconfig`` is given), else ``kubeconfig``, ``KUBECONFIG``,
+        ``~/.kube/config`` or K3s' own kubeconfig, in that order."""
+        return cls(
+            client_from_environment(kubeconfig), namespace=namespace, field_manager=field_manager
+        )
+
+    def apply(self, bundle: AppBundle) -> None:
+        objects = render(bundle, namespace=self.namespace)
+        try:
+            if not self._namespace_ensured:
+                self._cluster.apply(namespace_manifest(self.namespace))
+                self._namespace_ensured = True
+            for obj in objects:
+                self._cluster.apply(obj)
+        except BackendError:
+            self._namespace_ensured = False  # if someone deleted it, the next apply restores it
+            raise
+        for kind, name in reversed(stale(objects, self._objects_of(bundle.name))):
+            self._cluster.delete(kind, name)
+
+    def remove(self, app: str) -> None:
+        for kind, name in reversed(self._objects_of(app)):  # workloads before their data
+            self._cluster.delete(kind, name)
+
+    def observe(self) -> dict[str, ObservedApp]:
+        selector = naming.managed_selector()
+        return observing.observe(
+            obj for kind in (*MANAGED_KINDS, "Pod") for obj in self._cluster.list(kind, selector)
+        )
+
+    def node_facts(self) -> dict[str, Any]:
+        return {"kubernetesVersion": str(self._cluster.version().get("gitVersion", ""))}
+
+    def close(self) -> None:
+        self._api_client.close()
+
+    def _objects_of(self, app: str) -> list[ObjectKey]:
+        """(kind, name) of every object of ``app`` Tether manages, data kinds first."""
+        selector = naming.managed_selector(app)
+        return [
+            (kind, obj["metadata"]["name"])
+            for kind in MANAGED_KINDS
+            for obj in self._cluster.list(kind, selector)
+        ]
+
+
+def client_from_environment(kubeconfig: str | None = None) -> ApiClient:
+    """An ``ApiClient`` configured as ``KubeBackend.from_environment`` documents."""
+    try:
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return ApiClient(configuration)
+        client: ApiClient = config.new_client_from_config(
+            config_file=_kubeconfig_path(kubeconfig), persist_config=False
+        )
+        return client
+    except (config.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise BackendError(
+            f"no usable Kubernetes configuration ({' '.join(str(exc).split())}): set "
+            "KUBECONFIG to a kubeconfig file, or run the agent in-cluster"
+        ) from exc
+
+
+def _kubeconfig_path(explicit: str | None) -> str:
+    """The argument, else ``KUBECONFIG`` (read now: the client reads it once, at import),
+    else ``~/.kube/config``, else K3s' kubeconfig if that one exists."""
+    if explicit:
+        return explicit
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"]
+    home = Path("~/.kube/config").expanduser()
+    return str(K3S_KUBECONFIG) if not home.exists() and K3S_KUBECONFIG.exists() else str(home)
