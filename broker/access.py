@@ -16,14 +16,46 @@ from dataclasses import dataclass
 from schemas.names import parse_node_identity
 from schemas.topics import Suffix, TopicScheme
 
-__all__ = ["Authenticator", "TopicAccess", "is_shared_filter", "password_table"]
+__all__ = [
+    "Authenticator",
+    "CertificateCheck",
+    "PeerCertificate",
+    "TopicAccess",
+    "certificate_username",
+    "is_shared_filter",
+    "password_table",
+]
 
 Authenticator = Callable[[str | None, str | None], bool | Awaitable[bool]]
 """``(username, password) -> allowed``, plain or async; only ``True`` admits, raising
 counts as "no". The broker awaits an async one on its event loop and runs a plain one in
 a worker thread (so it must not rely on running in the caller's thread)."""
 
+CertificateCheck = Callable[[str, str], bool | Awaitable[bool]]
+"""``(identity, serial_hex) -> allowed`` for a client certificate the TLS layer already
+verified against the CA: is it still current (not revoked)? Plain or async, like
+:data:`Authenticator`."""
+
 _SHARE_PREFIX = "$share/"
+
+
+@dataclass(frozen=True)
+class PeerCertificate:
+    """The verified client certificate of a TLS connection: its CN and serial (hex)."""
+
+    common_name: str | None
+    serial: str
+
+
+def certificate_username(username: str | None, certificate: PeerCertificate) -> str | None:
+    """The MQTT identity of a client with a certificate: its CN, if the CONNECT's username
+    is empty or the same; None (refuse) if the username names someone else."""
+    common_name = certificate.common_name
+    if not common_name:
+        return None
+    if username and username != common_name:
+        return None
+    return common_name
 
 
 def _is_valid_filter(levels: list[str]) -> bool:

@@ -1,4 +1,4 @@
-"""``tether broker``: run the embedded broker on its own.
+"""``tether broker``: run the embedded broker on its own; write a Mosquitto configuration.
 
 Thin by design: parse flags into :class:`BrokerSettings` (the environment fills the
 rest), start :class:`EmbeddedBroker`, print where it listens, wait for Ctrl-C or SIGTERM.
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from broker.embedded import EmbeddedBroker
 from broker.errors import BrokerError, PortInUse
+from broker.mosquitto import MosquittoConfig, render_acl, render_config
 from broker.plugins import http_authenticator
 from broker.settings import BrokerSettings
 
@@ -113,3 +115,50 @@ async def _serve(settings: BrokerSettings) -> None:
 def _fail(message: str, *, code: int) -> NoReturn:
     typer.echo(f"{PROG}: {message}", err=True)
     raise typer.Exit(code)
+
+
+@app.command("mosquitto-config")
+def mosquitto_config(
+    output: Annotated[Path, typer.Option(help="Directory for mosquitto.conf and tether.acl.")],
+    cafile: Annotated[Path, typer.Option(help="The cloud's CA (DATA_DIR/ca/ca.crt).")],
+    certfile: Annotated[Path, typer.Option(help="The broker's server certificate.")],
+    keyfile: Annotated[Path, typer.Option(help="The broker's private key.")],
+    tls_port: Annotated[int, typer.Option(help="Port of the mTLS listener.")] = 8883,
+    tls_host: Annotated[str, typer.Option(help="Address of the mTLS listener.")] = "0.0.0.0",
+    topic_root: Annotated[str, typer.Option(help="Root of Tether's topics.")] = "tether/v1",
+    cloud_username: Annotated[str, typer.Option(help="The cloud bridge's user.")] = "tether-cloud",
+    password_port: Annotated[
+        int | None, typer.Option(help="A loopback listener for the bridge's password login.")
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="mosquitto_passwd file (with --password-port).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="User mosquitto runs as if started as root.")
+    ] = None,
+) -> None:
+    """Write a Mosquitto configuration: mTLS node identities and Tether's topic ACL."""
+    acl_file = (output / "tether.acl").resolve()
+    try:
+        config = MosquittoConfig(
+            acl_file=acl_file,
+            cafile=cafile.resolve(),
+            certfile=certfile.resolve(),
+            keyfile=keyfile.resolve(),
+            tls_port=tls_port,
+            tls_host=tls_host,
+            topic_root=topic_root,
+            cloud_username=cloud_username,
+            password_port=password_port,
+            password_file=password_file.resolve() if password_file else None,
+            user=user,
+        )
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        acl_file.write_text(render_acl(topic_root=topic_root, cloud_username=cloud_username))
+        (output / "mosquitto.conf").write_text(render_config(config))
+    except OSError as exc:
+        _fail(f"cannot write to {output}: {exc.strerror or exc}", code=1)
+    typer.echo(f"{PROG}: wrote {output / 'mosquitto.conf'} and {acl_file}")

@@ -5,6 +5,13 @@ on port 0, side by side. So a broker is an object built from explicit settings a
 authenticator, owning its amqtt instance, and reporting the port it really bound.
 :func:`run_in_thread` gives synchronous code (paho-based tests, the all-in-one launcher)
 a started broker with its own event loop, and a clean shutdown when the block ends.
+
+With ``tls_port`` set the broker has a second listener, TLS with the cloud's server
+certificate; ``require_client_cert`` makes it mTLS, where a client's certificate CN is its
+identity (see :mod:`broker.hardening`, fix 8). Revocation: ``disconnect_user`` closes an
+identity's connections now (the process that also runs the cloud subscribes it to the
+cloud's revocations), and every ``recheck_seconds`` connected clients are asked about
+again, which is how a broker in another process learns of a revocation.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any, TypeVar
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import BrokerError as AmqttBrokerError
 
-from broker.access import Authenticator, TopicAccess
+from broker.access import Authenticator, CertificateCheck, TopicAccess
 from broker.errors import BrokerError, BrokerStartError, BrokerStateError, PortInUse
 from broker.hardening import TetherBroker
 from broker.plugins import Gatekeeper, plugin_config
@@ -42,12 +49,22 @@ class EmbeddedBroker:
     when the broker stops.
     """
 
-    def __init__(self, settings: BrokerSettings, *, authenticate: Authenticator) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        authenticate: Authenticator,
+        check_certificate: CertificateCheck | None = None,
+    ) -> None:
         self.settings = settings
         self.access = TopicAccess(settings.topic_scheme, settings.cloud_username)
         self._authenticate = authenticate
+        self._check_certificate = check_certificate
         self._broker: TetherBroker | None = None
         self._port: int | None = None
+        self._tls_port: int | None = None
+        self._recheck_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -58,9 +75,29 @@ class EmbeddedBroker:
         cannot = f"the MQTT broker cannot start on {host}:{port}"
         if port:
             _check_port_free(host, port)  # amqtt would log a traceback before failing
-        gate = Gatekeeper(authenticate=self._authenticate, access=self.access)
+        gate = Gatekeeper(
+            authenticate=self._authenticate,
+            access=self.access,
+            check_certificate=self._check_certificate,
+        )
+        listeners = {"default": ListenerConfig(type=ListenerType.TCP, bind=f"{host}:{port}")}
+        settings = self.settings
+        if settings.tls_port is not None:
+            if settings.tls_port:
+                _check_port_free(host, settings.tls_port)
+            try:
+                listeners["tls"] = ListenerConfig(
+                    type=ListenerType.TCP,
+                    bind=f"{host}:{settings.tls_port}",
+                    ssl=True,
+                    certfile=settings.certfile,
+                    keyfile=settings.keyfile,
+                    cafile=settings.cafile,
+                )
+            except (OSError, ValueError) as exc:
+                raise BrokerStartError(f"{cannot}: TLS files: {exc}") from exc
         config = BrokerConfig(
-            listeners={"default": ListenerConfig(type=ListenerType.TCP, bind=f"{host}:{port}")},
+            listeners=listeners,
             plugins=plugin_config(gate),
             session_expiry_interval=self.settings.session_expiry_seconds,
             timeout_disconnect_delay=0,
@@ -71,6 +108,8 @@ class EmbeddedBroker:
                 access=self.access,
                 max_packet_bytes=self.settings.max_packet_bytes,
                 connect_timeout=self.settings.connect_timeout_seconds,
+                require_client_cert=frozenset({"tls"} if settings.require_client_cert else ()),
+                gatekeeper=gate,
             )
             await broker.start()
         except AmqttBrokerError as exc:
@@ -81,18 +120,57 @@ class EmbeddedBroker:
         except Exception as exc:  # plugin loading, bad bind address, ...
             raise BrokerStartError(f"{cannot}: {exc}") from exc
         self._broker = broker
+        self._loop = asyncio.get_running_loop()
         try:
             self._port = _bound_port(broker)
+            if settings.tls_port is not None:
+                self._tls_port = _bound_port(broker, "tls")
         except BrokerStartError:
             await self.stop()
             raise
+        if settings.recheck_seconds is not None:
+            self._recheck_task = asyncio.create_task(self._recheck_forever(settings.recheck_seconds))
         log.info("MQTT broker serving %s (topic root %s)", self.url, self.settings.topic_root)
+        if self._tls_port is not None:
+            log.info("MQTT broker serving %s (TLS)", self.tls_url)
 
     async def stop(self) -> None:
         """Close every connection and stop listening. Safe to call twice."""
+        task, self._recheck_task = self._recheck_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         broker, self._broker = self._broker, None
         if broker is not None:
             await broker.shutdown()
+
+    # -- revocation ----------------------------------------------------------------------
+    async def disconnect_user(self, username: str) -> int:
+        """Close every connection of ``username`` now; how many were closed."""
+        if self._broker is None:
+            return 0
+        return await self._broker.disconnect_user(username)
+
+    def disconnect_user_threadsafe(self, username: str, *, timeout: float = 5.0) -> int:
+        """``disconnect_user`` from another thread (a cloud revocation listener)."""
+        if self._loop is None or self._broker is None:
+            return 0
+        future = asyncio.run_coroutine_threadsafe(self.disconnect_user(username), self._loop)
+        return future.result(timeout)
+
+    async def recheck(self) -> int:
+        """Ask the authenticator again about every connected client; close the refused."""
+        if self._broker is None:
+            return 0
+        return await self._broker.recheck()
+
+    async def _recheck_forever(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.recheck()
+            except Exception:  # keep checking whatever one round met
+                log.exception("re-checking connected clients failed")
 
     async def __aenter__(self) -> EmbeddedBroker:
         await self.start()
@@ -121,6 +199,17 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    @property
+    def tls_port(self) -> int:
+        """The TLS listener's port really bound."""
+        if self._tls_port is None:
+            raise BrokerStateError("the broker has no TLS listener (or is not started)")
+        return self._tls_port
+
+    @property
+    def tls_url(self) -> str:
+        return f"mqtts://{self.host}:{self.tls_port}"
+
 
 def _check_port_free(host: str, port: int) -> None:
     try:
@@ -138,8 +227,8 @@ def _check_port_free(host: str, port: int) -> None:
             raise BrokerStartError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
 
 
-def _bound_port(broker: TetherBroker) -> int:
-    server = broker._servers.get("default")  # amqtt exposes no public accessor
+def _bound_port(broker: TetherBroker, listener: str = "default") -> int:
+    server = broker._servers.get(listener)  # amqtt exposes no public accessor
     sockets = getattr(getattr(server, "instance", None), "sockets", None) or ()
     for sock in sockets:
         return int(sock.getsockname()[1])
@@ -149,14 +238,18 @@ def _bound_port(broker: TetherBroker) -> int:
 # -- in a thread -------------------------------------------------------------------------
 @contextmanager
 def run_in_thread(
-    settings: BrokerSettings, authenticate: Authenticator, *, timeout: float = 10.0
+    settings: BrokerSettings,
+    authenticate: Authenticator,
+    *,
+    check_certificate: CertificateCheck | None = None,
+    timeout: float = 10.0,
 ) -> Iterator[EmbeddedBroker]:
     """Run a broker on its own event loop in a daemon thread; yield it once started.
 
     Leaving the block stops the broker, cancels what is left on its loop and joins the
     thread. Errors of ``start()`` (e.g. :class:`PortInUse`) are raised here.
     """
-    broker = EmbeddedBroker(settings, authenticate=authenticate)
+    broker = EmbeddedBroker(settings, authenticate=authenticate, check_certificate=check_certificate)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=_run_loop, args=(loop,), name="tether-broker", daemon=True)
     thread.start()

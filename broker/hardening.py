@@ -32,6 +32,13 @@ them):
    retained when it finally sends them. Here an unacknowledged message stays in the
    session and is sent again (DUP) on reconnect [MQTT-4.4.0-1], and queued messages go
    out with RETAIN 0, as the live ones would have.
+8. **Client certificates.** amqtt's TLS listener asks for a client certificate but never
+   requires one (``CERT_OPTIONAL``), and tells the auth plugins nothing about it. Here a
+   listener can require one (mTLS, ``CERT_REQUIRED``: no certificate or one from another
+   CA fails the handshake), and the verified certificate's CN and serial are handed to the
+   auth plugin (``Session.attributes[PEER_CERTIFICATE]``), which makes the CN the identity.
+9. **Revocation.** ``disconnect_user`` closes every connection of an identity now, and
+   ``recheck`` asks the authenticator again about every connected client.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
+from dataclasses import dataclass
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, StreamWriterAdapter, WriterAdapter
@@ -50,7 +59,8 @@ from amqtt.mqtt.connack import IDENTIFIER_REJECTED, NOT_AUTHORIZED, ConnackPacke
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OUTGOING, IncomingApplicationMessage, OutgoingApplicationMessage, Session
 
-from broker.access import TopicAccess
+from broker.access import PeerCertificate, TopicAccess
+from broker.plugins import PEER_CERTIFICATE, Gatekeeper
 
 __all__ = ["TetherBroker"]
 
@@ -96,6 +106,31 @@ class _ClientHandler(BrokerProtocolHandler):
             raise
 
 
+@dataclass(frozen=True)
+class _Peer:
+    """What the TCP/TLS layer knows of a connection before its CONNECT."""
+
+    listener: str
+    certificate: PeerCertificate | None
+
+
+def _peer_certificate(writer: asyncio.StreamWriter) -> PeerCertificate | None:
+    """The verified client certificate of a TLS connection, or None."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()
+    if not cert:  # no certificate (CERT_OPTIONAL), or not verified
+        return None
+    common_name = None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                common_name = value
+    serial = str(cert.get("serialNumber", "")).lower().lstrip("0") or "0"
+    return PeerCertificate(common_name=common_name, serial=serial)
+
+
 class _BoundedReader(ReaderAdapter):
     """A stream reader that refuses (and closes the connection on) any oversized read.
 
@@ -104,12 +139,17 @@ class _BoundedReader(ReaderAdapter):
     """
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_bytes: int
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_bytes: int,
+        peer: _Peer | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._max = max_bytes
         self._tripped = False
+        self.peer = peer
 
     async def read(self, n: int = -1) -> bytes:
         if not self._tripped and 0 <= n <= self._max:
@@ -140,18 +180,61 @@ class TetherBroker(Broker):
         access: TopicAccess,
         max_packet_bytes: int,
         connect_timeout: float,
+        require_client_cert: frozenset[str] = frozenset(),
+        gatekeeper: Gatekeeper | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
         self._access = access
         self._max_packet_bytes = max_packet_bytes
         self._connect_timeout = connect_timeout
+        self._require_client_cert = require_client_cert
+        self._gatekeeper = gatekeeper
+
+    # -- 8: TLS listeners -----------------------------------------------------------------
+    def _create_ssl_context(self, listener: ListenerConfig) -> ssl.SSLContext:  # type: ignore[override]
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=listener.get("cafile"))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(listener["certfile"], listener["keyfile"])
+        required = any(self.listeners_config.get(n) is listener for n in self._require_client_cert)
+        context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+        return context
+
+    # -- 9: revocation ---------------------------------------------------------------------
+    async def disconnect_user(self, username: str) -> int:
+        """Close every connection of ``username`` now (its will is sent); how many."""
+        closed = 0
+        for client_id, (session, handler) in list(self._sessions.items()):
+            if session.username == username and handler is not None:
+                if session.transitions.state == "connected":
+                    log.info("disconnecting client %r of revoked user %r", client_id, username)
+                    await handler.handle_connection_closed()
+                    closed += 1
+        return closed
+
+    async def recheck(self) -> int:
+        """Ask again whether each connected client may connect; close those refused now."""
+        if self._gatekeeper is None:
+            return 0
+        closed = 0
+        for client_id, (session, handler) in list(self._sessions.items()):
+            if handler is None or session.transitions.state != "connected":
+                continue
+            certificate = session.attributes.get(PEER_CERTIFICATE)
+            cert = certificate if isinstance(certificate, PeerCertificate) else None
+            if await self._gatekeeper.admits(session.username, session.password, cert):
+                continue
+            log.info("client %r of user %r is no longer allowed: closing", client_id, session.username)
+            await handler.handle_connection_closed()
+            closed += 1
+        return closed
 
     # -- 5: bounded reads ----------------------------------------------------------------
     async def stream_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
     ) -> None:
-        bounded = _BoundedReader(reader, writer, self._max_packet_bytes)
+        peer = _Peer(listener_name, _peer_certificate(writer))
+        bounded = _BoundedReader(reader, writer, self._max_packet_bytes, peer)
         try:
             await self._client_connected(listener_name, bounded, StreamWriterAdapter(writer))
         finally:
@@ -180,7 +263,13 @@ class TetherBroker(Broker):
             await _close_quietly(writer)
             raise AMQTTError(f"unreadable CONNECT from {peer}: {exc!r}") from exc
 
-        refusal = await self._admit(incoming)
+        peer = getattr(reader, "peer", None)
+        listener = "default"
+        if isinstance(peer, _Peer):
+            listener = peer.listener
+            if peer.certificate is not None:
+                incoming.attributes[PEER_CERTIFICATE] = peer.certificate
+        refusal = await self._admit(incoming, listener)
         if refusal is not None:
             with contextlib.suppress(Exception):
                 await ConnackPacket.build(0, refusal).to_stream(writer)
@@ -190,9 +279,9 @@ class TetherBroker(Broker):
 
         return handler, await self._attach_session(incoming)
 
-    async def _admit(self, incoming: Session) -> int | None:
+    async def _admit(self, incoming: Session, listener: str = "default") -> int | None:
         """None if the client may connect, else the CONNACK return code to refuse it with."""
-        if not await super()._authenticate(incoming, self.listeners_config["default"]):
+        if not await super()._authenticate(incoming, self.listeners_config[listener]):
             return NOT_AUTHORIZED
         existing = self._sessions.get(incoming.client_id or "")
         if existing is not None and existing[0].username != incoming.username:
@@ -214,6 +303,9 @@ class TetherBroker(Broker):
             session = self._sessions[client_id][0]
             for field in _WILL_FIELDS + _CONNECTION_FIELDS:
                 setattr(session, field, getattr(incoming, field))
+            session.attributes.pop(PEER_CERTIFICATE, None)
+            if PEER_CERTIFICATE in incoming.attributes:
+                session.attributes[PEER_CERTIFICATE] = incoming.attributes[PEER_CERTIFICATE]
             session.parent = 1
         else:
             incoming.parent = 0

@@ -27,9 +27,17 @@ from amqtt.contexts import Action, BaseContext
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from broker.access import Authenticator, TopicAccess, is_shared_filter
+from broker.access import (
+    Authenticator,
+    CertificateCheck,
+    PeerCertificate,
+    TopicAccess,
+    certificate_username,
+    is_shared_filter,
+)
 
 __all__ = [
+    "PEER_CERTIFICATE",
     "Gatekeeper",
     "HttpAuthenticator",
     "TetherAuthPlugin",
@@ -40,6 +48,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+PEER_CERTIFICATE = "tether.peer_certificate"
+"""``Session.attributes`` key: the :class:`PeerCertificate` of a TLS client, set by the
+broker from the connection before it asks the auth plugin."""
+
 
 @dataclass(frozen=True)
 class Gatekeeper:
@@ -47,7 +59,42 @@ class Gatekeeper:
 
     authenticate: Authenticator
     access: TopicAccess
+    check_certificate: CertificateCheck | None = None
+    """None: any certificate the TLS layer verified is current (no revocation check)."""
     auth_timeout_seconds: float = 10.0
+
+    async def admits(
+        self, username: str | None, password: str | None, certificate: PeerCertificate | None
+    ) -> bool:
+        """Ask the authenticator (password) or the certificate check, within the timeout,
+        in a worker thread if it is a plain function. Anything it raises is a no."""
+        if certificate is not None:
+            check = self.check_certificate
+            if check is None or not username:
+                return check is None
+            call: Any = lambda: check(username, certificate.serial)  # noqa: E731
+            function: object = check
+        else:
+            if not username or not password:
+                return False
+            authenticate = self.authenticate
+            call = lambda: authenticate(username, password)  # noqa: E731
+            function = authenticate
+        try:
+            verdict = await asyncio.wait_for(_run(call, function), self.auth_timeout_seconds)
+        except Exception:  # the broker must outlive any authenticator bug
+            log.exception("refused user %r: the authenticator failed", username)
+            return False
+        return verdict is True
+
+
+async def _run(call: Any, function: object) -> object:
+    """An async callable on the loop, a plain one in a worker thread, so a slow check (a
+    database query, an HTTP call) never stalls other clients."""
+    verdict = call() if _is_async(function) else await asyncio.to_thread(call)
+    if inspect.isawaitable(verdict):
+        return await verdict
+    return verdict
 
 
 def plugin_config(gatekeeper: Gatekeeper) -> dict[str, dict[str, Any]]:
@@ -76,7 +123,16 @@ class TetherAuthPlugin(BaseAuthPlugin):
     async def authenticate(self, *, session: Session) -> bool:
         username, password = session.username, session.password
         who = f"client {session.client_id!r} user {username!r}"
-        if not username or not password:
+        certificate = session.attributes.get(PEER_CERTIFICATE)
+        if isinstance(certificate, PeerCertificate):
+            # A client certificate is the identity (as Mosquitto's use_identity_as_username):
+            # the username may be left out, and may not name anyone else.
+            username = certificate_username(username, certificate)
+            if username is None:
+                log.info("refused %s: its certificate is for %r", who, certificate.common_name)
+                return False
+            session.username, session.password = username, None
+        elif not username or not password:
             log.info("refused %s: a username and a password are required", who)
             return False
         if not self._gate.access.is_known(username):
@@ -85,29 +141,11 @@ class TetherAuthPlugin(BaseAuthPlugin):
         if session.will_flag and not self._gate.access.may_set_will(username, session.will_topic):
             log.info("refused %s: will topic %r is not one it may publish", who, session.will_topic)
             return False
-        try:
-            verdict = await asyncio.wait_for(
-                self._ask(username, password), self._gate.auth_timeout_seconds
-            )
-        except Exception:  # the broker must outlive any authenticator bug
-            log.exception("refused %s: the authenticator failed", who)
-            return False
-        if verdict is not True:
-            log.info("refused %s: wrong credentials", who)
+        cert = certificate if isinstance(certificate, PeerCertificate) else None
+        if not await self._gate.admits(username, password, cert):
+            log.info("refused %s: wrong, revoked or expired credentials", who)
             return False
         return True
-
-    async def _ask(self, username: str, password: str) -> object:
-        """Run the authenticator: an async one on the loop, a plain one in a worker thread,
-        so a slow check (a database query, a password hash) never stalls other clients."""
-        authenticate = self._gate.authenticate
-        if _is_async(authenticate):
-            verdict = authenticate(username, password)
-        else:
-            verdict = await asyncio.to_thread(authenticate, username, password)
-        if inspect.isawaitable(verdict):
-            return await verdict
-        return verdict
 
     async def close(self) -> None:
         """At broker shutdown: release the authenticator's resources if it has any."""

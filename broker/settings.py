@@ -7,6 +7,8 @@ from its flags, with the environment filling what the flags leave out.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -44,6 +46,22 @@ class BrokerSettings(BaseSettings):
     """A disconnected persistent session (and its queued QoS 1 messages) is dropped
     after this long; None keeps it until the broker stops."""
 
+    # -- TLS: a second listener; its client certificate's CN is the MQTT identity ------------
+    tls_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the TLS listener (0: any free port); None: no TLS listener."""
+    certfile: Path | None = None
+    """The broker's server certificate (PEM), issued by the cloud's CA."""
+    keyfile: Path | None = None
+    """Its private key (PEM)."""
+    cafile: Path | None = None
+    """The CA that client certificates must chain to (the cloud's CA)."""
+    require_client_cert: bool = True
+    """mTLS: refuse a TLS client without a certificate. False lets password clients use
+    TLS too (a client that does present a certificate is still held to its CN)."""
+    recheck_seconds: float | None = Field(default=60.0, gt=0)
+    """Connected clients are re-authenticated this often (revocation reaches a broker that
+    is not in the cloud's process); None: only at connect."""
+
     @field_validator("topic_root")
     @classmethod
     def _valid_root(cls, value: str) -> str:
@@ -65,6 +83,18 @@ class BrokerSettings(BaseSettings):
         if self.auth_token is not None and self.auth_url is None:
             raise ValueError("auth_token is set but auth_url is not: set both or neither")
         return self
+
+    @model_validator(mode="after")
+    def _tls_files_with_port(self) -> BrokerSettings:
+        if self.tls_port is not None:
+            missing = [n for n in ("certfile", "keyfile", "cafile") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"tls_port needs {', '.join(missing)}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_port is not None
 
     @property
     def topic_scheme(self) -> TopicScheme:

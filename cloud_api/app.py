@@ -22,7 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud_api.context import Context
 from cloud_api.errors import Retryable
 from cloud_api.middleware import BodyLimitMiddleware
-from cloud_api.routes import activation, broker, health, namespaces, nodes, shadows, tokens
+from cloud_api.openapi import install_openapi
+from cloud_api.routes import activation, broker, health, init, namespaces, nodes, shadows, tokens
+from cloud_api.routes import apps, certificates, configs, registries, secrets
+from cloud_api.routes import functions
+from cloud_api.services.secrets_crypto import SecretBox
 from schemas.errors import ErrorCode, Rejection
 
 log = logging.getLogger(__name__)
@@ -80,13 +84,20 @@ def create_app(context: Context) -> FastAPI:
         title="Tether cloud API",
         summary="Nodes, their shadow documents, activation and broker authentication.",
         version="0.1.0",
+        docs_url=None,  # served from local assets by install_openapi
+        redoc_url=None,
     )
     app.state.context = context
+    app.state.secret_box = SecretBox.from_settings(context.settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes)
     app.add_exception_handler(Rejection, _on_rejection)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(Exception, _on_unexpected)
-    for module in (health, namespaces, nodes, shadows, activation, broker, tokens):
+    for module in (health, namespaces, nodes, shadows, activation, init, broker, tokens):
         app.include_router(module.router)
+    for module in (apps, configs, secrets, certificates, registries):
+        app.include_router(module.router)
+    app.include_router(functions.router)
+    install_openapi(app)
     return app

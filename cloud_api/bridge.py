@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from cloud_api.errors import Busy
+from cloud_api.functions import result_filter
 from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
 from cloud_api.settings import CloudSettings, mqtt_endpoint
 from schemas.errors import Rejection
@@ -56,6 +57,7 @@ class Bridge:
         self.metrics = metrics
         self.topics = settings.topics
         self._filters = self.topics.cloud_filters(share_group=settings.share_group)
+        self._filters.append(result_filter(self.topics))  # unshared: see cloud_api.functions
         self._host, self._port, tls = mqtt_endpoint(settings.mqtt_url)
         self._ready = threading.Event()
         self._stopping = threading.Event()

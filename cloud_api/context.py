@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from cloud_api.bridge import Bridge
 from cloud_api.db import Store
+from cloud_api.functions import FunctionRelay
 from cloud_api.metrics import Metrics
 from cloud_api.services.mqtt_auth import authenticate_mqtt
 from cloud_api.settings import CloudSettings
@@ -27,6 +28,7 @@ class Context:
     metrics: Metrics = field(default_factory=Metrics)
     publisher: Publisher = field(default_factory=NullPublisher)
     bridge: Bridge | None = None
+    functions: FunctionRelay = field(default_factory=FunctionRelay)  # invocations in flight
     clock: Callable[[], float] = time.time
 
     def now(self) -> int:

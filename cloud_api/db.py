@@ -3,7 +3,7 @@
 Every write must survive a power cut once it is acknowledged: SQLite runs in WAL mode with
 ``synchronous=FULL`` (each commit fsyncs the log); PostgreSQL's defaults already fsync on
 commit. Several cloud replicas may share one PostgreSQL, so nothing here assumes a single
-writer: schema creation takes an advisory lock, and shadow updates are compare-and-swaps
+writer: migrations (alembic, ``cloud_api/migrations``) run under an advisory lock, and shadow updates are compare-and-swaps
 (``services/shadows.py``).
 
 Database errors leave ``Store.session()`` as ``StoreUnavailable`` (the database did not
@@ -13,7 +13,6 @@ an ``IntegrityError``) before that.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,20 +22,23 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
+
+from schemas.payloads import encode_json
 
 import cloud_api.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from cloud_api import migrations
 from cloud_api.errors import CloudError, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Any constant; replicas starting together serialise create_all on it.
+# Any constant; replicas starting together serialise their migrations on it.
 _SCHEMA_LOCK_ID = 0x7E7E_0001
 
 
 def _to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return encode_json(value).decode("utf-8")
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -78,13 +80,13 @@ class Store:
         return self.engine.dialect.name == "sqlite"
 
     def create_schema(self) -> None:
-        """Create the tables that do not exist yet (migrations come later)."""
+        """Bring the schema up to date: ``alembic upgrade head`` (``cloud_api.migrations``)."""
         with self._errors_wrapped():
             with self.engine.begin() as connection:
                 if not self.is_sqlite:
                     lock = text("SELECT pg_advisory_xact_lock(:id)")
                     connection.execute(lock, {"id": _SCHEMA_LOCK_ID})
-                SQLModel.metadata.create_all(connection)
+                migrations.upgrade(connection)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -4,19 +4,26 @@
 ``serve_http``; ``tether up`` also gives the embedded broker ``Cloud.authenticate_mqtt`` and
 creates its local node with ``create_node`` and ``issue_activation``. Opening a ``Cloud``
 creates what a fresh install needs: the data dir, the tables, namespace ``default``, the
-admin token file and the bridge secret.
+admin token file, the bridge secret and the CA (``DATA_DIR/ca``, unless one is supplied).
+
+Security hooks for whoever runs the broker next to the cloud: ``authenticate_certificate``
+(a client certificate's CN and serial), ``issue_server_certificate`` (the broker's TLS
+files) and ``revocations`` (subscribe the broker's disconnect to it).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, TracebackType
 
 import uvicorn
@@ -26,8 +33,10 @@ from cloud_api.app import create_app
 from cloud_api.bridge import Bridge
 from cloud_api.context import Context
 from cloud_api.credentials import read_or_create_secret_file
+from cloud_api.limiting import RateLimiter
 from cloud_api.db import Store
 from cloud_api.errors import ConfigError
+from cloud_api.functions import route_results
 from cloud_api.models import (
     ActivationRequest,
     ActivationResponse,
@@ -36,13 +45,19 @@ from cloud_api.models import (
     NodeMode,
     NodePublic,
 )
+from cloud_api.pki import CertificateAuthority
+from cloud_api.revocation import Revocations
 from cloud_api.serving import ShadowServer
 from cloud_api.services.activation import activate, issue_activation_token
+from cloud_api.services.mqtt_auth import authenticate_certificate
+from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.namespaces import DEFAULT_NAMESPACE, ensure_namespace
 from cloud_api.services.nodes import create_node, ensure_node, to_public
+from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
 from cloud_api.settings import CloudSettings
 from cloud_api.transport import NullPublisher
+from schemas.names import node_identity
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +84,12 @@ class Cloud:
         except BaseException:
             self.store.close()
             raise
+        self.authority = _load_authority(settings)
+        self.revocations = Revocations()
         self.app: FastAPI = create_app(self.context)
+        self.app.state.authority = self.authority
+        self.app.state.revocations = self.revocations
+        self.app.state.activation_limiter = RateLimiter(settings.activation_rate_per_minute)
         self.bridge: Bridge | None = None
 
     @property
@@ -119,15 +139,55 @@ class Cloud:
                 now=self.context.now(),
             )
 
-    def activate(self, token: str) -> ActivationResponse:
+    def activate(self, token: str, *, csr: str | None = None) -> ActivationResponse:
         """Spend an activation token, as ``POST /v1/activate`` does."""
         with self.store.session() as session:
             return activate(
                 session,
-                ActivationRequest(token=token),
+                ActivationRequest(token=token, csr=csr),
                 mqtt_url=self.settings.node_mqtt_url,
                 now=self.context.now(),
+                authority=self.authority,
+                tls_url=self.settings.node_tls_url,
+                certificate_days=self.settings.node_certificate_days,
             )
+
+    # -- certificates and revocation ---------------------------------------------------
+    def authenticate_certificate(self, identity: str | None, serial: str | None) -> bool:
+        """Whether a client certificate (CN ``identity``, ``serial``) may connect."""
+        with self.store.session() as session:
+            return authenticate_certificate(session, identity, serial, now=self.context.now())
+
+    def issue_server_certificate(
+        self, directory: Path, *, common_name: str = "tether-broker", hosts: Sequence[str] = ()
+    ) -> ServerFiles:
+        """Write a server certificate for ``hosts`` (plus 127.0.0.1, ::1, localhost), its
+        key (0600) and the CA into ``directory``: the embedded broker's TLS files."""
+        sans = ["127.0.0.1", "::1", "localhost", *hosts]
+        cert_pem, key_pem = self.authority.issue(
+            common_name, sans=sans, days=self.settings.server_certificate_days, server=True
+        )
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files = ServerFiles(
+            certfile=directory / f"{common_name}.crt",
+            keyfile=directory / f"{common_name}.key",
+            cafile=directory / "ca.crt",
+        )
+        fd = os.open(files.keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key_pem)
+        files.certfile.write_text(cert_pem, encoding="ascii")
+        files.cafile.write_text(self.authority.certificate_pem, encoding="ascii")
+        return files
+
+    def revoke_node(self, node: str, *, namespace: str = DEFAULT_NAMESPACE) -> list[str]:
+        """Revoke the node's password and certificates, as ``POST .../revoke`` does, and
+        announce it so a connected node is disconnected now. Returns the revoked serials."""
+        with self.store.session() as session:
+            serials = revoke_node_credentials(session, namespace, node, now=self.context.now())
+            session.commit()
+        self.revocations.announce(node_identity(namespace, node))
+        return serials
 
     # -- bridge ------------------------------------------------------------------------
     def start_bridge(self) -> Bridge:
@@ -143,8 +203,10 @@ class Cloud:
             limits=self.settings.limits,
             metrics=self.context.metrics,
             clock=self.context.clock,
+            secrets=SecretBox.from_settings(self.settings),
         )
-        bridge.start(server.handle, refuse=server.refuse)
+        handle = route_results(context.functions, self.settings.topics, server.handle)
+        bridge.start(handle, refuse=server.refuse)
         self.bridge = self.context.bridge = bridge
         self.context.publisher = bridge
         return bridge
@@ -173,6 +235,21 @@ class Cloud:
         self.close()
 
 
+@dataclass(frozen=True)
+class ServerFiles:
+    """Where ``issue_server_certificate`` wrote a server's TLS files."""
+
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+
+
+def _load_authority(settings: CloudSettings) -> CertificateAuthority:
+    if settings.ca_certfile is not None and settings.ca_keyfile is not None:
+        return CertificateAuthority.load(settings.ca_certfile, settings.ca_keyfile)
+    return CertificateAuthority.load_or_create(settings.ca_dir)
+
+
 # -- HTTP --------------------------------------------------------------------------------
 def bind_http(host: str, port: int, *, flag: str = "--http-port") -> socket.socket:
     """A listening-ready socket on host:port; a port in use is a one-line ConfigError."""
@@ -194,9 +271,24 @@ def bind_http(host: str, port: int, *, flag: str = "--http-port") -> socket.sock
     return sock
 
 
-def serve_http(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> None:
-    """Run the API on ``sock`` until SIGINT or SIGTERM; then return normally."""
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
+def serve_http(
+    app: FastAPI,
+    sock: socket.socket,
+    *,
+    log_level: str = "info",
+    tls_certfile: Path | None = None,
+    tls_keyfile: Path | None = None,
+) -> None:
+    """Run the API on ``sock`` (HTTPS if given a certificate and key) until SIGINT or
+    SIGTERM; then return normally."""
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        ssl_certfile=str(tls_certfile) if tls_certfile else None,
+        ssl_keyfile=str(tls_keyfile) if tls_keyfile else None,
+    )
     with _signals_end_quietly():
         uvicorn.Server(config).run(sockets=[sock])
 

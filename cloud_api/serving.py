@@ -22,6 +22,8 @@ from cloud_api.db import Store
 from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
 from cloud_api.payloads import decode_payload
 from cloud_api.services.nodes import set_online
+from cloud_api.services.rollout import fetch_resources
+from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.shadows import get_document, update_shadow
 from cloud_api.transport import Publisher
 from schemas.errors import ErrorCode, Rejection
@@ -66,8 +68,10 @@ class ShadowServer:
         limits: ShadowLimits,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        secrets: SecretBox | None = None,
     ) -> None:
         self.store = store
+        self.secrets = secrets  # opens sealed resources for resources/get
         self.publisher = publisher
         self.topics = topics
         self.limits = limits
@@ -146,9 +150,11 @@ class ShadowServer:
         publish_update(self.publisher, outcome, topics=self.topics, namespace=namespace, node=node)
 
     def _resources_get(self, request: NodeTopic, body: Any) -> None:
-        raise Rejection(
-            ErrorCode.NOT_FOUND, "no resources yet: this cloud serves no apps, configs or secrets"
-        )
+        with self.store.session() as session:
+            reply = fetch_resources(
+                session, self.secrets, request.namespace, request.node, body, limits=self.limits
+            )
+        self._publish(request, Suffix.RESOURCES_GET_ACCEPTED, reply)
 
     def _status(self, request: NodeTopic, body: Any) -> None:
         status = parse_status(body)

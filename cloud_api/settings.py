@@ -78,7 +78,27 @@ class CloudSettings(BaseSettings):
     bridge_workers: int = Field(default=2, ge=1, le=64)
     bridge_queue_size: int = Field(default=10_000, ge=1, description="per worker; full -> 429")
 
-    @field_validator("mqtt_url", "advertised_mqtt_url")
+    # -- PKI and TLS (cloud_api.pki, activation with a CSR, HTTPS) ------------------------
+    ca_certfile: Path | None = Field(default=None, description="an operator's CA; None: DATA_DIR/ca")
+    ca_keyfile: Path | None = Field(default=None, description="the key of ca_certfile")
+    node_certificate_days: int = Field(default=30, gt=0, le=825)
+    server_certificate_days: int = Field(default=365, gt=0, le=825)
+    advertised_mqtts_url: str | None = Field(
+        default=None, description="the mqtts:// URL handed to nodes activated with a CSR"
+    )
+    tls_certfile: Path | None = Field(default=None, description="HTTPS certificate of the API")
+    tls_keyfile: Path | None = Field(default=None, description="HTTPS key of the API")
+    activation_rate_per_minute: int = Field(default=10, ge=1, description="per client IP")
+
+    # -- resources (cloud_api.services.secrets_crypto) ------------------------------------
+    secret_key: SecretStr | None = Field(
+        default=None, description="encrypts secrets at rest; None: read or make secret_key_file"
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="file holding the secret key; None: DATA_DIR/secret.key"
+    )
+
+    @field_validator("mqtt_url", "advertised_mqtt_url", "advertised_mqtts_url")
     @classmethod
     def _check_mqtt_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -108,6 +128,17 @@ class CloudSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"public URL {value!r} must look like http(s)://host[:port]")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> CloudSettings:
+        for cert, key in (("ca_certfile", "ca_keyfile"), ("tls_certfile", "tls_keyfile")):
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ValueError(f"{cert} and {key} go together: set both or neither")
+        if self.advertised_mqtts_url is not None and not self.advertised_mqtts_url.startswith(
+            "mqtts://"
+        ):
+            raise ValueError("advertised_mqtts_url must be an mqtts:// URL")
+        return self
 
     @model_validator(mode="after")
     def _fill_database_url(self) -> CloudSettings:
@@ -145,3 +176,18 @@ class CloudSettings(BaseSettings):
     @property
     def bridge_secret_path(self) -> Path:
         return self.data_dir / "bridge.secret"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.data_dir / "ca"
+
+    @property
+    def node_tls_url(self) -> str | None:
+        """The broker URL for certificate nodes: advertised_mqtts_url, or an mqtts node URL."""
+        if self.advertised_mqtts_url is not None:
+            return self.advertised_mqtts_url
+        return self.node_mqtt_url if self.node_mqtt_url.startswith("mqtts://") else None

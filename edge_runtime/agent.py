@@ -1,12 +1,18 @@
-"""The edge agent: identity, cache, MQTT link, sync and reconciler wired into one object.
+"""The edge agent: identity, cache, backend, engine, MQTT link and sync wired into one object.
 
 ``EdgeAgent(settings).start()`` returns at once: it loads the identity, takes the data
-dir's lock (two agents on one cache would corrupt each other's view), reconciles the
-cached desired state before any network (a node that restarts with no broker reachable
-keeps running what it last ran), then starts the sync thread and the MQTT link, which
-keeps trying to connect with backoff. ``stop()`` reports a pending state if it can,
-publishes the retained offline status and disconnects. ``run()`` is what
-``tether edge run`` calls: start, wait for SIGTERM or SIGINT, stop.
+dir's lock (two agents on one cache would corrupt each other's view), creates the
+backend (``create_backend``: a native backend adopts the processes a previous agent left
+running), reconciles the cached desired state before any network (a node that restarts
+with no broker reachable keeps running what it last ran, from the cached resources),
+then starts the sync thread, the engine thread and the MQTT link, which keeps trying to
+connect with backoff. ``stop()`` stops the engine, reports a pending state if it can,
+publishes the retained offline status, disconnects and closes the backend -- whose
+workloads keep running. ``run()`` is what ``tether edge run`` calls: start, wait for
+SIGTERM or SIGINT, stop.
+
+Threads: the sync thread (``SyncRunner``) owns ``ShadowSync`` and the cache; the engine
+thread plans and acts; the MQTT network thread and the native supervisor only post events.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from edge_runtime.backends import create_backend
+from edge_runtime.backends.base import Backend
 from edge_runtime.cache import Cache
+from edge_runtime.collectors import NodeStats
+from edge_runtime.engine import Engine
 from edge_runtime.errors import AlreadyRunning
 from edge_runtime.identity import Identity, ensure_private_dir, load_identity
-from edge_runtime.reconciling import Reconciler, StandInReconciler
+from edge_runtime.reconciling import Reconciler
 from edge_runtime.runner import Report, SyncRunner
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.sync import MqttLink
@@ -62,21 +72,29 @@ class DataDirLock:
 
 
 class EdgeAgent:
-    """One edge node's agent process (``tether edge run``)."""
+    """One edge node's agent process (``tether edge run``).
+
+    ``backend`` replaces the one ``settings.backend`` names (the caller then owns and
+    closes it); ``reconciler`` replaces the engine altogether (tests of the sync side).
+    """
 
     def __init__(
         self,
         settings: EdgeSettings,
         *,
         reconciler: Reconciler | None = None,
+        backend: Backend | None = None,
         identity: Identity | None = None,
     ) -> None:
         self.settings = settings
         self._reconciler = reconciler
+        self._given_backend = backend
         self._identity = identity
         self._lock = DataDirLock(Path(settings.data_dir))
         self._cache: Cache | None = None
         self._runner: SyncRunner | None = None
+        self.backend: Backend | None = None
+        self.engine: Engine | None = None
         self.link: MqttLink | None = None
         self.sync: ShadowSync | None = None
 
@@ -88,7 +106,7 @@ class EdgeAgent:
         self._lock.acquire()
         try:
             self._cache = Cache(data_dir)
-            reconciler = self._reconciler or StandInReconciler(backend=self.settings.backend)
+            reconciler = self._reconciler or self._make_engine(data_dir, self._cache)
             self.link = MqttLink(identity, self.settings, deliver=self._deliver)
             self.sync = ShadowSync(
                 self.link,
@@ -97,13 +115,19 @@ class EdgeAgent:
                 heartbeat_seconds=self.settings.heartbeat_seconds,
                 request_timeout_seconds=self.settings.request_timeout_seconds,
                 debounce_seconds=self.settings.report_debounce_seconds,
+                on_resources=self.engine.on_resources if self.engine is not None else None,
             )
+            if self.engine is not None:
+                self.engine.bind(self.sync.request_resources)
             self._runner = SyncRunner(self.sync)
             self.sync.start()
         except BaseException:
+            self._close_backend()
             self._close_storage()
             raise
         self._runner.start()
+        if self.engine is not None:
+            self.engine.start()
         self.link.start()
         log.info("edge agent %s/%s started (backend %s, data dir %s)",
                  identity.namespace, identity.node, self.settings.backend, data_dir)
@@ -114,11 +138,17 @@ class EdgeAgent:
             self._runner.post(Report(reported))
 
     def stop(self) -> None:
-        """Clean stop: last report and offline status out, disconnect, release the data dir."""
+        """Clean stop: last report and offline status out, disconnect, release the data dir.
+
+        Workloads keep running: the next agent on this data dir picks them up.
+        """
+        if self.engine is not None:
+            self.engine.stop()
         if self._runner is not None:
             self._runner.stop()
         if self.link is not None:
             self.link.stop()
+        self._close_backend()
         self._close_storage()
         self._runner = None
 
@@ -139,6 +169,26 @@ class EdgeAgent:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.stop()
+
+    def _make_engine(self, data_dir: Path, cache: Cache) -> Engine:
+        settings = self.settings
+        self.backend = self._given_backend or create_backend(settings)
+        self.engine = Engine(
+            self.backend,
+            cache,
+            sink=self.report,
+            data_dir=data_dir,
+            reconcile_seconds=settings.reconcile_seconds,
+            stats_seconds=settings.stats_seconds,
+            fetch_timeout_seconds=settings.request_timeout_seconds,
+            stats=NodeStats(data_dir),
+        )
+        return self.engine
+
+    def _close_backend(self) -> None:
+        backend, self.backend = self.backend, None
+        if backend is not None and backend is not self._given_backend:
+            backend.close()
 
     def _deliver(self, event: LinkEvent) -> None:
         if self._runner is not None:

@@ -46,19 +46,54 @@ def _fail(exc: EdgeError) -> typer.Exit:
 @app.command()
 def activate(
     cloud: Annotated[str, typer.Option("--cloud", help="The cloud API URL (http://HOST:9080).")],
-    token: Annotated[str, typer.Option("--token", help="The install command's one-time token.")],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="TETHER_ACTIVATION_TOKEN",
+            help="The install command's one-time token [env TETHER_ACTIVATION_TOKEN].",
+        ),
+    ],
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="This node's identity NS/NODE (from the install command)."),
+    ] = None,
+    password: Annotated[
+        bool,
+        typer.Option("--password", help="Get an MQTT password instead of a certificate."),
+    ] = False,
+    cacert: Annotated[
+        Path | None, typer.Option("--cacert", help="CA bundle that signed an https:// cloud.")
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Exchange a one-time token for this node's identity and broker credentials."""
+    """Exchange a one-time token for this node's identity and broker credentials.
+
+    By default the node makes its own key and gets a client certificate for it (the key
+    never leaves the node); ``--password`` asks for a password instead.
+    """
+    import ssl
+
     from edge_runtime.activation import activate as activate_node  # httpx only when needed
 
+    if not password and node is None:
+        raise _fail(EdgeError("pass --node NS/NODE (it is in the install command), or --password"))
     try:
         settings = load_settings(data_dir=data_dir)
-        identity = activate_node(cloud, token, settings.data_dir)
+        verify: ssl.SSLContext | bool = True
+        if cacert is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(cacert))
+            except (OSError, ssl.SSLError) as exc:
+                raise EdgeError(f"cannot read the CA bundle {cacert}: {exc}") from exc
+        identity = activate_node(
+            cloud, token, settings.data_dir, identity=None if password else node, verify=verify
+        )
     except EdgeError as exc:
         raise _fail(exc) from exc
-    node = f"{identity.namespace}/{identity.node}"
-    typer.echo(f"activated node {node}; identity stored in {settings.data_dir}")
+    name = f"{identity.namespace}/{identity.node}"
+    how = "a password" if password else "a certificate"
+    typer.echo(f"activated node {name} with {how}; identity stored in {settings.data_dir}")
 
 
 @app.command()

@@ -4,6 +4,11 @@
 (DESIGN §7). They are stored in ``DATA_DIR/identity.json`` (mode 0600, in a 0700 dir,
 written atomically) and read back by every ``tether edge run``. The password is a
 ``SecretStr``: it never appears in a repr, a log line or an error message.
+
+A node activated with a CSR has no password but a key it made itself: ``node.key``
+(0600, written before anything else), ``node.crt`` and ``ca.crt`` beside the identity
+file, which is written last and so marks a complete activation. ``Identity.tls`` holds
+those paths once loaded (the PEMs are not copied into ``identity.json``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     SecretStr,
     ValidationError,
     field_validator,
@@ -29,6 +35,9 @@ from schemas.errors import Rejection
 from schemas.names import validate_name
 
 IDENTITY_FILENAME = "identity.json"
+KEY_FILENAME = "node.key"
+CERT_FILENAME = "node.crt"
+CA_FILENAME = "ca.crt"
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -64,6 +73,16 @@ class MqttCredentials(BaseModel):
         return urlsplit(self.url).scheme == "mqtts"
 
 
+class TlsFiles(BaseModel):
+    """Where this node's CA, certificate and private key are (paths, never the PEMs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cafile: Path
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+
 class Identity(BaseModel):
     """The activation answer, validated: names are DNS labels, the username is NS/NODE."""
 
@@ -74,6 +93,9 @@ class Identity(BaseModel):
     mqtt: MqttCredentials
     ca: str | None = None
     certificate: str | None = None
+    cloud: str | None = None
+    """The cloud API URL it was activated at (where it renews its certificate)."""
+    tls: TlsFiles | None = Field(default=None, exclude=True)
 
     @field_validator("namespace", "node")
     @classmethod
@@ -96,9 +118,13 @@ class Identity(BaseModel):
         """Stable MQTT client id, so the broker keeps this node's persistent session."""
         return f"tether-edge.{self.namespace}.{self.node}"
 
+    @property
+    def uses_certificate(self) -> bool:
+        return self.tls is not None and self.tls.certfile is not None
+
     def to_file_json(self) -> dict[str, Any]:
-        """The file form, the only place the password is written out."""
-        body = self.model_dump(mode="json", exclude_none=True)
+        """The file form, the only place the password is written out (PEMs go to files)."""
+        body = self.model_dump(mode="json", exclude_none=True, exclude={"ca", "certificate"})
         if self.mqtt.password is not None:
             body["mqtt"]["password"] = self.mqtt.password.get_secret_value()
         return body
@@ -122,22 +148,38 @@ def ensure_private_dir(data_dir: Path) -> None:
         ) from exc
 
 
-def save_identity(identity: Identity, data_dir: Path) -> Path:
-    """Write ``identity.json`` atomically with mode 0600; returns its path."""
+def save_private_key(key_pem: bytes, data_dir: Path) -> Path:
+    """Write the node's private key (mode 0600) before its certificate exists."""
     data_dir = Path(data_dir)
     ensure_private_dir(data_dir)
-    path = data_dir / IDENTITY_FILENAME
+    return _write(data_dir / KEY_FILENAME, key_pem, mode=0o600)
+
+
+def save_identity(identity: Identity, data_dir: Path) -> Path:
+    """Write ``ca.crt`` and ``node.crt`` if the identity has them, then ``identity.json``
+    (0600), each atomically; returns the identity file's path."""
+    data_dir = Path(data_dir)
+    ensure_private_dir(data_dir)
+    if identity.ca is not None:
+        _write(data_dir / CA_FILENAME, identity.ca.encode("ascii"), mode=0o644)
+    if identity.certificate is not None:
+        _write(data_dir / CERT_FILENAME, identity.certificate.encode("ascii"), mode=0o644)
     body = json.dumps(identity.to_file_json(), indent=2).encode("utf-8")
+    return _write(data_dir / IDENTITY_FILENAME, body, mode=0o600)
+
+
+def _write(path: Path, body: bytes, *, mode: int) -> Path:
     try:
-        atomic_write_bytes(path, body, mode=0o600)
+        atomic_write_bytes(path, body, mode=mode)
     except OSError as exc:
         raise IdentityError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
 
 
 def load_identity(data_dir: Path) -> Identity:
-    """Read the node's identity; NotActivated if there is none."""
-    path = Path(data_dir) / IDENTITY_FILENAME
+    """Read the node's identity (with its TLS files, if any); NotActivated if there is none."""
+    data_dir = Path(data_dir)
+    path = data_dir / IDENTITY_FILENAME
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:
@@ -145,8 +187,28 @@ def load_identity(data_dir: Path) -> Identity:
     except OSError as exc:
         raise IdentityError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        return Identity.model_validate_json(raw)
+        identity = Identity.model_validate_json(raw)
     except ValidationError as exc:
         raise IdentityError(
             f"{path} is not a valid identity ({describe_errors(exc)}): activate this node again"
         ) from exc
+    return _with_tls_files(identity, data_dir)
+
+
+def _with_tls_files(identity: Identity, data_dir: Path) -> Identity:
+    cafile, certfile, keyfile = (data_dir / n for n in (CA_FILENAME, CERT_FILENAME, KEY_FILENAME))
+    if not cafile.exists():
+        return identity
+    try:
+        ca = cafile.read_text(encoding="ascii")
+        certificate = certfile.read_text(encoding="ascii") if certfile.exists() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IdentityError(f"cannot read the TLS files in {data_dir}: {exc}") from exc
+    if certificate is not None and not keyfile.exists():
+        raise IdentityError(f"{certfile} has no {KEY_FILENAME} beside it: activate this node again")
+    tls = TlsFiles(
+        cafile=cafile,
+        certfile=certfile if certificate is not None else None,
+        keyfile=keyfile if certificate is not None else None,
+    )
+    return identity.model_copy(update={"ca": ca, "certificate": certificate, "tls": tls})

@@ -15,9 +15,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_runtime.errors import SettingsError
+from schemas.names import is_valid_name
 from schemas.topics import DEFAULT_ROOT, TopicScheme
 
 Backend = Literal["native", "kube"]
+PROPERTIES_FILENAME = "properties.json"
+"""``DATA_DIR/properties.json``: desired.properties as delivered to apps (see engine.reporting)."""
 
 
 class EdgeSettings(BaseSettings):
@@ -38,6 +41,22 @@ class EdgeSettings(BaseSettings):
     # trip, so it stays small (the round-trip target is p50 < 25 ms end to end).
     report_debounce_seconds: float = Field(default=0.005, ge=0, le=0.05)
     topic_root: str = DEFAULT_ROOT
+    # The engine (DESIGN §8): a pass on every change, and at least this often.
+    reconcile_seconds: float = Field(default=10.0, gt=0, description="level-triggered period")
+    stats_seconds: float = Field(default=30.0, gt=0, description="nodestats and app usage refresh")
+    # Native backend: how processes are stopped and restarted.
+    stop_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM, then SIGKILL after")
+    restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    restart_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    # Kube backend: the namespace Tether manages on the node's cluster.
+    kube_namespace: str = "tether-edge"
+
+    @field_validator("kube_namespace")
+    @classmethod
+    def _valid_namespace(cls, value: str) -> str:
+        if not is_valid_name(value):
+            raise ValueError(f"{value!r} is not a DNS-1123 label")
+        return value
 
     @field_validator("topic_root")
     @classmethod
@@ -49,6 +68,8 @@ class EdgeSettings(BaseSettings):
     def _ordered_backoff(self) -> EdgeSettings:
         if self.reconnect_max_seconds < self.reconnect_min_seconds:
             raise ValueError("reconnect_max_seconds must be >= reconnect_min_seconds")
+        if self.restart_backoff_max_seconds < self.restart_backoff_seconds:
+            raise ValueError("restart_backoff_max_seconds must be >= restart_backoff_seconds")
         return self
 
     @property

@@ -14,7 +14,10 @@ queue). What the link does own is the connection policy of DESIGN §4 and §8:
   no jitter, and a fleet reconnecting in lockstep after a broker restart is a stampede),
   from ``reconnect_min_seconds`` to ``reconnect_max_seconds``, reset on a good connect;
 - on every connect: drop what paho would re-send from the last session (the sync
-  decides afresh) and subscribe under the node's own root before the sync publishes.
+  decides afresh) and subscribe under the node's own root before the sync publishes;
+- ``mqtts://``: the broker is verified against the node's ``ca.crt`` (hostname checked);
+  a node activated with a CSR presents ``node.crt``/``node.key``, re-read before every
+  connection attempt, so a renewed certificate is used from the next reconnect on.
 """
 
 from __future__ import annotations
@@ -102,8 +105,16 @@ class MqttLink:
         )
         password = identity.mqtt.password.get_secret_value() if identity.mqtt.password else None
         client.username_pw_set(identity.mqtt.username, password)
+        self._ssl_context: ssl.SSLContext | None = None
         if identity.mqtt.tls:
-            context = ssl.create_default_context(cadata=identity.ca)
+            tls = identity.tls
+            if tls is not None:
+                context = ssl.create_default_context(cafile=str(tls.cafile))
+            else:
+                context = ssl.create_default_context(cadata=identity.ca)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._ssl_context = context
+            self._load_certificate()
             client.tls_set_context(context)
         elif password and identity.mqtt.host not in LOOPBACK:
             log.warning("the broker URL %s is not TLS: this node's password travels in clear",
@@ -117,6 +128,18 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         return client
+
+    def _load_certificate(self) -> None:
+        tls = self._identity.tls
+        if self._ssl_context is None or tls is None or tls.certfile is None or tls.keyfile is None:
+            return
+        try:
+            self._ssl_context.load_cert_chain(str(tls.certfile), str(tls.keyfile))
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerUnavailable(
+                f"cannot load this node's certificate {tls.certfile}: {exc}",
+                retry_after=self._backoff.next(),
+            ) from exc
 
     # -- Transport -----------------------------------------------------------------------
     def publish(self, suffix: Suffix, payload: JSONObject, *, retain: bool = False) -> None:
@@ -162,6 +185,7 @@ class MqttLink:
         will = encode_json(dict(status_payload(False, timestamp=int(time.time()))))
         self._client.will_set(f"{self._root}/{Suffix.STATUS.value}", will, qos=QOS, retain=True)
         self.attempts += 1
+        self._load_certificate()
         try:
             self._client.connect(self._identity.mqtt.host, self._identity.mqtt.port,
                                  keepalive=self._settings.keepalive_seconds)

@@ -15,6 +15,8 @@ and the ``Cache``. The rules:
 - A changed desired section goes to the reconciler, whose full reported state goes to
   the ``Outbox`` (coalesced, one update in flight, diffs with nulls for removed keys).
 - A rejected update is logged; 409 re-fetches, 429 and 500 retry after ``RETRY_SECONDS``.
+- ``resources/get/accepted|rejected`` go to ``on_resources`` (the engine), inside the
+  message's cache batch: the resources an answer brings are stored with one write.
 - Heartbeat: an unacknowledged state is sent again, an update or get whose answer never
   came is given up and the document re-fetched; otherwise the status is refreshed.
 """
@@ -174,7 +176,12 @@ class ShadowSync:
             self._beat(now)
 
     def request_resources(self, items: list[JSONObject]) -> str | None:
-        """Publish ``resources/get`` for ``items``; returns its clientToken (None offline)."""
+        """Publish ``resources/get`` for ``items``; returns its clientToken (None offline).
+
+        The one method the engine calls from its own thread: it only reads ``online``,
+        draws a token and publishes (``MqttLink.publish`` is thread-safe). The answer comes
+        back on the sync thread, through ``on_resources``.
+        """
         if not self.online:
             return None
         token = self._token()

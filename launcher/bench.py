@@ -89,7 +89,7 @@ def run_roundtrip(
     with tempfile.TemporaryDirectory(prefix="tether-bench-") as scratch:
         root = f"bench{uuid.uuid4().hex[:8]}/tether/v1"
         config = StackConfig(
-            data_dir=data_dir or Path(scratch), http_port=0, mqtt_port=0,
+            data_dir=data_dir or Path(scratch), http_port=0, mqtt_port=0, mqtts_port=None,
             external_mqtt_url=mqtt_url, topic_root=root,
         )
         with LocalStack(config) as stack:

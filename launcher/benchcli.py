@@ -49,3 +49,48 @@ def roundtrip(
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
+
+
+@app.command()
+def matching(
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes in the fleet.")] = 10_000,
+    apps: Annotated[int, typer.Option(min=1, help="Apps with selectors.")] = 100,
+    database_url: Annotated[
+        str | None, typer.Option(help="postgresql://... to measure PostgreSQL [default: a scratch SQLite file].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Recompute every node's desired apps after a label change on every node."""
+    from launcher.bench_matching import run_matching_bench
+
+    result = run_matching_bench(nodes=nodes, apps=apps, database_url=database_url)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"Matching {nodes} nodes x {apps} apps on {result['database']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def functions(
+    count: Annotated[int, typer.Option(min=1, help="Invocations measured.")] = 2000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Callers invoking at once.")] = 4,
+    replicas: Annotated[int, typer.Option(min=1, help="Runtime processes behind the proxy.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Invocations per second and p50/p99 through the edge function proxy to a trivial function."""
+    from launcher.bench_functions import run_function_bench
+
+    row = run_function_bench(count=count, concurrency=concurrency, replicas=replicas).row()
+    if as_json:
+        print(json.dumps(row))
+        return
+    table = Table(title="Function proxy")
+    for column in row:
+        table.add_column(column, justify="right")
+    table.add_row(*(str(v) for v in row.values()))
+    console.print(table)

@@ -22,6 +22,7 @@ from broker.settings import BrokerSettings
 from cloud_api.runtime import Cloud
 from cloud_api.settings import CloudSettings
 from edge_runtime.activation import activate
+from cloud_api.pki import CertificateAuthority
 from cloud_api.runtime import bind_http
 from launcher.serving import BackgroundServer
 from schemas.topics import DEFAULT_ROOT
@@ -34,6 +35,7 @@ class StackConfig:
     http_port: int = 9080
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtts_port: int | None = 8883  # the mTLS listener for nodes with certificates; None: none
     external_mqtt_url: str | None = None  # use this broker instead of the embedded one
     database_url: str | None = None
     topic_root: str = DEFAULT_ROOT
@@ -54,6 +56,7 @@ class LocalStack:
         self.http: BackgroundServer | None = None
         self.edge_process: subprocess.Popen[bytes] | None = None
         self.mqtt_url = ""
+        self.mqtts_url: str | None = None
         self.api_url = ""
 
     @property
@@ -67,6 +70,28 @@ class LocalStack:
     def _authenticate(self, username: str | None, password: str | None) -> bool:
         return self.cloud is not None and self.cloud.authenticate_mqtt(username, password)
 
+    def _check_certificate(self, identity: str | None, serial: str | None) -> bool:
+        return self.cloud is not None and self.cloud.authenticate_certificate(identity, serial)
+
+    def _disconnect(self, identity: str) -> None:
+        """A revoked node is disconnected now (the cloud announces, the broker acts)."""
+        if self.broker is not None:
+            self.broker.disconnect_user_threadsafe(identity)
+
+    def _broker_tls_files(self) -> dict[str, Path]:
+        """The broker's server certificate, issued by the cloud's CA (made on first start)."""
+        authority = CertificateAuthority.load_or_create(self.config.data_dir / "ca")
+        directory = self.config.data_dir / "broker-tls"
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files = {"certfile": directory / "server.crt", "keyfile": directory / "server.key", "cafile": directory / "ca.crt"}
+        cert, key = authority.issue("tether-broker", sans=["127.0.0.1", "::1", "localhost", self.config.mqtt_host],
+                                    days=365, server=True)
+        files["keyfile"].touch(mode=0o600)
+        files["keyfile"].write_text(key)
+        files["certfile"].write_text(cert)
+        files["cafile"].write_text(authority.certificate_pem)
+        return files
+
     def start(self) -> LocalStack:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +100,7 @@ class LocalStack:
             if config.external_mqtt_url:
                 self.mqtt_url = config.external_mqtt_url
             else:
-                self.start_broker(config.mqtt_port)
+                self.start_broker(config.mqtt_port, config.mqtts_port)
             host, port = http_socket.getsockname()[:2]
             self.api_url = f"http://{host}:{port}"
             self.start_cloud(http_socket)
@@ -87,11 +112,13 @@ class LocalStack:
             raise
         return self
 
-    def start_broker(self, port: int) -> None:
-        settings = BrokerSettings(host=self.config.mqtt_host, port=port, topic_root=self.config.topic_root)
-        self._broker_cm = run_in_thread(settings, self._authenticate)
+    def start_broker(self, port: int, tls_port: int | None) -> None:
+        tls: dict[str, Any] = {} if tls_port is None else {"tls_port": tls_port, **self._broker_tls_files()}
+        settings = BrokerSettings(host=self.config.mqtt_host, port=port, topic_root=self.config.topic_root, **tls)
+        self._broker_cm = run_in_thread(settings, self._authenticate, check_certificate=self._check_certificate)
         self.broker = self._broker_cm.__enter__()
         self.mqtt_url = self.broker.url
+        self.mqtts_url = self.broker.tls_url if tls_port is not None else None
 
     def stop_broker(self) -> None:
         if self._broker_cm is not None:
@@ -102,9 +129,9 @@ class LocalStack:
     def restart_broker(self) -> None:
         """Stop the embedded broker and start a new one on the same port (fault tests)."""
         assert self.broker is not None, "restart_broker() needs the embedded broker"
-        port = self.broker.port
+        port, tls_port = self.broker.port, self.broker.tls_port if self.mqtts_url else None
         self.stop_broker()
-        self.start_broker(port)
+        self.start_broker(port, tls_port)
 
     def start_cloud(self, http_socket: socket.socket) -> None:
         config = self.config
@@ -113,10 +140,12 @@ class LocalStack:
                 data_dir=config.data_dir,
                 database_url=config.database_url,
                 mqtt_url=self.mqtt_url,
+                advertised_mqtts_url=self.mqtts_url,
                 public_url=self.api_url,
                 topic_root=config.topic_root,
             )
         )
+        self.cloud.revocations.subscribe(self._disconnect)
         self.cloud.start_bridge()
         self.http = BackgroundServer(self.cloud.app, http_socket).start()
 

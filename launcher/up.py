@@ -22,6 +22,7 @@ from launcher.stack import LocalStack, StackConfig
 
 DEFAULT_HTTP_PORT = 9080
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -39,6 +40,9 @@ def up(
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="where state, tokens and logs live"),
     http_port: int | None = typer.Option(None, "--http-port", help=f"REST API port [default: {DEFAULT_HTTP_PORT}]"),
     mqtt_port: int | None = typer.Option(None, "--mqtt-port", help=f"MQTT port [default: {DEFAULT_MQTT_PORT}]"),
+    mqtts_port: int | None = typer.Option(
+        None, "--mqtts-port", help=f"MQTT over mTLS port for nodes with certificates [default: {DEFAULT_MQTTS_PORT}]"
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="address the API and broker listen on"),
     no_edge: bool = typer.Option(False, "--no-edge", help="do not run the local edge node"),
 ) -> None:
@@ -49,6 +53,7 @@ def up(
         mqtt_host=host,
         http_port=_choose_port(host, http_port, DEFAULT_HTTP_PORT, "HTTP", "--http-port"),
         mqtt_port=_choose_port(host, mqtt_port, DEFAULT_MQTT_PORT, "MQTT", "--mqtt-port"),
+        mqtts_port=_choose_port(host, mqtts_port, DEFAULT_MQTTS_PORT, "MQTT/TLS", "--mqtts-port"),
         edge=not no_edge,
     )
     stack = LocalStack(config)
@@ -65,6 +70,8 @@ def up(
     token_path = stack.cloud.settings.admin_token_path if stack.cloud else data_dir / "admin.token"
     console.print(f"API   {stack.api_url}")
     console.print(f"MQTT  {stack.mqtt_url}")
+    if stack.mqtts_url:
+        console.print(f"MQTTS {stack.mqtts_url} (mTLS; CA {config.data_dir / 'ca' / 'ca.crt'})")
     console.print(f"Admin token in {token_path}")
     if config.edge:
         console.print(f"Edge node default/{config.local_node} running (log: {stack.edge_log})")

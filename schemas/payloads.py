@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from schemas.errors import ErrorCode, Rejection
 
 JSONValue = Any
@@ -55,5 +57,14 @@ def decode_json(raw: bytes | bytearray | memoryview | str, *, max_bytes: int) ->
 
 
 def encode_json(value: JSONValue) -> bytes:
-    """Compact UTF-8 JSON, the form every Tether message is sent in."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON, the form every Tether message is sent in.
+
+    orjson does this several times faster than the standard library (encoding is most of
+    the cost of publishing shadow messages); it refuses integers beyond 64 bits, which the
+    standard library then encodes. Decoding stays with the standard library: orjson would
+    turn such integers into floats and lose digits.
+    """
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

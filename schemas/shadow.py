@@ -11,11 +11,11 @@ with their inputs, so treat every document as immutable.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.errors import ErrorCode, Rejection
+from schemas.payloads import encode_json
 
 JSONObject = dict[str, Any]
 SECTIONS = ("desired", "reported")
@@ -83,8 +83,7 @@ def _has_null_in_array(value: Any) -> bool:
 
 def state_size(desired: JSONObject, reported: JSONObject) -> int:
     """Bytes of the state as compact UTF-8 JSON: what the size limit counts."""
-    text = json.dumps({"desired": desired, "reported": reported}, separators=(",", ":"), ensure_ascii=False)
-    return len(text.encode("utf-8"))
+    return len(encode_json({"desired": desired, "reported": reported}))
 
 
 # -- merge patch -----------------------------------------------------------------------

@@ -13,7 +13,10 @@ from cloud_api.models.activation import (
     BrokerAuthResponse,
     InitResponse,
     MqttCredentials,
+    NodeCertificate,
     NodeCredential,
+    RenewalRequest,
+    RenewalResponse,
 )
 from cloud_api.models.nodes import (
     Namespace,
@@ -23,7 +26,9 @@ from cloud_api.models.nodes import (
     NodeCreate,
     NodeMode,
     NodePublic,
+    NodeUpdate,
 )
+from cloud_api.models.resources import Resource, ResourceVersion
 from cloud_api.models.shadows import Shadow
 from cloud_api.models.tokens import ApiToken, ApiTokenCreate, ApiTokenIssued, ApiTokenPublic, Role
 
@@ -44,9 +49,15 @@ __all__ = [
     "NamespacePublic",
     "Node",
     "NodeCreate",
+    "NodeCertificate",
     "NodeCredential",
     "NodeMode",
     "NodePublic",
+    "NodeUpdate",
+    "RenewalRequest",
+    "RenewalResponse",
+    "Resource",
+    "ResourceVersion",
     "Role",
     "Shadow",
 ]

@@ -4,6 +4,10 @@ An operator asks for a node's install command; it carries a one-time activation 
 (stored hashed, single use, expiring). The node exchanges it for its MQTT identity
 ``NS/NODE`` and a fresh password, whose hash replaces any earlier credential of the node.
 The broker checks node passwords against ``NodeCredential`` (``services/mqtt_auth.py``).
+A node that sends a CSR gets a client certificate instead (``cloud_api.pki``); every
+certificate issued to a node is a ``NodeCertificate`` row, which is how the broker tells
+a current certificate from a revoked one (the revoked list is the rows with
+``revoked_at`` set; they outlive the node, so a deleted node's certificate stays refused).
 """
 
 from __future__ import annotations
@@ -46,6 +50,19 @@ class NodeCredential(SQLModel, table=True):
     created_at: int
 
 
+class NodeCertificate(SQLModel, table=True):
+    """A client certificate issued to a node; no foreign key, so it outlives the node."""
+
+    __tablename__ = "node_certificates"  # type: ignore[assignment]
+
+    serial: str = Field(primary_key=True, max_length=64)  # lower-case hex
+    namespace: str = Field(max_length=63, index=True)
+    node: str = Field(max_length=63, index=True)
+    issued_at: int
+    not_after: int
+    revoked_at: int | None = Field(default=None, index=True)
+
+
 # -- wire forms ------------------------------------------------------------------------
 class InitResponse(SQLModel):
     """``GET .../nodes/{node}/init``: the install command and the token inside it."""
@@ -67,13 +84,32 @@ class ActivationRequest(SQLModel):
 class MqttCredentials(SQLModel):
     url: str
     username: str
-    password: str
+    password: str | None = None
 
 
 class ActivationResponse(SQLModel):
+    """With a CSR: ``ca`` and ``certificate`` and no password; without: a password."""
+
     namespace: str
     node: str
     mqtt: MqttCredentials
+    ca: str | None = None
+    certificate: str | None = None
+
+
+class RenewalRequest(SQLModel):
+    """``POST /v1/renew``: a fresh CSR, authenticated by the node's current certificate."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    csr: str = Field(max_length=16_384)
+    certificate: str = Field(max_length=16_384)
+    proof: str = Field(max_length=1024)
+
+
+class RenewalResponse(SQLModel):
+    ca: str
+    certificate: str
 
 
 class BrokerAuthRequest(SQLModel):
@@ -82,7 +118,10 @@ class BrokerAuthRequest(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     username: str = Field(max_length=256)
-    password: str = Field(max_length=1024)
+    password: str | None = Field(default=None, max_length=1024)
+    certificate_serial: str | None = Field(
+        default=None, max_length=64, alias="certificateSerial"
+    )
 
 
 class BrokerAuthResponse(SQLModel):

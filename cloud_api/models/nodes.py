@@ -2,40 +2,23 @@
 
 A node's name and namespace are DNS-1123 labels (checked by the services with
 ``schemas.names.validate_name``, the one rule of DESIGN §3). Labels follow the Kubernetes
-label syntax, checked here, because app selectors will match them with that syntax.
+label syntax (``schemas.labels.check_label``), because app selectors match them with
+that syntax.
 Times are epoch seconds, as in shadow documents.
 """
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 
 from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, String
 from sqlmodel import Field, SQLModel
 
+from schemas.labels import check_label
+
 MAX_LABELS = 64
 MAX_DESCRIPTION = 1024
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-def check_label(key: str, value: str) -> None:
-    """Raise ValueError unless ``key: value`` is a valid Kubernetes label."""
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        raise ValueError(f"label key {key[:80]!r}: the prefix must be a DNS subdomain")
-    if not _LABEL_NAME.fullmatch(name):
-        raise ValueError(
-            f"label key {key[:80]!r}: use at most 63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit (optionally after 'prefix/')"
-        )
-    if value and not _LABEL_NAME.fullmatch(value):
-        raise ValueError(
-            f"label value {value[:80]!r} of {key[:80]!r}: empty, or at most 63 letters, digits, "
-            "'-', '_' or '.', starting and ending with a letter or digit"
-        )
 
 
 def check_text(value: str) -> str:
@@ -96,6 +79,28 @@ class NodeCreate(NodeBase):
         for key, value in labels.items():
             check_label(key, value)
         return labels
+
+
+class NodeUpdate(SQLModel):
+    """``PATCH|PUT .../nodes/{node}``: ``{"labels"?, "description"?}``; what is sent replaces.
+
+    Changing labels recomputes the node's desired apps.
+    """
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    labels: dict[str, str] | None = None
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+
+    @field_validator("description")
+    @classmethod
+    def _check_description(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        return None if labels is None else NodeCreate._check_labels(labels)
 
 
 class Node(NodeBase, table=True):

@@ -1,4 +1,4 @@
-"""``/v1/namespaces/{ns}/nodes``: list, create, get, delete.
+"""``/v1/namespaces/{ns}/nodes``: list, create, get, change (labels), delete, revoke.
 
 Deleting a node also clears its retained ``status`` on the broker, so a node created
 later under the same name does not start out looking online.
@@ -6,13 +6,33 @@ later under the same name does not start out looking online.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
 
-from cloud_api.deps import ContextDep, CurrentToken, NodeCreateBody, PublisherDep, SessionDep
-from cloud_api.models import NodePublic
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from cloud_api.deps import (
+    ContextDep,
+    CurrentToken,
+    NodeCreateBody,
+    PublisherDep,
+    SessionDep,
+    body_of,
+)
+from cloud_api.models import NodePublic, NodeUpdate
+from cloud_api.routes.resources import WriteNamespace, rematch
+from cloud_api.revocation import Revocations
 from cloud_api.serving import clear_status
-from cloud_api.services.nodes import create_node, delete_node, get_node, list_nodes, to_public
+from cloud_api.services.node_certificates import revoke_node_credentials
+from cloud_api.services.nodes import (
+    create_node,
+    delete_node,
+    get_node,
+    list_nodes,
+    to_public,
+    update_node,
+)
 from cloud_api.services.tokens import authorize
+from schemas.names import node_identity
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/nodes", tags=["nodes"])
 
@@ -41,6 +61,39 @@ def get(token: CurrentToken, namespace: str, node: str, session: SessionDep) -> 
     return to_public(get_node(session, namespace, node))
 
 
+NodeUpdateBody = Annotated[NodeUpdate, Depends(body_of(NodeUpdate))]
+
+
+@router.patch("/{node}", response_model=NodePublic)
+def patch(
+    namespace: WriteNamespace,
+    node: str,
+    node_in: NodeUpdateBody,
+    session: SessionDep,
+    context: ContextDep,
+    publisher: PublisherDep,
+) -> NodePublic:
+    """Change the labels and/or the description sent; new labels rematch the node's apps."""
+    updated = update_node(session, namespace, node, node_in)
+    if node_in.labels is not None:
+        rematch(session, context, publisher, namespace, nodes=[node])
+    return to_public(updated)
+
+
+@router.put("/{node}", response_model=NodePublic)
+def put(
+    namespace: WriteNamespace,
+    node: str,
+    node_in: NodeUpdateBody,
+    session: SessionDep,
+    context: ContextDep,
+    publisher: PublisherDep,
+) -> NodePublic:
+    """Replace labels and description (a field left out becomes empty)."""
+    full = NodeUpdate(labels=node_in.labels or {}, description=node_in.description or "")
+    return patch(namespace, node, full, session, context, publisher)
+
+
 @router.delete("/{node}", status_code=status.HTTP_204_NO_CONTENT)
 def delete(
     token: CurrentToken,
@@ -49,8 +102,35 @@ def delete(
     session: SessionDep,
     context: ContextDep,
     publisher: PublisherDep,
+    request: Request,
 ) -> Response:
     authorize(token, namespace=namespace, write=True)
-    delete_node(session, namespace, node)
+    delete_node(session, namespace, node, now=context.now())
     clear_status(publisher, topics=context.settings.topics, namespace=namespace, node=node)
+    announce_revocation(request, namespace, node)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{node}/revoke", status_code=status.HTTP_204_NO_CONTENT)
+def revoke(
+    token: CurrentToken,
+    namespace: str,
+    node: str,
+    session: SessionDep,
+    context: ContextDep,
+    request: Request,
+) -> Response:
+    """Revoke the node's password and certificates; it must be activated again."""
+    authorize(token, namespace=namespace, write=True)
+    get_node(session, namespace, node)
+    revoke_node_credentials(session, namespace, node, now=context.now())
+    session.commit()
+    announce_revocation(request, namespace, node)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def announce_revocation(request: Request, namespace: str, node: str) -> None:
+    """Tell the broker's owner (``Cloud.revocations``) to disconnect the node now."""
+    revocations: Revocations | None = getattr(request.app.state, "revocations", None)
+    if revocations is not None:
+        revocations.announce(node_identity(namespace, node))

@@ -3,13 +3,16 @@
 An activation token is random, stored hashed, expires (``activation_token_ttl_seconds``)
 and is spent by a conditional update (``... WHERE used_at IS NULL AND expires_at > now``),
 so of two concurrent activations with one token exactly one succeeds, on any number of
-replicas. Activation sets a fresh node password whose hash replaces any earlier one: the
-previous password of a re-activated node stops working at its next connect.
+replicas.
+
+With a CSR (DESIGN §7) the node made its key itself and keeps it; the cloud signs a short
+lived client certificate whose CN is ``NS/NODE`` and answers with it, the CA and the
+``mqtts://`` broker URL, and no password. Without a CSR activation sets a fresh password.
+Either way activation replaces the node's earlier credentials: its previous password is
+dropped and its previous certificates are revoked.
 """
 
 from __future__ import annotations
-
-import shlex
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +29,9 @@ from cloud_api.models import (
     NodeCredential,
     NodeMode,
 )
+from cloud_api.pki import CertificateAuthority
+from cloud_api.services.node_certificates import record_certificate, revoke_node_credentials
+from cloud_api.services.install import install_command
 from cloud_api.services.nodes import get_node
 from schemas.errors import ErrorCode, Rejection
 from schemas.names import node_identity
@@ -33,12 +39,16 @@ from schemas.names import node_identity
 SPENT_TOKEN_RETENTION_SECONDS = 24 * 3600
 
 
-def install_command(public_url: str, token: str, mode: NodeMode) -> str:
-    """The shell command an operator runs on the node."""
-    return (
-        f"tether edge activate --cloud {shlex.quote(public_url)} --token {shlex.quote(token)}"
-        f" && tether edge run --backend {mode.value}"
-    )
+def pending_token(session: Session, token: str, *, now: int) -> ActivationToken:
+    """The unspent, unexpired activation token ``token`` (for the install script and
+    manifest, which embed it without spending it); 401 otherwise."""
+    row = session.get(ActivationToken, hash_secret(token)) if len(token) <= 256 else None
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise Unauthorized(
+            "activation token is unknown, used or expired: get a new install command "
+            "with GET /v1/namespaces/NS/nodes/NODE/init"
+        )
+    return row
 
 
 def issue_activation_token(
@@ -80,13 +90,25 @@ def issue_activation_token(
 
 
 def activate(
-    session: Session, request: ActivationRequest, *, mqtt_url: str, now: int
+    session: Session,
+    request: ActivationRequest,
+    *,
+    mqtt_url: str,
+    now: int,
+    authority: CertificateAuthority | None = None,
+    tls_url: str | None = None,
+    certificate_days: int = 30,
 ) -> ActivationResponse:
-    """Spend an activation token; 401 if it is unknown, used or expired."""
-    if request.csr is not None:
+    """Spend an activation token; 401 if it is unknown, used or expired.
+
+    A request with ``csr`` needs ``authority`` and ``tls_url`` (400 otherwise); a CSR
+    whose CN is not the node's identity, or with a weak key, is 400 and leaves the token
+    unspent, so the node can correct its CSR and try again.
+    """
+    if request.csr is not None and (authority is None or tls_url is None):
         raise Rejection(
             ErrorCode.BAD_REQUEST,
-            "certificate activation (csr) is not supported yet: omit 'csr' to get a password",
+            "this cloud has no TLS broker URL (advertised_mqtts_url): activate without 'csr'",
         )
     digest = hash_secret(request.token)
     spent = session.exec(
@@ -107,30 +129,46 @@ def activate(
         )
     row = session.get(ActivationToken, digest, populate_existing=True)
     assert row is not None  # the update above just matched it
-    password = new_secret()
-    credential = session.get(NodeCredential, (row.namespace, row.node))
-    if credential is None:
-        session.add(
-            NodeCredential(
-                namespace=row.namespace,
-                node=row.node,
-                password_hash=hash_secret(password),
-                created_at=now,
-            )
+    identity = node_identity(row.namespace, row.node)
+    if request.csr is not None:
+        assert authority is not None and tls_url is not None
+        try:
+            cert_pem = authority.sign_csr(request.csr, common_name=identity, days=certificate_days)
+        except Rejection:
+            session.rollback()  # the token stays unspent
+            raise
+        revoke_node_credentials(session, row.namespace, row.node, now=now)
+        record_certificate(session, row.namespace, row.node, cert_pem, now=now)
+        _commit(session)
+        return ActivationResponse(
+            namespace=row.namespace,
+            node=row.node,
+            mqtt=MqttCredentials(url=tls_url, username=identity),
+            ca=authority.certificate_pem,
+            certificate=cert_pem,
         )
-    else:
-        credential.password_hash = hash_secret(password)
-        credential.created_at = now
-        session.add(credential)
+    password = new_secret()
+    revoke_node_credentials(session, row.namespace, row.node, now=now)
+    session.flush()
+    session.add(
+        NodeCredential(
+            namespace=row.namespace,
+            node=row.node,
+            password_hash=hash_secret(password),
+            created_at=now,
+        )
+    )
+    _commit(session)
+    return ActivationResponse(
+        namespace=row.namespace,
+        node=row.node,
+        mqtt=MqttCredentials(url=mqtt_url, username=identity, password=password),
+    )
+
+
+def _commit(session: Session) -> None:
     try:
         session.commit()
     except IntegrityError as exc:  # the same node activated concurrently with another token
         session.rollback()
         raise Busy("the node is being activated concurrently; retry", retry_after=1.0) from exc
-    return ActivationResponse(
-        namespace=row.namespace,
-        node=row.node,
-        mqtt=MqttCredentials(
-            url=mqtt_url, username=node_identity(row.namespace, row.node), password=password
-        ),
-    )

@@ -1,7 +1,9 @@
 """Who may connect to the broker: the cloud bridge, and activated nodes as ``NS/NODE``.
 
 The embedded broker calls this in-process (``Cloud.authenticate_mqtt``); a standalone
-broker asks ``POST /v1/broker/authenticate``. Topic access is a separate, pure rule
+broker asks ``POST /v1/broker/authenticate``. A client certificate is checked by serial
+(``authenticate_certificate``): the TLS layer proved it is ours, this says it is current.
+Topic access is a separate, pure rule
 (``schemas.topics.TopicScheme.node_may_publish``), applied by the broker.
 """
 
@@ -11,6 +13,7 @@ from sqlmodel import Session
 
 from cloud_api.credentials import hash_secret, same_secret, secret_matches
 from cloud_api.models import NodeCredential
+from cloud_api.services.node_certificates import certificate_allowed
 from schemas.names import parse_node_identity
 
 # Compared against when there is no credential, so that an unknown node costs the same
@@ -37,3 +40,11 @@ def authenticate_mqtt(
     credential = session.get(NodeCredential, identity)
     matched = secret_matches(password, credential.password_hash if credential else _NO_CREDENTIAL)
     return matched and credential is not None
+
+
+def authenticate_certificate(
+    session: Session, identity: str | None, serial: str | None, *, now: int
+) -> bool:
+    """Whether a client certificate (verified by the broker's TLS against our CA) may
+    connect: its serial must be a current, unrevoked certificate of the node in its CN."""
+    return certificate_allowed(session, identity, serial, now=now)

@@ -11,8 +11,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import AlreadyExists, NotFound
-from cloud_api.models import ActivationToken, Node, NodeCreate, NodeCredential, NodePublic, Shadow
+from cloud_api.models import (
+    ActivationToken,
+    Node,
+    NodeCreate,
+    NodeCredential,
+    NodePublic,
+    NodeUpdate,
+    Shadow,
+)
 from cloud_api.services.namespaces import get_namespace
+from cloud_api.services.node_certificates import revoke_node_credentials
 from schemas.names import validate_name
 
 
@@ -33,11 +42,36 @@ def create_node(session: Session, namespace: str, node_in: NodeCreate, *, now: i
     session.add(node)
     try:
         session.flush()  # the node row first: the shadow's foreign key points at it
-        session.add(Shadow(namespace=namespace, node=node_in.name))
+        session.add(_first_shadow(session, namespace, node_in.name, now=now))
         session.commit()
     except IntegrityError as exc:  # created concurrently by another request or replica
         session.rollback()
         raise AlreadyExists(f"node {namespace}/{node_in.name} already exists") from exc
+    return node
+
+
+def _first_shadow(session: Session, namespace: str, name: str, *, now: int) -> Shadow:
+    """A new node's shadow: ``desired.apps`` already holds the apps matched to it (maybe
+    none, but present, so that a node still running apps it should not gets ``null``s in
+    its delta, DESIGN §5)."""
+    # imported here: matching publishes through serving, which imports this module
+    from cloud_api.services.matching import desired_apps
+
+    apps = desired_apps(session, namespace, [name]).get(name, {})
+    stamps = {"apps": {app: {"timestamp": now} for app in apps}} if apps else {}
+    return Shadow(namespace=namespace, node=name, desired={"apps": apps},
+                  meta={"desired": stamps, "reported": {}})
+
+
+def update_node(session: Session, namespace: str, name: str, node_in: NodeUpdate) -> Node:
+    """Change a node's labels and description (the fields sent); the caller rematches apps."""
+    node = get_node(session, namespace, name)
+    if node_in.labels is not None:
+        node.labels = dict(node_in.labels)
+    if node_in.description is not None:
+        node.description = node_in.description
+    session.add(node)
+    session.commit()
     return node
 
 
@@ -64,9 +98,13 @@ def list_nodes(session: Session, namespace: str) -> list[Node]:
     return list(session.exec(query).all())
 
 
-def delete_node(session: Session, namespace: str, name: str) -> None:
-    """Delete a node with its shadow, credential and activation tokens; 404 if missing."""
+def delete_node(session: Session, namespace: str, name: str, *, now: int = 0) -> None:
+    """Delete a node with its shadow, credential and activation tokens; 404 if missing.
+
+    Its certificates are revoked, not deleted: the revoked list outlives the node.
+    """
     get_node(session, namespace, name)
+    revoke_node_credentials(session, namespace, name, now=now)
     for table in (ActivationToken, NodeCredential, Shadow):
         session.exec(
             delete(table).where(col(table.namespace) == namespace, col(table.node) == name)

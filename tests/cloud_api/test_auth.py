@@ -96,11 +96,10 @@ def test_activation(cloud: Cloud, api: httpx.Client, anonymous: httpx.Client) ->
     init = api.get(f"{NODES}/n1/init").json()
     token = init["token"]
     assert init["command"] == (
-        f"tether edge activate --cloud {cloud.settings.public_url} --token {token}"
-        " && tether edge run --backend kube"
+        f"kubectl apply -f '{cloud.settings.public_url}/v1/init/manifest.yaml?token={token}'"
     )
     native = api.get(f"{NODES}/n1/init", params={"mode": "native"}).json()
-    assert native["command"].endswith("--backend native")
+    assert native["command"].endswith("| sudo sh")
     assert init["expiresAt"] == int(cloud.context.clock()) + 3600
     assert token not in everything_stored(cloud)
 

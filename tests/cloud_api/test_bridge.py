@@ -35,7 +35,7 @@ from tests.cloud_api.conftest import BACKENDS, admin_token, postgres_schema, ser
 pytestmark = pytest.mark.mosquitto
 TIMEOUT = 10.0
 EMPTY = {
-    "state": {"desired": {}, "reported": {}, "delta": {}},
+    "state": {"desired": {"apps": {}}, "reported": {}, "delta": {}},
     "metadata": {"desired": {}, "reported": {}},
     "version": 0,
     "timestamp": 0,

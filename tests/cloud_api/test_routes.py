@@ -78,7 +78,8 @@ def test_shadow_patch_returns_the_document_and_publishes_like_mqtt(
     response = api.patch(f"{NODES}/n1/shadow", json=patch)
     assert response.status_code == 200
     document = response.json()
-    assert document["state"] == {"desired": {"fan": "on"}, "reported": {}, "delta": {"fan": "on"}}
+    desired = {"apps": {}, "fan": "on"}  # a new node desires no apps, explicitly
+    assert document["state"] == {"desired": desired, "reported": {}, "delta": {"fan": "on"}}
     assert document["version"] == 1
     topic = cloud.settings.topics.topic
     assert [m.topic for m in published.messages] == [

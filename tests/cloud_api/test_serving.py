@@ -19,6 +19,7 @@ from schemas.topics import Suffix
 from tests.cloud_api.conftest import Clock
 
 TOKEN = "tok-1"
+UNKNOWN_APP = {"kind": "app", "name": "x", "version": "1"}
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_get_returns_the_full_document_and_echoes_the_token(node: Node) -> None:
     node.send(Suffix.SHADOW_GET, {"clientToken": TOKEN})
     (reply,) = node.received(Suffix.SHADOW_GET_ACCEPTED)
     assert reply["clientToken"] == TOKEN
-    assert reply["version"] == 0 and reply["state"] == {"desired": {}, "reported": {}, "delta": {}}
+    assert reply["version"] == 0 and reply["state"] == {"desired": {"apps": {}}, "reported": {}, "delta": {}}
 
 
 def test_update_publishes_accepted_then_documents(node: Node, clock: Clock) -> None:
@@ -119,7 +120,7 @@ def test_update_rejections(node: Node, payload: Any, code: int, echoed: str | No
     [
         (Suffix.SHADOW_GET, {"clientToken": TOKEN, "extra": 1}, 400),
         (Suffix.SHADOW_GET, b"nope", 400),
-        (Suffix.RESOURCES_GET, {"clientToken": TOKEN, "items": []}, 404),
+        (Suffix.RESOURCES_GET, {"clientToken": TOKEN, "items": [UNKNOWN_APP]}, 404),
     ],
 )
 def test_get_rejections(node: Node, suffix: Suffix, payload: Any, code: int) -> None:

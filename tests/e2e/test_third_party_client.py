@@ -95,7 +95,8 @@ def test_get_and_update_by_the_contract(device: Device) -> None:
     device.send("shadow/get", {"clientToken": "g1"})
     doc = device.expect("shadow/get/accepted")
     assert doc["clientToken"] == "g1" and doc["version"] == 0
-    assert doc["state"] == {"desired": {}, "reported": {}, "delta": {}}
+    # a new node is matched to no app yet: desired.apps exists, empty, so removals work later
+    assert doc["state"] == {"desired": {"apps": {}}, "reported": {}, "delta": {}}
 
     device.send("shadow/update", {"state": {"reported": {"temp": 21}}, "version": 0, "clientToken": "u1"})
     accepted = device.expect("shadow/update/accepted")

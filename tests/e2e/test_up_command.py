@@ -17,19 +17,20 @@ from tests.conftest import free_port
 
 
 def test_up_serves_the_local_node_and_stops_cleanly(tmp_path: Path) -> None:
-    http_port, mqtt_port = free_port(), free_port()
+    http_port, mqtt_port, mqtts_port = free_port(), free_port(), free_port()
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "tether", "up", "--data-dir", str(tmp_path),
-         "--http-port", str(http_port), "--mqtt-port", str(mqtt_port)],
+         "--http-port", str(http_port), "--mqtt-port", str(mqtt_port), "--mqtts-port", str(mqtts_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
+        lines = [process.stdout.readline() for _ in range(4)]
         assert lines[0].strip() == f"API   http://127.0.0.1:{http_port}", lines
         assert lines[1].strip() == f"MQTT  mqtt://127.0.0.1:{mqtt_port}"
-        token_path = Path(lines[2].split(" in ", 1)[1].strip())
+        assert lines[2].startswith(f"MQTTS mqtts://127.0.0.1:{mqtts_port} (mTLS; CA {tmp_path}")
+        token_path = Path(lines[3].split(" in ", 1)[1].strip())
         assert token_path == tmp_path / "admin.token"
         assert token_path.stat().st_mode & 0o777 == 0o600
         headers = {"Authorization": f"Bearer {token_path.read_text().strip()}"}
@@ -66,7 +67,8 @@ def test_an_explicit_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "tether", "up", "--data-dir", str(tmp_path), "--http-port", str(port), "--mqtt-port", str(free_port()), "--no-edge"],
+            [sys.executable, "-m", "tether", "up", "--data-dir", str(tmp_path), "--http-port", str(port), "--mqtt-port", str(free_port()),
+             "--mqtts-port", str(free_port()), "--no-edge"],
             capture_output=True, text=True, timeout=30,
         )
     assert result.returncode == 2

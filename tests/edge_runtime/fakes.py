@@ -1,5 +1,6 @@
-"""In-memory stand-ins for what the sync logic talks to: a transport, a clock, a cloud
-(and the node facts and identities tests use).
+"""In-memory stand-ins for what the sync logic and the engine talk to: a transport, a
+clock, a cloud, a reconciler that only mirrors properties, a backend (and the node facts
+and identities tests use).
 
 ``MemoryCloud`` answers shadow requests with the real schemas algebra (``apply_update``),
 the way the cloud bridge does, so tests exercise the node against the contract rather
@@ -10,18 +11,41 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_runtime.backends.base import AppBundle, InstanceStatus, ObservedApp
+from edge_runtime.errors import BackendError
 from edge_runtime.identity import Identity
 from schemas.errors import Rejection
 from schemas.messages import parse_get_request
+from schemas.resources import AppStatus
 from schemas.shadow import JSONObject, ShadowDocument, apply_update, parse_update_request
 from schemas.topics import Suffix
 
 
 FACTS = {"hostname": "edge-1", "os": "linux", "arch": "x86_64", "kernel": "6.1",
          "python": "3.11", "backend": "native"}
+
+
+class MirrorReconciler:
+    """Reports fixed node facts and mirrors desired properties exactly; runs nothing.
+
+    The sync side's tests use it so they do not depend on the engine.
+    """
+
+    def __init__(self, facts: JSONObject | None = None) -> None:
+        self.facts = facts if facts is not None else FACTS
+        self.calls: list[JSONObject] = []
+
+    def reconcile(self, desired: JSONObject) -> JSONObject:
+        self.calls.append(copy.deepcopy(desired))
+        reported: dict[str, Any] = {"node": copy.deepcopy(self.facts)}
+        properties = desired.get("properties")
+        if isinstance(properties, dict):
+            reported["properties"] = copy.deepcopy(properties)
+        return reported
 
 
 def make_identity(url: str, namespace: str, node: str, *,
@@ -107,3 +131,45 @@ class MemoryCloud:
             if delta is not None:
                 out.append((Suffix.SHADOW_UPDATE_DELTA, delta))
             return out
+
+
+class FakeBackend:
+    """A backend in memory: applied bundles run at once; failures are injected per app."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.bundles: dict[str, AppBundle] = {}
+        self.apps: dict[str, ObservedApp] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.failures: dict[str, BackendError] = {}
+        self.listener: Callable[[], None] | None = None
+
+    def apply(self, bundle: AppBundle) -> None:
+        self.calls.append(("apply", f"{bundle.name}@{bundle.version}"))
+        if bundle.name in self.failures:
+            raise self.failures[bundle.name]
+        self.bundles[bundle.name] = bundle
+        instance = InstanceStatus(f"{bundle.name}-0", AppStatus.RUNNING, cpu_percent=1.0,
+                                  memory_bytes=1000)
+        self.apps[bundle.name] = ObservedApp(bundle.name, bundle.version, AppStatus.RUNNING,
+                                             instances=(instance,))
+
+    def remove(self, app: str) -> None:
+        self.calls.append(("remove", app))
+        if app in self.failures:
+            raise self.failures[app]
+        self.apps.pop(app, None)
+        self.bundles.pop(app, None)
+
+    def observe(self) -> dict[str, ObservedApp]:
+        return dict(self.apps)
+
+    def node_facts(self) -> dict[str, Any]:
+        return {"fakeVersion": "1"}
+
+    def close(self) -> None:
+        pass
+
+    def watch(self, listener: Callable[[], None]) -> None:
+        self.listener = listener

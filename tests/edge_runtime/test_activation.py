@@ -118,7 +118,8 @@ def cloud_server() -> Iterator[str]:
 
 def test_cli_activate_against_a_real_server(tmp_path: Path, cloud_server: str) -> None:
     runner = CliRunner()
-    args = ["activate", "--cloud", cloud_server, "--token", "good", "--data-dir", str(tmp_path)]
+    args = ["activate", "--cloud", cloud_server, "--token", "good", "--password",
+            "--data-dir", str(tmp_path)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "activated node default/edge-1" in result.output

@@ -10,9 +10,8 @@ import pytest
 
 from edge_runtime.agent import EdgeAgent
 from edge_runtime.errors import AlreadyRunning
-from edge_runtime.reconciling import StandInReconciler
 from edge_runtime.settings import EdgeSettings
-from schemas.shadow import JSONObject
+from tests.edge_runtime.fakes import MirrorReconciler
 from tests.edge_runtime.mqttcloud import MqttCloud
 
 pytestmark = pytest.mark.mosquitto
@@ -20,16 +19,7 @@ StartAgent = Callable[..., EdgeAgent]
 NS = "default"
 
 
-class Recording(StandInReconciler):
-    """The stand-in, remembering every desired section it was handed."""
-
-    def __init__(self) -> None:
-        super().__init__(backend="native")
-        self.calls: list[JSONObject] = []
-
-    def reconcile(self, desired: JSONObject) -> JSONObject:
-        self.calls.append(desired)
-        return super().reconcile(desired)
+Recording = MirrorReconciler  # remembers every desired section it was handed
 
 
 def wait_reported(cloud: MqttCloud, node: str, key: str, value: object, what: str) -> None:

@@ -1,0 +1,236 @@
+"""``tether apply|get|describe|delete|shadow|rollout``: the kubectl-like admin client.
+
+Thin, as every CLI here (STYLE §11): parse flags, call ``client``/``applying``, render
+with ``admin_views``. Every ``ClientError`` (refused request, unreachable server,
+malformed manifest, bad config) is one line ``error: ...`` on stderr and exit 1.
+
+The root ``tether.py`` mounts, at the top level: the commands ``apply``, ``get``,
+``describe``, ``delete`` and the groups ``shadow_app`` (as ``shadow``) and
+``rollout_app`` (as ``rollout``). ``app`` holds all of them, for tests and scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cloud_api import admin_views
+from cloud_api.applying import apply_manifest, delete_manifest, rollout_state
+from cloud_api.client import ClientConfig, ClientError, TetherClient, kind_of
+from cloud_api.manifests import APPLY_ORDER, Manifest, ManifestError, parse_manifests
+
+WHERE = ("Server and token: --server/--token, else TETHER_SERVER/TETHER_TOKEN, else "
+         "server:/token:/namespace: in $XDG_CONFIG_HOME/tether/config.yaml "
+         "(~/.config/tether/config.yaml); the defaults are http://127.0.0.1:9080 and, "
+         "without a token, ./data/admin.token (what `tether up` writes).")
+
+Server = Annotated[str | None, typer.Option("--server", help="API URL (env TETHER_SERVER)")]
+Token = Annotated[str | None, typer.Option("--token", help="API token (env TETHER_TOKEN)", show_default=False)]
+Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="namespace (env TETHER_NAMESPACE; else default)")]
+Output = Annotated[str, typer.Option("--output", "-o", help="table, yaml or json")]
+Files = Annotated[list[str] | None, typer.Option("--filename", "-f", help="manifest file, '-' for stdin")]
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+@contextmanager
+def connected(server: str | None, token: str | None, namespace: str | None) -> Iterator[tuple[TetherClient, str]]:
+    """The client and the namespace to use; errors become one line and exit 1."""
+    with one_line_errors():
+        config = ClientConfig.resolve(server=server, token=token, namespace=namespace)
+        with TetherClient(config.server, config.token) as client:
+            yield client, config.namespace
+
+
+def read_text(path: str) -> tuple[str, str]:
+    """(text, name for messages) of a file, or of stdin for ``-``."""
+    if path == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from exc
+
+
+def read_manifests(files: list[str], namespace: str) -> list[Manifest]:
+    manifests: list[Manifest] = []
+    for path in files:
+        text, source = read_text(path)
+        manifests.extend(parse_manifests(text, source=source, default_namespace=namespace))
+    return sorted(manifests, key=lambda manifest: APPLY_ORDER[manifest.kind.name])
+
+
+# -- commands --------------------------------------------------------------------------
+def apply(files: Files = None, server: Server = None, token: Token = None,
+          namespace: Namespace = None) -> None:
+    """Create or update the objects of manifest files (YAML or JSON, several per file).
+
+    Prints `KIND/NAME created|configured|unchanged` for each."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        if not files:
+            raise ManifestError("give a manifest file with -f FILE (or -f - for stdin)")
+        for manifest in read_manifests(files, ns):
+            typer.echo(f"{manifest.ref} {apply_manifest(client, manifest)}")
+
+
+def get(kind: Annotated[str, typer.Argument(help="nodes, apps, configs, secrets, certificates, registries or namespaces")],
+        name: Annotated[str | None, typer.Argument(help="one object; all if left out")] = None,
+        output: Output = "table", server: Server = None, token: Token = None,
+        namespace: Namespace = None) -> None:
+    """List objects of a kind, or show one."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        if output not in ("table", "yaml", "json"):
+            raise ClientError(400, f"unknown output {output!r}: use table, yaml or json")
+        found = kind_of(kind)
+        items = [client.get(kind, name, namespace=ns)] if name else client.list_all(kind, namespace=ns)
+        if output == "table":
+            console().print(admin_views.object_table(found.plural, items))
+        else:
+            typer.echo(admin_views.dump(items[0] if name else items, output))
+
+
+def describe(kind: Annotated[str, typer.Argument(help="node, app or any other kind")],
+             name: str, server: Server = None, token: Token = None,
+             namespace: Namespace = None) -> None:
+    """Show an object in detail: a node with its apps, delta and facts; an app with its rollout."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        found = kind_of(kind)
+        item = client.get(kind, name, namespace=ns)
+        if found.singular == "node":
+            console().print(admin_views.describe_node(item, client.shadow_get(name, namespace=ns)))
+            return
+        typer.echo(admin_views.dump(item, "yaml"))
+        if found.singular == "app":
+            console().print(admin_views.rollout_table(client.app_nodes(name, namespace=ns)))
+
+
+def delete(kind: Annotated[str | None, typer.Argument(help="the kind, e.g. app")] = None,
+           name: Annotated[str | None, typer.Argument()] = None, files: Files = None,
+           server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
+    """Delete an object (KIND NAME), or every object of manifest files (-f)."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        if files:
+            for manifest in reversed(read_manifests(files, ns)):
+                typer.echo(f"{manifest.ref} {delete_manifest(client, manifest)}")
+            return
+        if kind is None or name is None:
+            raise ClientError(400, "give KIND NAME, or -f FILE")
+        client.delete(kind, name, namespace=ns)
+        typer.echo(f"{kind_of(kind).singular}/{name} deleted")
+
+
+shadow_app = typer.Typer(help="Read and patch a node's shadow document.", no_args_is_help=True)
+rollout_app = typer.Typer(help="Follow an app's rollout over its matched nodes.", no_args_is_help=True)
+
+
+@shadow_app.command("get")
+def shadow_get(node: str, output: Annotated[str, typer.Option("--output", "-o", help="json or yaml")] = "json",
+               server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
+    """Print the node's shadow document (desired, reported, delta, metadata, version)."""
+    with connected(server, token, namespace) as (client, ns):
+        typer.echo(admin_views.dump(client.shadow_get(node, namespace=ns), output))
+
+
+@shadow_app.command("patch")
+def shadow_patch(
+    node: str,
+    desired: Annotated[str | None, typer.Option("--desired", help="a JSON merge patch of desired")] = None,
+    file: Annotated[str | None, typer.Option("--file", help="the patch as YAML/JSON; '-' for stdin")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="apply only at this version")] = None,
+    server: Server = None, token: Token = None, namespace: Namespace = None,
+) -> None:
+    """Merge-patch the desired state (null deletes a key); prints the new version and delta."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        patch = _patch_of(desired, file)
+        document = client.shadow_patch(node, patch, namespace=ns, version=version)
+        delta = document.get("state", {}).get("delta") or {}
+        typer.echo(f"node/{node} shadow patched: version {document.get('version')}, "
+                   f"delta {json.dumps(delta, sort_keys=True)}")
+
+
+def _patch_of(desired: str | None, file: str | None) -> Any:
+    if (desired is None) == (file is None):
+        raise ClientError(400, "give the patch with exactly one of --desired JSON or --file FILE")
+    if desired is not None:
+        try:
+            return json.loads(desired)
+        except ValueError as exc:
+            raise ClientError(400, f"--desired is not valid JSON: {exc}") from exc
+    text, source = read_text(file or "-")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{source}: not valid YAML or JSON: {exc}") from exc
+
+
+@rollout_app.command("status")
+def rollout_status(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    wait: Annotated[bool, typer.Option("--wait", help="wait until every online matched node runs it")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait")] = 300.0,
+    interval: Annotated[float, typer.Option("--interval", help="seconds between polls", hidden=True)] = 1.0,
+    server: Server = None, token: Token = None, namespace: Namespace = None,
+) -> None:
+    """Show how many matched nodes run the app's version; --wait follows it to the end.
+
+    Exits 1 if a node reports Failed, or (with --wait) on timeout, naming the nodes."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        rollout = client.app_nodes(app_name, namespace=ns)
+        if wait:
+            rollout = _follow(client, app_name, ns, rollout, timeout=timeout, interval=interval)
+        console().print(admin_views.rollout_table(rollout))
+        state = rollout_state(rollout)
+        if state.failed:
+            raise ClientError(500, f"rollout of app/{app_name} failed on: {'; '.join(state.failed)}")
+        if wait and not state.done:
+            raise ClientError(0, f"rollout of app/{app_name} timed out after {timeout:g}s "
+                              f"({state.updated}/{state.matched} updated); waiting on: "
+                              f"{'; '.join(state.waiting)}")
+        if state.offline:
+            typer.echo(f"not waited for (offline): {', '.join(state.offline)}")
+
+
+def _follow(client: TetherClient, app_name: str, namespace: str, rollout: dict[str, Any], *,
+            timeout: float, interval: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    columns = (TextColumn(f"app/{app_name}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("updated"), TimeElapsedColumn())
+    with Progress(*columns, console=console(), transient=False) as progress:
+        task = progress.add_task("rollout", total=None)
+        while True:
+            state = rollout_state(rollout)
+            progress.update(task, total=max(state.matched, 1), completed=state.updated)
+            if state.done or state.failed or time.monotonic() >= deadline:
+                return rollout
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            rollout = client.app_nodes(app_name, namespace=namespace)
+
+
+app = typer.Typer(help="Manage a Tether cloud over its REST API. " + WHERE, no_args_is_help=True,
+                  add_completion=False)
+for _command in (apply, get, describe, delete):
+    _command.__doc__ = f"{_command.__doc__}\n\n{WHERE}"
+    app.command()(_command)
+app.add_typer(shadow_app, name="shadow")
+app.add_typer(rollout_app, name="rollout")

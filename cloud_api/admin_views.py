@@ -1,0 +1,151 @@
+"""How the admin CLI shows objects: tables per kind, ``describe node``, rollouts, YAML/JSON.
+
+Why it exists: rendering is the CLI layer's (STYLE §11) but would swamp the commands in
+``admin_cli``; here each kind's columns are a small table of (header, getter), so a new
+kind is a new entry, and the rendering is tested by the CLI tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+Getter = Callable[[dict[str, Any]], str]
+
+
+def when(epoch: Any) -> str:
+    if not isinstance(epoch, int | float):
+        return "never"
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def labels_text(labels: Any) -> str:
+    if not isinstance(labels, dict) or not labels:
+        return "<none>"
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _keys(field: str) -> Getter:
+    def get(item: dict[str, Any]) -> str:
+        value = item.get(field)
+        keys = sorted(value) if isinstance(value, dict | list) else []
+        return ",".join(str(key) for key in keys) or "<none>"
+    return get
+
+
+def _field(name: str, empty: str = "") -> Getter:
+    return lambda item: str(item.get(name) if item.get(name) not in (None, "") else empty)
+
+
+COLUMNS: dict[str, list[tuple[str, Getter]]] = {
+    "namespaces": [("NAME", _field("name")), ("CREATED", lambda i: when(i.get("createdAt")))],
+    "nodes": [
+        ("NAME", _field("name")),
+        ("LABELS", lambda i: labels_text(i.get("labels"))),
+        ("ONLINE", lambda i: "yes" if i.get("online") else "no"),
+        ("MODE", _field("mode")),
+        ("LAST SEEN", lambda i: when(i.get("lastSeen"))),
+    ],
+    "apps": [
+        ("NAME", _field("name")),
+        ("TYPE", _field("type")),
+        ("SELECTOR", _field("selector", "<all nodes>")),
+        ("VERSION", _field("version")),
+        ("SERVICES", lambda i: ",".join(s.get("name", "?") for s in i.get("services", []))),
+    ],
+    "configs": [("NAME", _field("name")), ("KEYS", _keys("data")), ("VERSION", _field("version"))],
+    "secrets": [("NAME", _field("name")), ("KEYS", _keys("keys")), ("VERSION", _field("version"))],
+    "certificates": [
+        ("NAME", _field("name")),
+        ("SUBJECT", _field("subject")),
+        ("NOT AFTER", lambda i: when(i.get("notAfter"))),
+        ("VERSION", _field("version")),
+    ],
+    "registries": [
+        ("NAME", _field("name")),
+        ("ADDRESS", _field("address")),
+        ("USERNAME", _field("username", "<none>")),
+        ("VERSION", _field("version")),
+    ],
+}
+
+
+def object_table(plural: str, items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    columns = COLUMNS[plural]
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
+    for item in items:
+        table.add_row(*(get(item) for _, get in columns))
+    return table
+
+
+def dump(value: Any, output: str) -> str:
+    if output == "json":
+        return json.dumps(value, indent=2, sort_keys=True)
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip("\n")
+
+
+def _pairs(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", box=None,
+                  show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def describe_node(node: dict[str, Any], document: dict[str, Any]) -> RenderableType:
+    """Identity, liveness, desired vs reported apps with their status, delta, node facts."""
+    state = document.get("state", {})
+    desired, reported = state.get("desired") or {}, state.get("reported") or {}
+    header = _pairs(f"node {node.get('namespace')}/{node.get('name')}", [
+        ("Labels", labels_text(node.get("labels"))),
+        ("Description", node.get("description") or "<none>"),
+        ("Mode", str(node.get("mode"))),
+        ("Online", "yes" if node.get("online") else "no"),
+        ("Last seen", when(node.get("lastSeen"))),
+        ("Shadow version", str(document.get("version"))),
+    ])
+    apps = Table(title="Apps", title_justify="left", title_style="bold", box=None, pad_edge=False)
+    for column in ("APP", "DESIRED", "REPORTED", "STATUS", "CAUSE"):
+        apps.add_column(column, overflow="fold")
+    desired_apps = desired.get("apps") if isinstance(desired.get("apps"), dict) else {}
+    reported_apps = reported.get("apps") if isinstance(reported.get("apps"), dict) else {}
+    stats = reported.get("appstats") if isinstance(reported.get("appstats"), dict) else {}
+    for name in sorted(set(desired_apps) | set(reported_apps)):
+        stat = stats.get(name) if isinstance(stats.get(name), dict) else {}
+        apps.add_row(name, str(desired_apps.get(name, "-")), str(reported_apps.get(name, "-")),
+                     str(stat.get("status", "-")), str(stat.get("cause", "")))
+    facts = reported.get("node") if isinstance(reported.get("node"), dict) else {}
+    delta = state.get("delta") or {}
+    parts: list[RenderableType] = [header, Text(""), apps, Text("")]
+    parts.append(_pairs("Delta (desired, not yet reported)",
+                        [("", json.dumps(delta, sort_keys=True) if delta else "<none>")]))
+    parts.append(Text(""))
+    parts.append(_pairs("Node facts", [(k, str(v)) for k, v in sorted(facts.items())] or
+                        [("", "<none reported>")]))
+    return Group(*parts)
+
+
+def rollout_table(rollout: dict[str, Any]) -> Table:
+    counts = rollout.get("counts", {})
+    title = (f"app {rollout.get('app')} version {rollout.get('version')}: "
+             + ", ".join(f"{key} {counts.get(key, 0)}"
+                         for key in ("matched", "updated", "running", "failed", "offline")))
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for column in ("NODE", "DESIRED", "REPORTED", "STATUS", "ONLINE"):
+        table.add_column(column)
+    for node in rollout.get("nodes", []):
+        table.add_row(node.get("node", "?"), str(node.get("desiredVersion")),
+                      str(node.get("reportedVersion") or "-"), str(node.get("status") or "-"),
+                      "yes" if node.get("online") else "no")
+    return table

@@ -1,0 +1,103 @@
+"""Applying manifests through the client, and judging a rollout: the admin CLI's library.
+
+Why it exists: ``tether apply`` must be idempotent (an unchanged object is reported as
+``unchanged`` and written by no one), ``delete -f`` must mirror it, and ``rollout status``
+must decide "done", "failed" or "still going" the same way for a script as for the CLI;
+so those decisions live here, not in the typer commands.
+
+- Namespaces: created if missing, else unchanged (they have no content).
+- Nodes: created (POST) if missing; else the labels/description that differ are PATCHed.
+- Everything else: PUT (create or replace); the cloud makes a new version only when the
+  content changed, so comparing version, labels and description before and after tells
+  unchanged from configured, even for a secret whose values the API never shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cloud_api.client import ClientError, TetherClient
+from cloud_api.manifests import Manifest, node_changes, resource_unchanged
+
+CREATED, CONFIGURED, UNCHANGED, DELETED, NOT_FOUND = (
+    "created", "configured", "unchanged", "deleted", "not found")
+DONE_STATUSES = frozenset({"Running", "Succeeded"})
+
+
+def apply_manifest(client: TetherClient, manifest: Manifest) -> str:
+    """Make the cloud hold ``manifest``; returns created, configured or unchanged."""
+    kind, name, namespace = manifest.kind, manifest.name, manifest.namespace
+    if not kind.namespaced:
+        if client.find(kind.singular, name) is not None:
+            return UNCHANGED
+        client.create(kind.singular, {"name": name})
+        return CREATED
+    before = client.find(kind.singular, name, namespace=namespace)
+    if not kind.replaceable:
+        if before is None:
+            client.create(kind.singular, manifest.body, namespace=namespace)
+            return CREATED
+        changes = node_changes(manifest, before)
+        if not changes:
+            return UNCHANGED
+        client.patch(kind.singular, name, changes, namespace=namespace)
+        return CONFIGURED
+    after = client.replace(kind.singular, name, manifest.body, namespace=namespace)
+    if before is None:
+        return CREATED
+    return UNCHANGED if resource_unchanged(before, after) else CONFIGURED
+
+
+def delete_manifest(client: TetherClient, manifest: Manifest) -> str:
+    """Delete what ``manifest`` names; ``not found`` if it is already gone."""
+    try:
+        client.delete(manifest.kind.singular, manifest.name, namespace=manifest.namespace)
+    except ClientError as exc:
+        if exc.code == 404:
+            return NOT_FOUND
+        raise
+    return DELETED
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """How far a rollout got, from ``GET .../apps/{name}/nodes``."""
+
+    matched: int
+    updated: int
+    waiting: tuple[str, ...]  # online nodes not yet running the desired version
+    failed: tuple[str, ...]
+    offline: tuple[str, ...]
+
+    @property
+    def done(self) -> bool:
+        return not self.waiting and not self.failed
+
+
+def _describe(node: dict[str, Any]) -> str:
+    reported = node.get("reportedVersion") or "nothing"
+    status = node.get("status") or "no status"
+    return f"{node['node']} (runs {reported}, {status}; wants {node['desiredVersion']})"
+
+
+def rollout_state(rollout: dict[str, Any]) -> RolloutState:
+    """Done when every matched online node reports the desired version Running (or
+    Succeeded); a node reporting Failed fails the rollout; offline nodes are not waited for."""
+    waiting, failed, offline = [], [], []
+    for node in rollout.get("nodes", []):
+        if node.get("status") == "Failed":
+            failed.append(_describe(node))
+        elif not node.get("online"):
+            offline.append(node["node"])
+        elif (node.get("reportedVersion") != node.get("desiredVersion")
+              or node.get("status") not in DONE_STATUSES):
+            waiting.append(_describe(node))
+    counts = rollout.get("counts", {})
+    return RolloutState(
+        matched=int(counts.get("matched", 0)),
+        updated=int(counts.get("updated", 0)),
+        waiting=tuple(waiting),
+        failed=tuple(failed),
+        offline=tuple(offline),
+    )

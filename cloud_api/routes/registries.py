@@ -1,0 +1,9 @@
+"""``/v1/namespaces/{ns}/registries``: image registries; the password is sealed, never shown."""
+
+from __future__ import annotations
+
+from cloud_api.models.resources import RegistryCreate
+from cloud_api.routes.resources import plain_wire, resource_router
+from schemas.resources import ResourceKind
+
+router = resource_router(ResourceKind.REGISTRY, RegistryCreate, plain_wire)

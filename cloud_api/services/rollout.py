@@ -1,0 +1,133 @@
+"""Delivering apps to nodes: what a node may fetch (``resources/get``), and how far an
+app's rollout got (``GET .../apps/{name}/nodes``).
+
+Why it exists: secret values leave the cloud only to the nodes matched to them (DESIGN
+§7). ``fetch_resources`` is that rule: a node gets an app version that is (or was, one
+version ago) in its ``desired.apps``, and the configs, secrets, certificates and
+registries those app versions pin; anything else in the cloud is 403, a version that
+does not exist 404. The previous version is allowed too so that a node fetching the
+version of a delta that has just been superseded still gets it, instead of failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import and_
+from sqlmodel import Session, col, select
+
+from cloud_api.models import Node, Shadow
+from cloud_api.models.resources import AppNodeStatus, AppRollout, AppRolloutCounts
+from cloud_api.services.resources import get_resource, get_version, open_version
+from cloud_api.services.secrets_crypto import SecretBox
+from cloud_api.services.shadows import get_document
+from schemas.errors import ErrorCode, Rejection
+from schemas.resources import App, ResourceItem, ResourceKind
+from schemas.shadow import APPS_KEY, ShadowLimits, parse_client_token
+
+MAX_ITEMS = 100
+
+
+def _parse_items(body: Any) -> list[ResourceItem]:
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        raise Rejection(ErrorCode.BAD_REQUEST, "resources/get needs {\"items\": [{kind, name, version}]}")
+    items = body["items"]
+    if not 0 < len(items) <= MAX_ITEMS:
+        raise Rejection(ErrorCode.BAD_REQUEST, f"ask for 1 to {MAX_ITEMS} items at a time")
+    unknown = set(body) - {"items", "clientToken"}
+    if unknown:
+        raise Rejection(ErrorCode.BAD_REQUEST, f"unknown field(s): {', '.join(sorted(unknown))}")
+    try:
+        parsed = [ResourceItem.model_validate(item) for item in items]
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Rejection(ErrorCode.BAD_REQUEST, f"bad item: {where}: {first['msg']}") from None
+    if any(item.value is not None for item in parsed):
+        raise Rejection(ErrorCode.BAD_REQUEST, "ask with kind, name and version only")
+    return parsed
+
+
+def _allowed(session: Session, namespace: str, desired: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(kind, name, version) a node may fetch, given its desired apps."""
+    allowed: set[tuple[str, str, str]] = set()
+    for app, version in desired.items():
+        if not isinstance(version, str) or not version.isdigit():
+            continue
+        for number in {int(version), int(version) - 1} - {0}:
+            row = get_version(session, namespace, ResourceKind.APP, app, number)
+            if row is None:
+                continue
+            allowed.add((ResourceKind.APP.value, app, str(number)))
+            for kind, ref in App.model_validate(row.spec).references():
+                allowed.add((kind.value, ref.name, ref.version))
+    return allowed
+
+
+def fetch_resources(
+    session: Session, box: SecretBox | None, namespace: str, node: str, body: Any, *,
+    limits: ShadowLimits,
+) -> dict[str, Any]:
+    """The ``resources/get/accepted`` reply to ``body``; Rejection 400/403/404 otherwise."""
+    client_token = parse_client_token(body, limits) if isinstance(body, dict) else None
+    desired = get_document(session, namespace, node).desired.get(APPS_KEY)  # 404: no such node
+    items = _parse_items(body)
+    allowed = _allowed(session, namespace, desired if isinstance(desired, dict) else {})
+    answered = []
+    for item in items:
+        label = f"{item.kind.value} {item.name} version {item.version}"
+        row = (
+            get_version(session, namespace, item.kind, item.name, int(item.version))
+            if item.version.isdigit() else None
+        )
+        if row is None:
+            raise Rejection(ErrorCode.NOT_FOUND, f"{label} not found")
+        if (item.kind.value, item.name, item.version) not in allowed:
+            raise Rejection(ErrorCode.FORBIDDEN, f"{label} is not matched to this node")
+        value = open_version(box, row)
+        answered.append({**item.wire(), "value": value})
+    reply: dict[str, Any] = {"items": answered}
+    if client_token is not None:
+        reply = {"clientToken": client_token, **reply}
+    return reply
+
+
+def app_rollout(session: Session, namespace: str, name: str) -> AppRollout:
+    """The nodes an app is matched to, with what they report of it."""
+    app, _ = get_resource(session, namespace, ResourceKind.APP, name)
+    rows = session.exec(
+        select(Shadow.node, Shadow.desired, Shadow.reported, Node.online)
+        .join(Node, and_(col(Node.namespace) == col(Shadow.namespace),
+                         col(Node.name) == col(Shadow.node)))
+        .where(col(Shadow.namespace) == namespace)
+        .order_by(col(Shadow.node))
+    ).all()
+    nodes = []
+    for node, desired, reported, online in rows:
+        desired_version = (desired.get(APPS_KEY) or {}).get(name)
+        if desired_version is None:
+            continue
+        reported_apps = reported.get(APPS_KEY) if isinstance(reported.get(APPS_KEY), dict) else {}
+        stats = reported.get("appstats") if isinstance(reported.get("appstats"), dict) else {}
+        app_stats = stats.get(name) if isinstance(stats.get(name), dict) else {}
+        status = app_stats.get("status")
+        nodes.append(AppNodeStatus(
+            node=node,
+            desired_version=str(desired_version),
+            reported_version=_text(reported_apps.get(name)),
+            status=_text(status),
+            online=bool(online),
+        ))
+    counts = AppRolloutCounts(
+        matched=len(nodes),
+        updated=sum(n.reported_version == n.desired_version for n in nodes),
+        running=sum(n.status == "Running" for n in nodes),
+        failed=sum(n.status == "Failed" for n in nodes),
+        offline=sum(not n.online for n in nodes),
+    )
+    return AppRollout(app=name, version=str(app.version), counts=counts, nodes=nodes)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,129 @@
+"""Secrets: sealed at rest, never returned over REST, opened only for matched nodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import inspect, text
+
+from cloud_api.runtime import Cloud
+from cloud_api.serving import ShadowServer
+from cloud_api.services.secrets_crypto import SecretBox
+from cloud_api.metrics import Metrics
+from cloud_api.transport import MemoryPublisher
+from schemas.topics import Suffix
+
+NS = "/v1/namespaces/default"
+PLAIN = "hunter2-very-secret-value"
+REG_PASSWORD = "registry-pass-0451"
+
+
+def seed(api: httpx.Client) -> None:
+    api.post(f"{NS}/nodes", json={"name": "n1", "labels": {"env": "prod"}})
+    api.post(f"{NS}/nodes", json={"name": "n2", "labels": {"env": "dev"}})
+    assert api.post(f"{NS}/secrets", json={"name": "db", "data": {"password": PLAIN}}).status_code == 201
+    assert api.post(f"{NS}/secrets", json={"name": "other", "data": {"k": "v"}}).status_code == 201
+    registry = {"name": "hub", "address": "registry.example.com", "username": "u",
+                "password": REG_PASSWORD}
+    assert api.post(f"{NS}/registries", json=registry).status_code == 201
+    generate = {"name": "tls", "generate": {"commonName": "edge.local", "sans": ["edge.local"]}}
+    cert = api.post(f"{NS}/certificates", json=generate)
+    assert cert.status_code == 201, cert.text
+    assert cert.json()["commonName"] == "edge.local" and "privateKey" not in cert.json()
+    app = {
+        "name": "web", "selector": "env=prod", "registries": [{"name": "hub"}],
+        "services": [{"name": "main", "image": "nginx", "volumeMounts": [
+            {"name": "s", "mountPath": "/s"}, {"name": "t", "mountPath": "/t"}]}],
+        "volumes": [{"name": "s", "secret": {"name": "db"}},
+                    {"name": "t", "certificate": {"name": "tls"}}],
+    }
+    response = api.post(f"{NS}/apps", json=app)
+    assert response.status_code == 201, response.text
+
+
+def test_secret_values_never_leave_over_rest(api: httpx.Client) -> None:
+    seed(api)
+    everything = [api.get(f"{NS}/secrets"), api.get(f"{NS}/secrets/db"),
+                  api.get(f"{NS}/registries"), api.get(f"{NS}/registries/hub"),
+                  api.get(f"{NS}/certificates/tls")]
+    assert api.get(f"{NS}/secrets/db").json()["keys"] == ["password"]
+    for response in everything:
+        assert response.status_code == 200
+        assert PLAIN not in response.text and REG_PASSWORD not in response.text
+        assert "PRIVATE KEY" not in response.text
+
+
+def test_no_plaintext_in_the_database(cloud: Cloud, api: httpx.Client) -> None:
+    seed(api)
+    api.put(f"{NS}/secrets/db", json={"data": {"password": PLAIN + "-2"}})  # a second version
+    needles = [PLAIN.encode(), REG_PASSWORD.encode(), b"PRIVATE KEY"]
+    if cloud.store.is_sqlite:
+        cloud.store.close()  # checkpoint the WAL into the file, then read every byte
+        database = Path(cloud.store.engine.url.database or "")
+        for path in database.parent.glob(database.name + "*"):
+            raw = path.read_bytes()
+            assert not any(needle in raw for needle in needles), path
+        return
+    with cloud.store.engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                dumped = json.dumps([str(value) for value in row]).encode()
+                assert not any(needle in dumped for needle in needles), table
+
+
+def server(cloud: Cloud) -> tuple[ShadowServer, MemoryPublisher]:
+    publisher = MemoryPublisher()
+    return ShadowServer(
+        cloud.store, publisher, topics=cloud.settings.topics, limits=cloud.settings.limits,
+        metrics=Metrics(), clock=cloud.context.clock,
+        secrets=SecretBox.from_settings(cloud.settings),
+    ), publisher
+
+
+def ask(cloud: Cloud, node: str, items: list[dict[str, str]]) -> tuple[str, Any]:
+    shadow_server, publisher = server(cloud)
+    topics = cloud.settings.topics
+    body = {"clientToken": "ct", "items": items}
+    shadow_server.handle(topics.topic("default", node, Suffix.RESOURCES_GET), json.dumps(body).encode())
+    (message,) = publisher.messages
+    return message.topic.rsplit("/", 1)[1], message.json()
+
+
+def test_resources_get_serves_matched_nodes_only(cloud: Cloud, api: httpx.Client) -> None:
+    seed(api)
+    web = {"kind": "app", "name": "web", "version": "1"}
+    secret = {"kind": "secret", "name": "db", "version": "1"}
+    kind, reply = ask(cloud, "n1", [web, secret, {"kind": "registry", "name": "hub", "version": "1"},
+                                    {"kind": "certificate", "name": "tls", "version": "1"}])
+    assert kind == "accepted" and reply["clientToken"] == "ct"
+    app, db, hub, tls = (item["value"] for item in reply["items"])
+    assert app["volumes"][0]["secret"] == {"name": "db", "version": "1"}
+    assert db == {"name": "db", "data": {"password": PLAIN}}
+    assert hub["password"] == REG_PASSWORD and "PRIVATE KEY" in tls["privateKey"]
+
+    for node, items, code in [
+        ("n2", [web], 403),  # not matched
+        ("n2", [secret], 403),
+        ("n1", [{"kind": "secret", "name": "other", "version": "1"}], 403),  # not pinned
+        ("n1", [{"kind": "app", "name": "web", "version": "9"}], 404),
+        ("n1", [{"kind": "config", "name": "ghost", "version": "1"}], 404),
+        ("n1", [{"kind": "nope", "name": "web", "version": "1"}], 400),
+        ("n1", [], 400),
+    ]:
+        kind, reply = ask(cloud, node, items)
+        assert (kind, reply["code"], reply["clientToken"]) == ("rejected", code, "ct"), items
+
+
+def test_the_previous_app_version_stays_fetchable(cloud: Cloud, api: httpx.Client) -> None:
+    seed(api)
+    api.put(f"{NS}/secrets/db", json={"data": {"password": "new"}})  # web -> 2
+    kind, reply = ask(cloud, "n1", [{"kind": "app", "name": "web", "version": "1"},
+                                    {"kind": "secret", "name": "db", "version": "1"}])
+    assert kind == "accepted" and reply["items"][1]["value"]["data"]["password"] == PLAIN
+
+
+def test_the_key_file_is_private(cloud: Cloud) -> None:
+    assert (cloud.settings.data_dir / "secret.key").stat().st_mode & 0o777 == 0o600
