@@ -3,7 +3,9 @@
 Thin by design: parse flags into :class:`BrokerSettings` (the environment fills the
 rest), start :class:`EmbeddedBroker`, print where it listens, wait for Ctrl-C or SIGTERM.
 Passwords are always checked by the cloud (``--auth-url``): there is no flag for an
-anonymous broker, so one cannot be started by accident.
+anonymous broker, so one cannot be started by accident. ``--tls-port`` with
+``--certfile/--keyfile/--cafile`` adds the mTLS listener for nodes with certificates; the
+cloud is asked about each certificate's serial too (revoked ones are refused).
 """
 
 from __future__ import annotations
@@ -53,6 +55,16 @@ AuthUrl = Annotated[
 AuthToken = Annotated[
     str | None, typer.Option(help=_env("Bearer token for --auth-url.", "AUTH_TOKEN"))
 ]
+TlsPort = Annotated[
+    int | None, typer.Option(help=_env("Port of the mTLS listener, 0 for any.", "TLS_PORT"))
+]
+CertFile = Annotated[
+    Path | None, typer.Option(help=_env("The broker's server certificate (PEM).", "CERTFILE"))
+]
+KeyFile = Annotated[Path | None, typer.Option(help=_env("Its private key (PEM).", "KEYFILE"))]
+CaFile = Annotated[
+    Path | None, typer.Option(help=_env("The cloud's CA, for client certificates.", "CAFILE"))
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every connection.")]
 
 
@@ -63,6 +75,10 @@ def serve(
     topic_root: TopicRoot = None,
     auth_url: AuthUrl = None,
     auth_token: AuthToken = None,
+    tls_port: TlsPort = None,
+    certfile: CertFile = None,
+    keyfile: KeyFile = None,
+    cafile: CaFile = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the broker until Ctrl-C; clients authenticate against the cloud."""
@@ -72,6 +88,7 @@ def serve(
     )
     given = {"host": host, "port": port, "topic_root": topic_root}
     given |= {"auth_url": auth_url, "auth_token": auth_token}
+    given |= {"tls_port": tls_port, "certfile": certfile, "keyfile": keyfile, "cafile": cafile}
     try:
         settings = BrokerSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
@@ -99,13 +116,18 @@ def serve(
 async def _serve(settings: BrokerSettings) -> None:
     assert settings.auth_url is not None
     authenticate = http_authenticator(settings.auth_url, settings.auth_token)
-    embedded = EmbeddedBroker(settings, authenticate=authenticate)
+    embedded = EmbeddedBroker(
+        settings, authenticate=authenticate, check_certificate=authenticate.check_certificate
+    )
     await embedded.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    typer.echo(f"{PROG}: serving {embedded.url} (topic root {settings.topic_root}; Ctrl-C to stop)")
+    tls = f" and {embedded.tls_url}" if settings.tls else ""
+    typer.echo(
+        f"{PROG}: serving {embedded.url}{tls} (topic root {settings.topic_root}; Ctrl-C to stop)"
+    )
     try:
         await stop.wait()
     finally:

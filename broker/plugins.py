@@ -202,11 +202,14 @@ class TetherTopicPlugin(BaseTopicPlugin):
 
 
 class HttpAuthenticator:
-    """Asks the cloud whether a username and password may connect (DESIGN §7).
+    """Asks the cloud whether a client may connect (DESIGN §7).
 
-    ``POST {auth_url}`` with ``{"username", "password"}`` and a bearer token: 200 means
-    yes, anything else (401, 403, 5xx, a timeout, a refused connection) means no. A yes
-    is remembered for ``cache_seconds`` so a reconnect storm does not hammer the cloud;
+    ``POST {auth_url}`` with ``{"username", "password"}`` (a password client, ``__call__``)
+    or ``{"username", "certificateSerial"}`` (a client certificate the TLS layer verified,
+    ``check_certificate``: is it still current, not revoked?) and a bearer token: 200
+    means yes, anything else (401, 403, 5xx, a timeout, a refused connection) means no. A
+    password yes is remembered for ``cache_seconds`` so a reconnect storm does not hammer
+    the cloud (a certificate check, one key lookup, is not, so a revocation acts at once);
     a no is never remembered, so a node activated a second ago connects at once.
     """
 
@@ -231,18 +234,27 @@ class HttpAuthenticator:
         if not username or not password:
             return False
         key = hashlib.sha256(f"{username}\x00{password}".encode()).digest()
+        return await self._ask(key, username, {"username": username, "password": password})
+
+    async def check_certificate(self, username: str, serial: str) -> bool:
+        """A :data:`~broker.access.CertificateCheck`: the cloud's revocation list decides."""
+        if not username or not serial:
+            return False
+        body = {"username": username, "certificateSerial": serial}
+        return await self._ask(None, username, body)  # never cached: revocation is at once
+
+    async def _ask(self, key: bytes | None, username: str, body: dict[str, str]) -> bool:
         now = time.monotonic()
-        if self._allowed_until.get(key, 0.0) > now:
+        if key is not None and self._allowed_until.get(key, 0.0) > now:
             return True
         try:
-            response = await self._http().post(
-                self._url, json={"username": username, "password": password}, headers=self._headers
-            )
+            response = await self._http().post(self._url, json=body, headers=self._headers)
         except httpx.HTTPError as exc:
             log.warning("refusing %r: no answer from %s: %s", username, self._url, exc)
             return False
         if response.status_code == httpx.codes.OK:
-            self._remember(key, now + self._cache_seconds)
+            if key is not None:
+                self._remember(key, now + self._cache_seconds)
             return True
         if response.status_code not in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
             log.warning("refusing %r: %s answered %s", username, self._url, response.status_code)

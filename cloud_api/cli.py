@@ -53,9 +53,18 @@ def settings_from_flags(**flags: Any) -> CloudSettings:
         raise fail(f"{where}: {first['msg']}") from exc
 
 
-def _public_url(host: str, port: int) -> str:
+def _public_url(host: str, port: int, *, https: bool = False) -> str:
     shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if https else 'http'}://{shown}:{port}"
+
+
+def _api_hosts(host: str) -> list[str]:
+    """Names for a generated API certificate: the bound address (unless a wildcard) and
+    this machine's name (loopback names are always added by the CA)."""
+    hosts = [socket.gethostname()]
+    if host not in ("0.0.0.0", "::", ""):
+        hosts.append(host)
+    return hosts
 
 
 Host = Annotated[str, typer.Option(help="Address the REST API listens on.")]
@@ -89,6 +98,11 @@ def serve(
         bool, typer.Option(help="Also run the embedded MQTT broker in this process; the bridge uses it.")
     ] = False,
     mqtt_port: Annotated[int, typer.Option(help="Port of the embedded broker (with --embedded-broker).")] = 1883,
+    tls_cert: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The private key of --tls-cert (PEM).")] = None,
+    tls_generate: Annotated[
+        bool, typer.Option(help="Serve HTTPS with a certificate the cloud's CA issues for this host.")
+    ] = False,
 ) -> None:
     """Run the cloud API and the MQTT bridge until interrupted."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
@@ -98,7 +112,12 @@ def serve(
         data_dir=data_dir,
         share_group=share_group,
         public_url=public_url,
+        tls_certfile=tls_cert,
+        tls_keyfile=tls_key,
     )
+    if tls_generate and settings.tls_certfile is not None:
+        raise fail("--tls-generate replaces --tls-cert/--tls-key: pass one or the other")
+    https = tls_generate or settings.tls_certfile is not None
     clouds: list[Cloud] = []  # the broker's password check is the cloud's, once it exists
 
     def authenticate(username: str | None, password: str | None) -> bool:
@@ -108,13 +127,22 @@ def serve(
         try:
             sock = bind_http(host, http_port, flag="--http-port")
             if "public_url" not in settings.model_fields_set:  # the bound port, if 0 was asked
-                settings = settings.model_copy(update={"public_url": _public_url(host, sock.getsockname()[1])})
+                settings = settings.model_copy(
+                    update={"public_url": _public_url(host, sock.getsockname()[1], https=https)}
+                )
             if embedded_broker:
                 if embedded_broker_factory is None:
                     raise fail("--embedded-broker is not available here: run `tether broker serve` instead")
                 broker = embedded_broker_factory(host, mqtt_port, settings.topic_root, authenticate)
                 settings = settings.model_copy(update={"mqtt_url": running.enter_context(broker)})
             cloud = running.enter_context(Cloud(settings))
+            if tls_generate:
+                files = cloud.issue_server_certificate(
+                    settings.data_dir / "api-tls", common_name="tether-api", hosts=_api_hosts(host)
+                )
+                settings = settings.model_copy(
+                    update={"tls_certfile": files.certfile, "tls_keyfile": files.keyfile}
+                )
         except CloudError as exc:
             raise fail(exc.message) from exc
         clouds.append(cloud)
@@ -124,7 +152,11 @@ def serve(
         if embedded_broker:
             console.print(f"  embedded MQTT broker: {settings.mqtt_url}")
         console.print(f"  MQTT bridge: {settings.mqtt_url} (nodes get {settings.node_mqtt_url})")
-        serve_http(cloud.app, sock, log_level=log_level)
+        if tls_generate:
+            console.print(f"  HTTPS certificate: {escape(str(settings.tls_certfile))} "
+                          f"(clients trust {escape(str(settings.ca_certfile or settings.ca_dir / 'ca.crt'))})")
+        serve_http(cloud.app, sock, log_level=log_level,
+                   tls_certfile=settings.tls_certfile, tls_keyfile=settings.tls_keyfile)
 
 
 if __name__ == "__main__":

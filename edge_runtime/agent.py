@@ -31,8 +31,13 @@ from edge_runtime.cache import Cache
 from edge_runtime.collectors import NodeStats
 from edge_runtime.engine import Engine
 from edge_runtime.errors import AlreadyRunning
+from edge_runtime.functions.directory import FunctionDirectory
+from edge_runtime.functions.errors import ProxyError
+from edge_runtime.functions.invoking import FunctionInvoker
+from edge_runtime.functions.proxy import FunctionProxy
 from edge_runtime.identity import Identity, ensure_private_dir, load_identity
 from edge_runtime.reconciling import Reconciler
+from edge_runtime.renewal import CertificateRenewer
 from edge_runtime.runner import Report, SyncRunner
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.sync import MqttLink
@@ -96,7 +101,10 @@ class EdgeAgent:
         self.backend: Backend | None = None
         self.engine: Engine | None = None
         self.link: MqttLink | None = None
+        self.renewer: CertificateRenewer | None = None  # with a certificate: renews it
         self.sync: ShadowSync | None = None
+        self.proxy: FunctionProxy | None = None
+        self.invoker: FunctionInvoker | None = None
 
     def start(self) -> None:
         """Load, reconcile from the cache, then connect in the background (never blocks)."""
@@ -107,7 +115,9 @@ class EdgeAgent:
         try:
             self._cache = Cache(data_dir)
             reconciler = self._reconciler or self._make_engine(data_dir, self._cache)
-            self.link = MqttLink(identity, self.settings, deliver=self._deliver)
+            self._start_functions(data_dir, identity)
+            assert self.invoker is not None
+            self.link = MqttLink(identity, self.settings, deliver=self._deliver, on_invoke=self.invoker.submit)
             self.sync = ShadowSync(
                 self.link,
                 self._cache,
@@ -122,6 +132,7 @@ class EdgeAgent:
             self._runner = SyncRunner(self.sync)
             self.sync.start()
         except BaseException:
+            self._stop_functions()
             self._close_backend()
             self._close_storage()
             raise
@@ -129,6 +140,9 @@ class EdgeAgent:
         if self.engine is not None:
             self.engine.start()
         self.link.start()
+        if identity.uses_certificate:
+            self.renewer = CertificateRenewer(identity, self.settings, on_renewed=self.link.reconnect)
+            self.renewer.start()
         log.info("edge agent %s/%s started (backend %s, data dir %s)",
                  identity.namespace, identity.node, self.settings.backend, data_dir)
 
@@ -146,8 +160,12 @@ class EdgeAgent:
             self.engine.stop()
         if self._runner is not None:
             self._runner.stop()
+        if self.renewer is not None:
+            self.renewer.stop()
+            self.renewer = None
         if self.link is not None:
             self.link.stop()
+        self._stop_functions()
         self._close_backend()
         self._close_storage()
         self._runner = None
@@ -184,6 +202,40 @@ class EdgeAgent:
             stats=NodeStats(data_dir),
         )
         return self.engine
+
+    def _start_functions(self, data_dir: Path, identity: Identity) -> None:
+        """The function proxy (HTTP, for apps on this node) and the MQTT invoker behind it."""
+        settings = self.settings
+        self.proxy = FunctionProxy(
+            FunctionDirectory(data_dir / "functions"),
+            host=settings.function_proxy_host,
+            port=settings.function_proxy_port,
+            timeout=settings.function_timeout_seconds,
+            node=f"{identity.namespace}/{identity.node}",
+        )
+        try:
+            self.proxy.start()
+        except ProxyError as exc:  # functions still answer over MQTT; the node keeps running
+            log.error("%s; set TETHER_EDGE_FUNCTION_PROXY_PORT to another port", exc)
+        self.invoker = FunctionInvoker(
+            self.proxy.caller,
+            publish=self._publish_result,
+            topics=settings.topics,
+            namespace=identity.namespace,
+            node=identity.node,
+        )
+
+    def _publish_result(self, topic: str, body: bytes) -> None:
+        if self.link is not None:
+            self.link.publish_raw(topic, body)
+
+    def _stop_functions(self) -> None:
+        invoker, self.invoker = self.invoker, None
+        if invoker is not None:
+            invoker.close()
+        proxy, self.proxy = self.proxy, None
+        if proxy is not None:
+            proxy.stop()
 
     def _close_backend(self) -> None:
         backend, self.backend = self.backend, None

@@ -11,6 +11,7 @@ while the message stays one line::
      ├── IdentityError           the identity file exists but cannot be read or written
      ├── CacheError              the cache file cannot be read or written
      ├── AlreadyRunning          another agent holds the data dir's lock
+     ├── RenewalError            retryable: renewing the node's certificate failed
      ├── BrokerUnavailable       retryable: the broker cannot be reached or refused us;
      │                           ``retry_after`` says when the next attempt is due
      └── BackendError            a backend could not apply, remove or observe an app;
@@ -52,6 +53,10 @@ class CacheError(EdgeError):
 
 class AlreadyRunning(EdgeError):
     """Another edge agent already uses this data dir."""
+
+
+class RenewalError(EdgeError):
+    """Renewing the node's client certificate failed; the current one is still used."""
 
 
 class BrokerUnavailable(EdgeError):

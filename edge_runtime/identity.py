@@ -9,6 +9,11 @@ A node activated with a CSR has no password but a key it made itself: ``node.key
 (0600, written before anything else), ``node.crt`` and ``ca.crt`` beside the identity
 file, which is written last and so marks a complete activation. ``Identity.tls`` holds
 those paths once loaded (the PEMs are not copied into ``identity.json``).
+
+A renewal (``edge_runtime.renewal``) swaps in a new key and certificate with
+``save_renewed_certificate``: both are first written beside the current ones as
+``*.next``, then renamed over them, key first. ``finish_pending_renewal`` completes (or
+drops) a swap a crash interrupted, so the key and certificate never stay mismatched.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ IDENTITY_FILENAME = "identity.json"
 KEY_FILENAME = "node.key"
 CERT_FILENAME = "node.crt"
 CA_FILENAME = "ca.crt"
+NEXT_SUFFIX = ".next"
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -174,6 +180,36 @@ def _write(path: Path, body: bytes, *, mode: int) -> Path:
     except OSError as exc:
         raise IdentityError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
+
+
+def save_renewed_certificate(data_dir: Path, *, key_pem: bytes, cert_pem: str, ca_pem: str) -> None:
+    """Replace ``node.key``/``node.crt`` (and ``ca.crt``) with a renewed pair, each file
+    atomically and the pair recoverably (see ``finish_pending_renewal``)."""
+    data_dir = Path(data_dir)
+    _write(data_dir / (KEY_FILENAME + NEXT_SUFFIX), key_pem, mode=0o600)
+    _write(data_dir / (CERT_FILENAME + NEXT_SUFFIX), cert_pem.encode("ascii"), mode=0o644)
+    _write(data_dir / CA_FILENAME, ca_pem.encode("ascii"), mode=0o644)
+    finish_pending_renewal(data_dir)
+
+
+def finish_pending_renewal(data_dir: Path) -> bool:
+    """Complete an interrupted swap: a ``node.crt.next`` means its key is in place or in
+    ``node.key.next``; a lone ``node.key.next`` (no certificate came) is dropped.
+    Returns whether a renewed pair was put in place."""
+    data_dir = Path(data_dir)
+    key_next = data_dir / (KEY_FILENAME + NEXT_SUFFIX)
+    cert_next = data_dir / (CERT_FILENAME + NEXT_SUFFIX)
+    try:
+        if not cert_next.exists():
+            key_next.unlink(missing_ok=True)
+            return False
+        if key_next.exists():
+            os.replace(key_next, data_dir / KEY_FILENAME)
+        os.replace(cert_next, data_dir / CERT_FILENAME)
+    except OSError as exc:
+        raise IdentityError(f"cannot put the renewed certificate in place in {data_dir}: "
+                            f"{exc.strerror or exc}") from exc
+    return True
 
 
 def load_identity(data_dir: Path) -> Identity:

@@ -40,6 +40,9 @@ class EdgeSettings(BaseSettings):
     # How long reported changes are gathered into one update. It adds to every round
     # trip, so it stays small (the round-trip target is p50 < 25 ms end to end).
     report_debounce_seconds: float = Field(default=0.005, ge=0, le=0.05)
+    function_proxy_host: str = Field(default="127.0.0.1", description="where the function proxy listens")
+    function_proxy_port: int = Field(default=50011, ge=0, le=65535, description="0: any free port")
+    function_timeout_seconds: float = Field(default=30.0, gt=0, le=300, description="per invocation")
     topic_root: str = DEFAULT_ROOT
     # The engine (DESIGN §8): a pass on every change, and at least this often.
     reconcile_seconds: float = Field(default=10.0, gt=0, description="level-triggered period")
@@ -48,6 +51,12 @@ class EdgeSettings(BaseSettings):
     stop_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM, then SIGKILL after")
     restart_backoff_seconds: float = Field(default=1.0, gt=0)
     restart_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    # Certificate renewal (a node activated with a CSR): at this fraction of the lifetime,
+    # less up to 5 % jitter; checked at start and then at least this often.
+    renew_at_fraction: float = Field(default=2 / 3, gt=0, lt=1)
+    renew_check_seconds: float = Field(default=3600.0, gt=0)
+    renew_retry_min_seconds: float = Field(default=30.0, gt=0)
+    renew_retry_max_seconds: float = Field(default=3600.0, gt=0)
     # Kube backend: the namespace Tether manages on the node's cluster.
     kube_namespace: str = "tether-edge"
 

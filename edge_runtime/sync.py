@@ -39,6 +39,7 @@ from edge_runtime.identity import Identity
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.transport import (
     QOS,
+    INVOKE_FILTER,
     RESOURCES_FILTER,
     SUBSCRIBED,
     Connected,
@@ -78,14 +79,22 @@ class MqttLink:
     """One node's connection to the broker, with its own network thread."""
 
     def __init__(
-        self, identity: Identity, settings: EdgeSettings, *, deliver: Callable[[LinkEvent], None]
+        self,
+        identity: Identity,
+        settings: EdgeSettings,
+        *,
+        deliver: Callable[[LinkEvent], None],
+        on_invoke: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._identity, self._settings, self._deliver = identity, settings, deliver
+        # function invocations bypass the sync thread: the invoker answers on its own workers
+        self._on_invoke = on_invoke
         self._topics = settings.topics
         self._root = self._topics.node_root(identity.namespace, identity.node)
         self._backoff = Backoff(settings.reconnect_min_seconds, settings.reconnect_max_seconds)
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._reconnect = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_publish: mqtt.MQTTMessageInfo | None = None
         self.attempts = 0  # connection attempts so far (observability, tests)
@@ -150,6 +159,13 @@ class MqttLink:
         body = encode_json(payload)
         self._last_publish = self._client.publish(topic, body, qos=QOS, retain=retain)
 
+    def publish_raw(self, topic: str, body: bytes) -> None:
+        """Publish ``body`` on a full topic (function results: the suffix names app and function)."""
+        if not self._connected.is_set():
+            log.debug("offline: not sending to %s", topic)
+            return
+        self._client.publish(topic, body, qos=QOS)
+
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tether-edge-mqtt", daemon=True)
@@ -168,6 +184,11 @@ class MqttLink:
         if self._thread is not None:
             self._thread.join(timeout + 2.0)
 
+    def reconnect(self) -> None:
+        """End the current connection cleanly (no will) and connect again at once, with the
+        TLS files re-read: how a renewed certificate is put to use. Any thread."""
+        self._reconnect.set()
+
     # -- network thread ------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -185,6 +206,7 @@ class MqttLink:
         will = encode_json(dict(status_payload(False, timestamp=int(time.time()))))
         self._client.will_set(f"{self._root}/{Suffix.STATUS.value}", will, qos=QOS, retain=True)
         self.attempts += 1
+        self._reconnect.clear()  # this attempt re-reads the certificate anyway
         self._load_certificate()
         try:
             self._client.connect(self._identity.mqtt.host, self._identity.mqtt.port,
@@ -194,12 +216,20 @@ class MqttLink:
                                     retry_after=self._backoff.next()) from exc
         rc = mqtt.MQTT_ERR_SUCCESS
         while rc == mqtt.MQTT_ERR_SUCCESS and not self._stopping.is_set():
+            if self._reconnect.is_set():
+                break
             rc = self._client.loop(timeout=1.0)
-        if self._stopping.is_set():
+        reconnecting = self._reconnect.is_set() and not self._stopping.is_set()
+        if self._stopping.is_set() or reconnecting:
             self._close()
         if self._connected.is_set():
             self._connected.clear()
             self._deliver(Disconnected(reason=mqtt.error_string(rc)))
+        if reconnecting:
+            self._reconnect.clear()
+            self._backoff.reset()
+            log.info("reconnecting to %s to use a renewed certificate", url)
+            return
         if not self._stopping.is_set():
             reason = mqtt.error_string(rc)
             raise BrokerUnavailable(f"the connection to the broker at {url} ended ({reason})",
@@ -229,8 +259,10 @@ class MqttLink:
             return
         self._backoff.reset()
         client.drop_out_messages()
-        client.subscribe([(f"{self._root}/{s.value}", QOS) for s in SUBSCRIBED]
-                         + [(f"{self._root}/{RESOURCES_FILTER}", QOS)])
+        filters = [f"{self._root}/{s.value}" for s in SUBSCRIBED] + [f"{self._root}/{RESOURCES_FILTER}"]
+        if self._on_invoke is not None:
+            filters.append(f"{self._root}/{INVOKE_FILTER}")
+        client.subscribe([(topic_filter, QOS) for topic_filter in filters])
         self._connected.set()
         log.info("connected to %s as %s", self._identity.mqtt.url, self._identity.mqtt.username)
         self._deliver(Connected())
@@ -240,5 +272,9 @@ class MqttLink:
         ours = (self._identity.namespace, self._identity.node)
         if parsed is None or (parsed.namespace, parsed.node) != ours:
             log.debug("ignored a message on %s", message.topic)
+            return
+        if parsed.suffix is Suffix.FUNCTION_INVOKE:
+            if self._on_invoke is not None:
+                self._on_invoke(message.topic, bytes(message.payload))
             return
         self._deliver(Message(parsed.suffix, bytes(message.payload)))

@@ -24,6 +24,7 @@ SUBSCRIBED = (
     Suffix.SHADOW_UPDATE_DELTA,
 )
 RESOURCES_FILTER = "resources/get/+"
+INVOKE_FILTER = "functions/+/+/invoke"  # function invocations, handed to the FunctionInvoker
 
 
 class Transport(Protocol):

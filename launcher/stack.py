@@ -17,15 +17,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from broker.embedded import EmbeddedBroker, run_in_thread
 from broker.settings import BrokerSettings
-from cloud_api.runtime import Cloud
+from cloud_api.pki import CertificateAuthority
+from cloud_api.runtime import Cloud, bind_http
 from cloud_api.settings import CloudSettings
 from edge_runtime.activation import activate
-from cloud_api.pki import CertificateAuthority
-from cloud_api.runtime import bind_http
+from edge_runtime.backends.native import NativeBackend
 from launcher.serving import BackgroundServer
 from schemas.topics import DEFAULT_ROOT
+
+
+LOCAL_LABEL = "tether.io/node"
+DEMO_APP = "demo"
+DEMO_MESSAGE = "hello from Tether"
+# Prints the config's message and the node's desired properties every 10 s.
+DEMO_CODE = """\
+import json, os, pathlib, time
+message = pathlib.Path("conf/message.txt").read_text().strip()
+while True:
+    properties = json.loads(pathlib.Path(os.environ["TETHER_PROPERTIES"]).read_text() or "{}")
+    print(message, "- properties:", properties, flush=True)
+    time.sleep(10)
+"""
+
+
+def demo_app(node: str) -> dict[str, Any]:
+    return {
+        "name": DEMO_APP,
+        "selector": f"{LOCAL_LABEL}={node}",
+        "services": [{
+            "name": "hello",
+            "command": [sys.executable, "-c", DEMO_CODE],
+            "volumeMounts": [{"name": "conf", "mountPath": "conf"}],
+        }],
+        "volumes": [{"name": "conf", "config": {"name": DEMO_APP}}],
+    }
 
 
 @dataclass
@@ -43,6 +72,7 @@ class StackConfig:
     namespace: str = "default"
     local_node: str = "local"
     edge_env: dict[str, str] = field(default_factory=dict)
+    demo_app: bool = False  # tether up: a small app on the local node, so a new user sees one run
 
 
 class LocalStack:
@@ -175,7 +205,11 @@ class LocalStack:
         """Activate the local node (every start, so its MQTT URL is current) and run it."""
         assert self.cloud is not None
         config = self.config
-        self.cloud.create_node(config.local_node, namespace=config.namespace, exist_ok=True)
+        self.cloud.create_node(
+            config.local_node, namespace=config.namespace, labels={LOCAL_LABEL: config.local_node}, exist_ok=True
+        )
+        if config.demo_app:
+            self.ensure_demo_app()
         issued = self.cloud.issue_activation(config.local_node, namespace=config.namespace)
         activate(self.api_url, issued.token, self.edge_data_dir)
         env = {**os.environ, "TETHER_EDGE_TOPIC_ROOT": config.topic_root, **config.edge_env}
@@ -188,16 +222,35 @@ class LocalStack:
         )
         log.close()
 
+    def ensure_demo_app(self) -> None:
+        """Create the demo config and app once; an existing one (maybe edited) is left alone."""
+        headers = {"Authorization": f"Bearer {self.admin_token()}"}
+        base = f"{self.api_url}/v1/namespaces/{self.config.namespace}"
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as api:
+            if api.get(f"/apps/{DEMO_APP}").status_code == 200:
+                return
+            api.put(f"/configs/{DEMO_APP}", json={"name": DEMO_APP, "data": {"message.txt": DEMO_MESSAGE}}).raise_for_status()
+            api.put(f"/apps/{DEMO_APP}", json=demo_app(self.config.local_node)).raise_for_status()
+
     def stop_edge(self, *, timeout: float = 10.0) -> None:
+        """Stop the local node's agent, then its apps: ``tether up`` promises that Ctrl-C stops
+        everything. (A real node's agent leaves its apps running for the next agent to adopt;
+        the next ``tether up`` starts them again from the node's cached desired state.)"""
         process, self.edge_process = self.edge_process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process is not None and (self.edge_data_dir / "apps").exists():
+            backend = NativeBackend(self.edge_data_dir, stop_grace_seconds=5)
+            try:
+                for app in backend.observe():
+                    backend.remove(app)
+            finally:
+                backend.close()
 
     def stop(self) -> None:
         self.stop_edge()

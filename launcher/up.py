@@ -45,6 +45,7 @@ def up(
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="address the API and broker listen on"),
     no_edge: bool = typer.Option(False, "--no-edge", help="do not run the local edge node"),
+    no_demo: bool = typer.Option(False, "--no-demo", help="do not create the demo app on the local node"),
 ) -> None:
     """Run broker, cloud API and a local edge node 'local' in one process tree."""
     config = StackConfig(
@@ -55,6 +56,7 @@ def up(
         mqtt_port=_choose_port(host, mqtt_port, DEFAULT_MQTT_PORT, "MQTT", "--mqtt-port"),
         mqtts_port=_choose_port(host, mqtts_port, DEFAULT_MQTTS_PORT, "MQTT/TLS", "--mqtts-port"),
         edge=not no_edge,
+        demo_app=not no_demo,
     )
     stack = LocalStack(config)
     try:
@@ -75,6 +77,8 @@ def up(
     console.print(f"Admin token in {token_path}")
     if config.edge:
         console.print(f"Edge node default/{config.local_node} running (log: {stack.edge_log})")
+        if config.demo_app:
+            console.print(f"Demo app 'demo' runs on it: tether get apps; tether rollout status demo")
         console.print(
             f'Try: curl -s -H "Authorization: Bearer $(cat {token_path})" '
             f"{stack.api_url}/v1/namespaces/default/nodes/{config.local_node}/shadow"

@@ -17,6 +17,10 @@ import pytest
 
 from schemas.topics import TopicScheme
 
+# Every edge agent a test starts (in process or as a child) takes a free port for its
+# function proxy instead of the fixed default 50011, so agents never collide.
+os.environ.setdefault("TETHER_EDGE_FUNCTION_PROXY_PORT", "0")
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

@@ -35,12 +35,12 @@ from typing import Any, Protocol
 
 from edge_runtime.functions.calling import Reply, check_invoke_id
 from edge_runtime.functions.errors import BadInvocation, FunctionError, TooManyInFlight
+from edge_runtime.transport import INVOKE_FILTER  # what the link subscribes to (re-exported)
 from schemas.errors import Rejection
 from schemas.payloads import decode_json, encode_json
 from schemas.topics import Suffix, TopicScheme
 
 log = logging.getLogger(__name__)
-INVOKE_FILTER = "functions/+/+/invoke"  # under the node's root: what the link subscribes to
 MAX_REQUEST_BYTES = 1024 * 1024
 Publish = Callable[[str, bytes], None]  # (full topic, payload), QoS 1
 

@@ -72,8 +72,7 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., LocalStack]]:
             mqtt_port=0,
             mqtts_port=0,
             topic_root=f"e2e{uuid.uuid4().hex[:8]}/tether/v1",
-            edge_env={"TETHER_EDGE_RECONNECT_MAX_SECONDS": "1"},
-            **overrides,
+            **{"edge_env": {"TETHER_EDGE_RECONNECT_MAX_SECONDS": "1"}, **overrides},
         )
         stack = LocalStack(config)
         stacks.append(stack)

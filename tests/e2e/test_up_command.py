@@ -45,6 +45,16 @@ def test_up_serves_the_local_node_and_stops_cleanly(tmp_path: Path) -> None:
         assert reported_at is not None, "the local node never reported its facts"
         print(f"reported.node visible {reported_at:.2f} s after `tether up` was launched")
         assert reported_at < 4.0  # DESIGN: within 2 s of start; slack for a loaded CI machine
+        with httpx.Client(headers=headers, timeout=5) as http:
+            def demo_running() -> bool:
+                stats = http.get(url).json()["state"]["reported"].get("appstats", {})
+                return stats.get("demo", {}).get("status") == "Running"
+
+            deadline = time.monotonic() + 20
+            while not demo_running():
+                assert time.monotonic() < deadline, "the demo app never ran on the local node"
+                time.sleep(0.1)
+        print(f"demo app Running {time.monotonic() - started:.2f} s after launch")
         children = psutil.Process(process.pid).children(recursive=True)
         assert any("edge" in " ".join(c.cmdline()) for c in children), "no edge child process"
 
