@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 from types import FrameType
 
 from edge_runtime.backends import create_backend
@@ -37,13 +38,15 @@ from edge_runtime.functions.invoking import FunctionInvoker
 from edge_runtime.functions.proxy import FunctionProxy
 from edge_runtime.identity import Identity, ensure_private_dir, load_identity
 from edge_runtime.reconciling import Reconciler
-from edge_runtime.renewal import CertificateRenewer
 from edge_runtime.runner import Report, SyncRunner
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.sync import MqttLink
 from edge_runtime.syncing import ShadowSync
 from edge_runtime.transport import LinkEvent
 from schemas.shadow import JSONObject
+
+if TYPE_CHECKING:
+    from edge_runtime.renewal import CertificateRenewer
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,9 @@ class EdgeAgent:
             self.engine.start()
         self.link.start()
         if identity.uses_certificate:
+            # imported here: cryptography and httpx cost a password node ~30 MiB it never needs
+            from edge_runtime.renewal import CertificateRenewer
+
             self.renewer = CertificateRenewer(identity, self.settings, on_renewed=self.link.reconnect)
             self.renewer.start()
         log.info("edge agent %s/%s started (backend %s, data dir %s)",
