@@ -59,6 +59,18 @@ def check_label(key: str, value: str) -> None:
     check_label_value(key, value)
 
 
+MAX_LABELS = 64
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """A whole label set (of a node or a resource): at most MAX_LABELS, each valid."""
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels")
+    for key, value in labels.items():
+        check_label(key, value)
+    return labels
+
+
 class SelectorError(Rejection):
     def __init__(self, selector: str, reason: str) -> None:
         shown = selector if len(selector) <= 80 else selector[:80] + "..."

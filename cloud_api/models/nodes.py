@@ -15,9 +15,8 @@ from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, String
 from sqlmodel import Field, SQLModel
 
-from schemas.labels import check_label
+from schemas.labels import check_labels
 
-MAX_LABELS = 64
 MAX_DESCRIPTION = 1024
 
 
@@ -71,14 +70,7 @@ class NodeCreate(NodeBase):
 
     _check_description = field_validator("description")(check_text)
 
-    @field_validator("labels")
-    @classmethod
-    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        if len(labels) > MAX_LABELS:
-            raise ValueError(f"at most {MAX_LABELS} labels")
-        for key, value in labels.items():
-            check_label(key, value)
-        return labels
+    _check_labels = field_validator("labels")(check_labels)
 
 
 class NodeUpdate(SQLModel):
@@ -100,7 +92,7 @@ class NodeUpdate(SQLModel):
     @field_validator("labels")
     @classmethod
     def _check_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
-        return None if labels is None else NodeCreate._check_labels(labels)
+        return None if labels is None else check_labels(labels)
 
 
 class Node(NodeBase, table=True):

@@ -25,10 +25,9 @@ from pydantic import field_validator, model_validator
 from sqlalchemy import JSON, Text
 from sqlmodel import Field, SQLModel
 
-from schemas.labels import SelectorError, check_label, parse_selector
+from schemas.labels import SelectorError, check_labels, parse_selector
 from schemas.resources import App, Config, Model, Name, Registry, Secret, Version, Volume
 
-MAX_LABELS = 64
 MAX_PEM = 65_536
 
 
@@ -72,14 +71,7 @@ class ResourceMeta(Model):
             raise ValueError("must not contain NUL characters")
         return value
 
-    @field_validator("labels")
-    @classmethod
-    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        if len(labels) > MAX_LABELS:
-            raise ValueError(f"at most {MAX_LABELS} labels")
-        for key, value in labels.items():
-            check_label(key, value)
-        return labels
+    _check_labels = field_validator("labels")(check_labels)
 
 
 class RefIn(Model):
