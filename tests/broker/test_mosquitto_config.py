@@ -8,7 +8,6 @@ one from another CA, is refused. Skipped where no mosquitto binary is installed.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -20,21 +19,12 @@ from typer.testing import CliRunner
 
 from broker.cli import app
 from broker.mosquitto import render_acl
+from launcher.mosquitto import mosquitto_binary
+from tests.conftest import free_port
 from tests.broker.tls_clients import Pki, TlsProbe, client_context
 
 ROOT = "tether/v1"
 NODE_A, NODE_B = "ns1/node-a", "ns1/node-b"
-
-
-def mosquitto_binary() -> str | None:
-    found = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    return found if Path(found).exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
