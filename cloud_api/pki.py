@@ -93,7 +93,7 @@ def _check_key_strength(key: object) -> None:
     raise _refuse(f"the CSR's key type {type(key).__name__} is not accepted")
 
 
-def _san_entries(names: Iterable[str]) -> list[x509.GeneralName]:
+def san_entries(names: Iterable[str]) -> list[x509.GeneralName]:
     entries: list[x509.GeneralName] = []
     for name in dict.fromkeys(names):  # keep order, drop repeats
         try:
@@ -269,7 +269,7 @@ class CertificateAuthority:
         builder = self._builder(common_name, key.public_key(), days=days).add_extension(
             x509.ExtendedKeyUsage([usage]), critical=False
         )
-        entries = _san_entries(sans)
+        entries = san_entries(sans)
         if entries:
             builder = builder.add_extension(x509.SubjectAlternativeName(entries), critical=False)
         return _pem(builder.sign(self._key, self._hash())), _key_pem(key)

@@ -9,7 +9,6 @@ belong together (400), can generate a self-signed one or one signed by the cloud
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,13 @@ from cryptography.x509.oid import NameOID
 
 from cloud_api.errors import CloudError
 from cloud_api.models.resources import CertificateCreate, CertificateGenerate
-from cloud_api.pki import CertificateAuthority, describe
+from cloud_api.pki import CertificateAuthority, describe, san_entries
 from schemas.errors import ErrorCode
 from schemas.resources import Certificate
 
 
 def _refuse(message: str) -> CloudError:
     return CloudError(message, code=ErrorCode.BAD_REQUEST)
-
-
-def _san(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
 
 
 def self_signed(request: CertificateGenerate) -> tuple[str, str]:
@@ -52,8 +44,7 @@ def self_signed(request: CertificateGenerate) -> tuple[str, str]:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
     if request.sans:
-        sans = [_san(name) for name in request.sans]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName(san_entries(request.sans)), critical=False)
     cert = builder.sign(key, hashes.SHA256())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
