@@ -32,7 +32,7 @@ from edge_runtime.cache import Cache
 from edge_runtime.collectors import NodeStats
 from edge_runtime.engine import Engine
 from edge_runtime.errors import AlreadyRunning
-from edge_runtime.functions.directory import FunctionDirectory
+from edge_runtime.functions.directory import FUNCTIONS_DIRNAME, FunctionDirectory
 from edge_runtime.functions.errors import ProxyError
 from edge_runtime.functions.invoking import FunctionInvoker
 from edge_runtime.functions.proxy import FunctionProxy
@@ -213,7 +213,7 @@ class EdgeAgent:
         """The function proxy (HTTP, for apps on this node) and the MQTT invoker behind it."""
         settings = self.settings
         self.proxy = FunctionProxy(
-            FunctionDirectory(data_dir / "functions"),
+            FunctionDirectory(data_dir / FUNCTIONS_DIRNAME),
             host=settings.function_proxy_host,
             port=settings.function_proxy_port,
             timeout=settings.function_timeout_seconds,

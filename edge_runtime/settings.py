@@ -15,12 +15,18 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_runtime.errors import SettingsError
+from schemas.images import TETHER_IMAGE
 from schemas.names import is_valid_name
 from schemas.topics import DEFAULT_ROOT, TopicScheme
 
 Backend = Literal["native", "kube"]
 PROPERTIES_FILENAME = "properties.json"
 """``DATA_DIR/properties.json``: desired.properties as delivered to apps (see engine.reporting)."""
+
+
+DEFAULT_FUNCTION_IMAGE = TETHER_IMAGE
+"""Function services without a command run Tether's runtime from the Tether image."""
+DEFAULT_FUNCTION_PORT = 8080
 
 
 class EdgeSettings(BaseSettings):
@@ -57,8 +63,11 @@ class EdgeSettings(BaseSettings):
     renew_check_seconds: float = Field(default=3600.0, gt=0)
     renew_retry_min_seconds: float = Field(default=30.0, gt=0)
     renew_retry_max_seconds: float = Field(default=3600.0, gt=0)
-    # Kube backend: the namespace Tether manages on the node's cluster.
+    # Kube backend: the namespace Tether manages on the node's cluster, and how function
+    # services without a command run there (the Tether image holds the runtime).
     kube_namespace: str = "tether-edge"
+    function_image: str = Field(default=DEFAULT_FUNCTION_IMAGE, min_length=1, max_length=1024)
+    function_port: int = Field(default=DEFAULT_FUNCTION_PORT, ge=1, le=65535)
 
     @field_validator("kube_namespace")
     @classmethod

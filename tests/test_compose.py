@@ -30,3 +30,15 @@ def test_compose_commands_use_real_flags() -> None:
     for flag in command[2:]:
         name = flag.split("=", 1)[0]
         assert re.search(rf"{re.escape(name)}\b", result.output), f"tether cloud serve has no {name}"
+
+
+def test_one_image_name_everywhere_tagged_with_the_package_version() -> None:
+    """compose builds the image the kube manifest and the kube function runtimes name."""
+    from schemas.images import TETHER_IMAGE
+
+    pyproject = (COMPOSE.parent / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert version is not None and TETHER_IMAGE.endswith(f":{version.group(1)}")
+    stack = yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+    assert stack["services"]["cloud"]["image"] == TETHER_IMAGE
+    assert f"-t {TETHER_IMAGE} " in (COMPOSE / "Dockerfile").read_text()

@@ -10,7 +10,10 @@ is the only secret, it expires, and it is spent by the first activation.
 - kube: ``kubectl apply -f URL/v1/init/manifest.yaml?token=T`` — namespace
   ``tether-edge``, a ServiceAccount whose Role is limited to that namespace, a Secret with
   the token, and a Deployment that activates once (the identity is kept on a hostPath
-  volume, so a restarted pod does not need the spent token) then runs the agent.
+  volume, so a restarted pod does not need the spent token) then runs the agent. The
+  agent runs function apps' runtimes in its own image, and its function proxy listens on
+  the pod's address behind Service ``tether-function-proxy``, so apps in the cluster call
+  ``http://tether-function-proxy.tether-edge:50011/{app}/{function}``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cloud_api.models import NodeMode
+from schemas.images import TETHER_IMAGE
 
 __all__ = [
     "EDGE_NAMESPACE",
@@ -30,9 +34,11 @@ __all__ = [
 
 EDGE_NAMESPACE = "tether-edge"
 DEFAULT_PACKAGE = "tether"
-DEFAULT_IMAGE = "ghcr.io/tether-project/tether:latest"
+DEFAULT_IMAGE = TETHER_IMAGE
 DATA_DIR_NATIVE = "/var/lib/tether/edge"
 DATA_DIR_KUBE = "/var/lib/tether"
+FUNCTION_PROXY_PORT = 50011
+FUNCTION_PROXY_SERVICE = "tether-function-proxy"
 
 
 def install_command(public_url: str, token: str, mode: NodeMode) -> str:
@@ -183,7 +189,13 @@ def render_manifest(
                                         "valueFrom": {
                                             "secretKeyRef": {"name": "tether-activation", "key": "token"}
                                         },
-                                    }
+                                    },
+                                    {"name": "TETHER_EDGE_FUNCTION_IMAGE", "value": image},
+                                    {"name": "TETHER_EDGE_FUNCTION_PROXY_HOST", "value": "0.0.0.0"},
+                                    {"name": "TETHER_EDGE_FUNCTION_PROXY_PORT", "value": str(FUNCTION_PROXY_PORT)},
+                                ],
+                                "ports": [
+                                    {"name": "function-proxy", "containerPort": FUNCTION_PROXY_PORT, "protocol": "TCP"}
                                 ],
                                 "volumeMounts": [{"name": "data", "mountPath": DATA_DIR_KUBE}],
                                 "securityContext": {"allowPrivilegeEscalation": False},
@@ -197,6 +209,18 @@ def render_manifest(
                         ],
                     },
                 },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": FUNCTION_PROXY_SERVICE, **meta},
+            "spec": {
+                "type": "ClusterIP",
+                "selector": {"app.kubernetes.io/name": "tether-edge"},
+                "ports": [
+                    {"name": "function-proxy", "port": FUNCTION_PROXY_PORT, "targetPort": "function-proxy", "protocol": "TCP"}
+                ],
             },
         },
     ]

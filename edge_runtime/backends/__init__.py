@@ -25,10 +25,17 @@ def create_backend(settings: EdgeSettings) -> Backend:
     if settings.backend == "kube":
         try:
             from edge_runtime.backends.kube import KubeBackend
+            from edge_runtime.backends.kube.podspecs import FunctionRuntime
+            from edge_runtime.functions.directory import FUNCTIONS_DIRNAME
         except ImportError as exc:
             raise BackendError(f"the kube backend is not available: {exc}") from exc
         try:
-            return KubeBackend.from_environment(namespace=settings.kube_namespace)
+            return KubeBackend.from_environment(
+                namespace=settings.kube_namespace,
+                functions=FunctionRuntime(image=settings.function_image,
+                                          port=settings.function_port),
+                functions_dir=settings.data_dir / FUNCTIONS_DIRNAME,
+            )
         except EdgeError:
             raise
         except Exception as exc:  # the client's config errors: no cluster to talk to

@@ -11,7 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas.resources import App, AppStatus, Certificate, Config, Registry, Secret
+from edge_runtime.errors import BackendError
+from schemas.resources import (
+    App,
+    AppStatus,
+    Certificate,
+    Config,
+    Registry,
+    Secret,
+    Service,
+    VolumeMount,
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,27 @@ class ObservedApp:
             body["cause"] = self.cause
         body["instances"] = [instance.wire() for instance in self.instances]
         return body
+
+
+def function_code_mount(bundle: AppBundle, service: Service) -> VolumeMount:
+    """The mount of ``service`` that holds its function code (both backends run it from there).
+
+    The config mount whose config has ``{module}.py`` (``module`` being the handler's first
+    part), else the service's first config mount. ``BackendError`` when it mounts no config.
+    """
+    module_file = (service.handler or "").split(".")[0] + ".py"
+    configs = {volume.name: volume.config.name for volume in bundle.app.volumes if volume.config}
+    mounts = [mount for mount in service.volume_mounts if mount.name in configs]
+    for mount in mounts:
+        config = bundle.configs.get(configs[mount.name])
+        if config is not None and module_file in config.data:
+            return mount
+    if not mounts:
+        raise BackendError(
+            f"function service {service.name!r} of app {bundle.name!r} mounts no config: "
+            f"mount the config holding {module_file} (its handler {service.handler!r})"
+        )
+    return mounts[0]
 
 
 class Backend(Protocol):

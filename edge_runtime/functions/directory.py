@@ -1,16 +1,23 @@
 """Where function runtimes announce themselves and how the proxy finds them.
 
-The native backend starts one runtime process per replica of a function service with
-``runtime_command(...)``; each runtime binds a free loopback port and writes
-``{"url", "pid"}`` atomically to ``DATA_DIR/functions/{app}/{function}/{replica}.json``.
-Files are the whole contract: the backend, the runtimes and the proxy share no memory,
-and a proxy restarted next to running runtimes finds them again.
+Files are the whole contract: the backends, the runtimes and the proxy share no memory,
+and a proxy restarted next to running runtimes (even offline, after a reboot) finds them
+again. Under ``DATA_DIR/functions/{app}/{function}/`` each ``*.json`` file is one
+instance:
+
+- **native**: the backend starts one runtime process per replica with
+  ``runtime_command(...)``; each runtime binds a free loopback port and writes
+  ``{"url", "pid"}`` to ``{replica}.json`` itself. An instance whose pid is gone is
+  left out, so a crashed runtime is never picked.
+- **kube**: the runtime runs in pods behind a ClusterIP Service; the backend writes
+  ``{"url"}`` (no pid) to ``kube.json`` while the workload has a ready pod and removes
+  it when it has none or the app goes. Kubernetes balances across the pods.
 
 ``FunctionDirectory`` reads those files for the proxy. Parsed files are cached by
-(inode, mtime, size), so a lookup costs one ``scandir`` plus a ``stat`` per replica, and
-an announcement replaced by a new runtime (a rename: new inode) is seen at once. An
-instance whose pid is gone is left out; files are never deleted here (the backend owns
-them). ``pick`` hands out instances round robin, the rest in order as fallbacks.
+(inode, mtime, size), so a lookup costs one ``scandir`` plus a ``stat`` per instance,
+and an announcement replaced by a new runtime (a rename: new inode) is seen at once.
+Files are never deleted here (whoever wrote them owns them). ``pick`` hands out
+instances round robin, the rest in order as fallbacks.
 """
 
 from __future__ import annotations
@@ -29,17 +36,25 @@ from typing import Any
 from schemas.names import is_valid_name
 
 ANNOUNCE_SUFFIX = ".json"
+FUNCTIONS_DIRNAME = "functions"
+"""The directory under the edge's DATA_DIR that holds the announcements."""
+HANDLER_ENV = "TETHER_FUNCTION_HANDLER"
+CODE_DIR_ENV = "TETHER_FUNCTION_CODE_DIR"
+APP_ENV = "TETHER_FUNCTION_APP"
+NAME_ENV = "TETHER_FUNCTION_NAME"
+"""The environment a runtime reads its defaults (and its context's app/function) from."""
 
 
 @dataclass(frozen=True)
 class Instance:
-    """One running runtime of ``app/function``: where it listens and which process it is."""
+    """One running runtime of ``app/function``: where it listens and, for a local process,
+    which process it is (``pid`` None: an endpoint its backend vouches for)."""
 
     app: str
     function: str
     replica: str
     url: str
-    pid: int
+    pid: int | None
 
 
 def runtime_command(
@@ -56,13 +71,14 @@ def runtime_command(
     ]  # fmt: skip
 
 
-def write_announcement(path: Path, *, url: str, pid: int) -> None:
-    """Write ``{"url", "pid"}`` to ``path`` atomically (temp file, fsync, rename)."""
+def write_announcement(path: Path, *, url: str, pid: int | None) -> None:
+    """Write ``{"url", "pid"}`` (or ``{"url"}``) to ``path`` atomically (temp, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".announce-", suffix=".tmp")
+    body: dict[str, Any] = {"url": url} if pid is None else {"url": url, "pid": pid}
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"url": url, "pid": pid}, handle)
+            json.dump(body, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -88,7 +104,7 @@ def _parse(app: str, function: str, replica: str, raw: Any) -> Instance | None:
     url, pid = raw.get("url"), raw.get("pid")
     if not isinstance(url, str) or not url.startswith("http://"):
         return None
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
         return None
     return Instance(app, function, replica, url, pid)
 
@@ -122,7 +138,7 @@ class FunctionDirectory:
         found = []
         for entry in entries:
             instance = self._read(app, function, entry)
-            if instance is not None and self._alive(instance.pid):
+            if instance is not None and (instance.pid is None or self._alive(instance.pid)):
                 found.append(instance)
         return found
 

@@ -1,10 +1,14 @@
 """Tether's Python function runtime: one small HTTP server process per function replica.
 
 Run as ``python -m edge_runtime.functions.runtime --code-dir DIR --handler mod.func
---host 127.0.0.1 --port 0 --announce FILE`` (``directory.runtime_command`` builds it). It
-imports ``mod`` from ``DIR`` (a config mounted as a volume, one Python file per key),
-binds, and announces ``{"url", "pid"}`` in FILE for the proxy; on SIGTERM it stops and
-removes FILE if it still names this process.
+--host 127.0.0.1 --port 0 --announce FILE`` (``directory.runtime_command`` builds it for
+the native backend; in kube mode a pod of the Tether image runs it on ``0.0.0.0:8080``
+without ``--announce``). ``--code-dir`` and ``--handler`` default to
+``TETHER_FUNCTION_CODE_DIR`` and ``TETHER_FUNCTION_HANDLER``. It imports ``mod`` from
+``DIR`` (a config mounted as a volume, one Python file per key), binds, and announces
+``{"url", "pid"}`` in FILE for the proxy; on SIGTERM it stops and removes FILE if it
+still names this process. ``GET /healthz`` answers 200 once the handler is loaded and
+the server is up: the kube readiness probe.
 
 ``POST /`` calls ``handler(event, context)``. The body is parsed as JSON when it is JSON,
 else passed as ``bytes`` (empty: ``None``). A JSON-serialisable return is answered 200
@@ -34,7 +38,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from edge_runtime.functions.directory import write_announcement
+from edge_runtime.functions.directory import (
+    APP_ENV,
+    CODE_DIR_ENV,
+    HANDLER_ENV,
+    NAME_ENV,
+    write_announcement,
+)
 
 log = logging.getLogger("tether.function")
 INVOKE_ID_HEADER = "X-Tether-Invoke-Id"
@@ -107,14 +117,21 @@ def call(handler: Handler, event: Any, context: FunctionContext) -> tuple[int, s
 
 def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
     defaults = (
-        os.environ.get("TETHER_FUNCTION_APP", ""),
-        os.environ.get("TETHER_FUNCTION_NAME", ""),
+        os.environ.get(APP_ENV, ""),
+        os.environ.get(NAME_ENV, ""),
         os.environ.get("TETHER_NODE", ""),
     )
 
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the proxy reuses connections
         disable_nagle_algorithm = True  # headers and body leave in two writes
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.split("?")[0] == "/healthz":
+                self._answer(200, "application/json", b'{"status":"ok"}')
+            else:
+                self._answer(404, "application/json",
+                             b'{"error":{"type":"NotFound","message":"POST / to invoke"}}')
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length") or 0)
@@ -177,8 +194,11 @@ def _withdraw(announce: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_runtime.functions.runtime")
-    parser.add_argument("--code-dir", type=Path, required=True)
-    parser.add_argument("--handler", required=True, help="module.function")
+    code_dir, handler = os.environ.get(CODE_DIR_ENV), os.environ.get(HANDLER_ENV)
+    parser.add_argument("--code-dir", type=Path, default=code_dir, required=not code_dir,
+                        help=f"default: ${CODE_DIR_ENV}")
+    parser.add_argument("--handler", default=handler, required=not handler,
+                        help=f"module.function (default: ${HANDLER_ENV})")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--announce", type=Path, default=None)

@@ -13,6 +13,7 @@ import yaml
 
 from cloud_api.runtime import Cloud
 from cloud_api.services.install import render_install_script, render_manifest
+from schemas.images import TETHER_IMAGE
 
 NODES = "/v1/namespaces/default/nodes"
 TOKEN = "tok-EN_x1"
@@ -39,7 +40,8 @@ def test_every_manifest_object_is_valid_kubernetes() -> None:
         public_url="https://cloud.example:9080", namespace="default", node="n1", token=TOKEN
     )
     kinds = [o["kind"] for o in objects]
-    assert kinds == ["Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment"]
+    assert kinds == ["Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment",
+                     "Service"]
     for obj in objects:
         kubernetes_validate.validate(obj, "1.37", strict=True)
         if obj["kind"] != "Namespace":
@@ -49,6 +51,13 @@ def test_every_manifest_object_is_valid_kubernetes() -> None:
     assert "PRIVATE KEY" not in yaml.safe_dump_all(objects)
     command = objects[5]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert "tether edge activate" in command and "tether edge run --backend kube" in command
+    agent = objects[5]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert env["TETHER_EDGE_FUNCTION_IMAGE"] == agent["image"] == TETHER_IMAGE  # runtimes too
+    assert env["TETHER_EDGE_FUNCTION_PROXY_HOST"] == "0.0.0.0"  # apps reach it via the Service
+    proxy = objects[6]
+    assert proxy["spec"]["selector"].items() <= objects[5]["spec"]["template"]["metadata"]["labels"].items()
+    assert proxy["spec"]["ports"][0]["targetPort"] == agent["ports"][0]["name"]
 
 
 @pytest.mark.parametrize(("mode", "path"), [("native", "install.sh"), ("kube", "manifest.yaml")])

@@ -121,3 +121,15 @@ def test_bad_timeout_headers(value: str) -> None:
     with pytest.raises(BadInvocation):
         parse_timeout(value)
     assert parse_timeout(None) is None and parse_timeout("1.5") == 1.5
+
+
+def test_an_endpoint_without_a_pid_is_trusted_until_its_file_goes(tmp_path: Path) -> None:
+    """The kube backend's announcements: the backend vouches for them, no pid is checked."""
+    directory = FunctionDirectory(tmp_path, alive=lambda pid: False)
+    path = directory.root / "app" / "fn" / "kube.json"
+    write_announcement(path, url="http://10.43.0.12:8080", pid=None)
+    assert json.loads(path.read_text()) == {"url": "http://10.43.0.12:8080"}
+    [instance] = directory.instances("app", "fn")
+    assert (instance.url, instance.pid, instance.replica) == ("http://10.43.0.12:8080", None, "kube")
+    path.unlink()
+    assert directory.instances("app", "fn") == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from edge_runtime.functions.errors import ProxyError
 from edge_runtime.functions.proxy import FunctionProxy
 from launcher.bench_functions import start_runtime, stop_runtime
 from tests.conftest import free_port
+from tests.e2e.conftest import wait_until
 
 CODE = {
     "calc.py": """
@@ -198,3 +201,33 @@ def test_a_port_in_use_is_one_line(directory: FunctionDirectory) -> None:
         port = int(first.url.rsplit(":", 1)[1])
         with pytest.raises(ProxyError, match="cannot listen"):
             FunctionProxy(directory, port=port).start()
+
+
+def test_the_runtime_takes_its_handler_and_code_from_the_environment_and_answers_healthz(
+    code_dir: Path, tmp_path: Path
+) -> None:
+    """How a kube pod could run it, and what its readiness probe asks."""
+    announce = tmp_path / "env.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_runtime.functions.runtime", "--port", "0",
+         "--announce", str(announce)],
+        env={**os.environ, "TETHER_FUNCTION_HANDLER": "calc.handle",
+             "TETHER_FUNCTION_CODE_DIR": str(code_dir)},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(announce.exists, timeout=15, what="the runtime to announce itself")
+        url = json.loads(announce.read_text())["url"]
+        with httpx.Client(base_url=url, timeout=5) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+            assert client.get("/").status_code == 404
+            assert client.post("/", json={"a": 1, "b": 2}).json() == {"sum": 3}
+    finally:
+        stop_runtime(process)
+
+
+def test_the_runtime_without_a_handler_says_what_to_pass() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_FUNCTION_")}
+    done = subprocess.run([sys.executable, "-m", "edge_runtime.functions.runtime"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--code-dir" in done.stderr and "--handler" in done.stderr

@@ -130,5 +130,5 @@ def test_a_function_service_runs_the_function_runtime_announcing_each_replica() 
     assert argv[argv.index("--announce") + 1] == "/data/functions/web/add/1.json"
     assert spec.argv_of(0) != argv and spec.digest == replace(spec, replicas=1).digest
     no_code = bundle(type="function", services=[{"name": "add", "handler": "calc.add"}], volumes=[])
-    with pytest.raises(BackendError, match="needs its code in a mounted config"):
+    with pytest.raises(BackendError, match="mounts no config: mount the config holding calc.py"):
         render(no_code, data_dir=DATA)

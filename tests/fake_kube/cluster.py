@@ -9,6 +9,8 @@ controllers by writing ``.status`` (``inject_status``), since no controller runs
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,11 +26,13 @@ class FakeKube:
 
     ``namespace_defaults`` makes new namespaces get a ``default`` ServiceAccount and a
     ``kube-root-ca.crt`` ConfigMap, as controllers do on a real cluster; the namespaces
-    ``default``, ``kube-system`` and ``kube-public`` exist from the start.
+    ``default``, ``kube-system`` and ``kube-public`` exist from the start. ``cluster_ip``
+    gives every Service that one address (``127.0.0.1`` lets a test reach what
+    ``FakeKubelet`` runs); by default each gets its own from 10.43.0.0/16.
     """
 
-    def __init__(self, *, namespace_defaults: bool = True) -> None:
-        self.store = Store(namespace_defaults=namespace_defaults)
+    def __init__(self, *, namespace_defaults: bool = True, cluster_ip: str | None = None) -> None:
+        self.store = Store(namespace_defaults=namespace_defaults, cluster_ip=cluster_ip)
         self._server = FakeHTTPServer(self.store)
         self._clients: list[ApiClient] = []
         self._running = False
@@ -68,6 +72,17 @@ class FakeKube:
         client = ApiClient(self.configuration())
         self._clients.append(client)
         return client
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for this server, for a process of its own (``KUBECONFIG=path``)."""
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        }
+        path.write_text(json.dumps(config))
+        return path
 
     # -- back doors for tests ----------------------------------------------------------
     def objects(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:

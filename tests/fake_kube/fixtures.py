@@ -17,9 +17,11 @@ from tests.fake_kube.cluster import FakeKube
 
 
 @contextmanager
-def running_fake_kube(*, namespace_defaults: bool = True) -> Iterator[FakeKube]:
+def running_fake_kube(
+    *, namespace_defaults: bool = True, cluster_ip: str | None = None
+) -> Iterator[FakeKube]:
     """A started ``FakeKube``, stopped (clients closed, sockets dropped) on exit."""
-    with FakeKube(namespace_defaults=namespace_defaults) as fake:
+    with FakeKube(namespace_defaults=namespace_defaults, cluster_ip=cluster_ip) as fake:
         yield fake
 
 

@@ -65,6 +65,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType(
         "", "v1", "Service", "services", status_subresource=True,
         initial_status={"loadBalancer": {}}, delete_returns_object=True, short_names=("svc",),
+        immutable=(("spec", "clusterIP"),),
     ),
     ResourceType(
         "", "v1", "Pod", "pods", status_subresource=True, generation=True,

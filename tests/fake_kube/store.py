@@ -7,12 +7,16 @@ life), ``creationTimestamp``, a global ``resourceVersion`` bumped on every chang
 on a change: a write that changes nothing, like re-applying the same configuration,
 stores nothing, as in Kubernetes) and, for types that have it, ``generation`` bumped only
 when ``.spec`` changes. Namespaced objects need their namespace; deleting a Namespace
-deletes what is in it (at once: the fake has no Terminating phase).
+deletes what is in it (at once: the fake has no Terminating phase). A Service gets a
+``spec.clusterIP`` when created (from K3s' default 10.43.0.0/16, or the one address the
+test chose with ``cluster_ip``) and keeps it: it is immutable, as on a real cluster.
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
+import itertools
 import random
 import string
 import threading
@@ -53,11 +57,16 @@ Key = tuple[str, str, str]
 class Store:
     """Objects by (kind, namespace, name), and the API server's rules for changing them."""
 
-    def __init__(self, *, namespace_defaults: bool = True) -> None:
+    def __init__(self, *, namespace_defaults: bool = True, cluster_ip: str | None = None) -> None:
         self._lock = threading.RLock()
         self._objects: dict[Key, dict[str, Any]] = {}
         self._version = 0
         self._namespace_defaults = namespace_defaults
+        first = int(ipaddress.IPv4Address("10.43.0.10"))
+        self._cluster_ips = (
+            itertools.repeat(cluster_ip) if cluster_ip
+            else (str(ipaddress.IPv4Address(first + n)) for n in itertools.count())
+        )
         for name in BUILTIN_NAMESPACES:
             self.create(NAMESPACE, None, {"metadata": {"name": name}}, manager="kube-apiserver")
 
@@ -257,6 +266,16 @@ class Store:
         meta["namespace"] = namespace
         return (rt.kind, namespace, name)
 
+    def _allocate_cluster_ip(self, old: dict[str, Any] | None, obj: dict[str, Any]) -> None:
+        """What the apiserver's allocator does: a new Service gets an address; an update
+        that leaves the field out keeps the old one."""
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") == "ExternalName" or spec.get("clusterIP"):
+            return
+        kept = ((old or {}).get("spec") or {}).get("clusterIP")
+        spec["clusterIP"] = kept or next(self._cluster_ips)
+        spec["clusterIPs"] = [spec["clusterIP"]]
+
     def _existing(self, rt: ResourceType, key: Key) -> dict[str, Any]:
         obj = self._objects.get(key)
         if obj is None:
@@ -268,6 +287,8 @@ class Store:
         entries: list[ownership.Entry], *, dry_run: bool,
     ) -> dict[str, Any]:
         stamp(rt, old, obj)
+        if rt.kind == "Service":
+            self._allocate_cluster_ip(old, obj)
         obj["metadata"].pop("managedFields", None)
         entries = ownership.prune(entries, obj)
         if entries:

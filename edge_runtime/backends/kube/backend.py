@@ -8,7 +8,8 @@ taken back), then prunes the app's objects that the rendering no longer holds.
 ``remove`` deletes the app's objects. Both only ever select by
 ``app.kubernetes.io/managed-by=tether`` plus ``tether.io/app``, so nothing Tether did
 not create is touched. ``observe`` lists what Tether manages and reads it back
-(``observing``).
+(``observing``); given a ``functions_dir``, it also announces the function services that
+have a ready pod to the node's function proxy (``announcing``).
 
 Every method raises only ``BackendError`` (see ``cluster`` for which are retryable).
 """
@@ -24,7 +25,9 @@ from kubernetes.client import ApiClient, Configuration
 
 from edge_runtime.backends.base import AppBundle, ObservedApp
 from edge_runtime.backends.kube import naming, observing
+from edge_runtime.backends.kube.announcing import EndpointAnnouncer
 from edge_runtime.backends.kube.cluster import MANAGED_KINDS, Cluster
+from edge_runtime.backends.kube.podspecs import FunctionRuntime
 from edge_runtime.backends.kube.rendering import ObjectKey, namespace_manifest, render, stale
 from edge_runtime.errors import BackendError
 
@@ -41,8 +44,11 @@ class KubeBackend:
     def __init__(
         self, api_client: ApiClient, *, namespace: str = DEFAULT_NAMESPACE,
         field_manager: str = naming.MANAGER, request_timeout: float = 30.0,
+        functions: FunctionRuntime = FunctionRuntime(), functions_dir: Path | None = None,
     ) -> None:
         self.namespace = namespace
+        self.functions = functions
+        self._announcer = EndpointAnnouncer(functions_dir) if functions_dir else None
         self._api_client = api_client
         self._namespace_ensured = False
         self._cluster = Cluster(
@@ -53,17 +59,19 @@ class KubeBackend:
     @classmethod
     def from_environment(
         cls, *, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
-        field_manager: str = naming.MANAGER,
+        field_manager: str = naming.MANAGER, functions: FunctionRuntime = FunctionRuntime(),
+        functions_dir: Path | None = None,
     ) -> KubeBackend:
         """A backend for the cluster this process finds: in-cluster when running in a pod
         (and no ``kubeconfig`` is given), else ``kubeconfig``, ``KUBECONFIG``,
         ``~/.kube/config`` or K3s' own kubeconfig, in that order."""
         return cls(
-            client_from_environment(kubeconfig), namespace=namespace, field_manager=field_manager
+            client_from_environment(kubeconfig), namespace=namespace,
+            field_manager=field_manager, functions=functions, functions_dir=functions_dir,
         )
 
     def apply(self, bundle: AppBundle) -> None:
-        objects = render(bundle, namespace=self.namespace)
+        objects = render(bundle, namespace=self.namespace, functions=self.functions)
         try:
             if not self._namespace_ensured:
                 self._cluster.apply(namespace_manifest(self.namespace))
@@ -77,14 +85,19 @@ class KubeBackend:
             self._cluster.delete(kind, name)
 
     def remove(self, app: str) -> None:
+        if self._announcer is not None:  # the proxy stops sending calls first
+            self._announcer.withdraw_app(app)
         for kind, name in reversed(self._objects_of(app)):  # workloads before their data
             self._cluster.delete(kind, name)
 
     def observe(self) -> dict[str, ObservedApp]:
         selector = naming.managed_selector()
-        return observing.observe(
+        objects = [
             obj for kind in (*MANAGED_KINDS, "Pod") for obj in self._cluster.list(kind, selector)
-        )
+        ]
+        if self._announcer is not None:
+            self._announcer.sync(observing.function_endpoints(objects))
+        return observing.observe(objects)
 
     def node_facts(self) -> dict[str, Any]:
         return {"kubernetesVersion": str(self._cluster.version().get("gitVersion", ""))}

@@ -11,7 +11,8 @@ finds by what this module writes, so the scheme lives in one place:
   (nothing without it is ever touched), ``tether.io/app``, ``tether.io/version`` (the
   version made a valid label value) and ``tether.io/service`` on per-service objects.
 * **annotations**: ``tether.io/version`` holds the raw, opaque version (observe reads it),
-  ``tether.io/config-hash`` on pod templates the hash of the mounted configs and secrets.
+  ``tether.io/config-hash`` on pod templates the hash of the mounted configs and secrets,
+  ``tether.io/function`` on the Service of a function service the runtime's port.
 
 Pure: strings in, strings and dicts out.
 """
@@ -27,6 +28,7 @@ APP = "tether.io/app"
 VERSION = "tether.io/version"
 SERVICE = "tether.io/service"
 CONFIG_HASH = "tether.io/config-hash"
+FUNCTION = "tether.io/function"
 
 MAX_NAME = 63
 HASH_LENGTH = 8

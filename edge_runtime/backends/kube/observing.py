@@ -20,11 +20,16 @@ Status of an app, first rule that holds:
 7. **Pending** otherwise: rolling out, scheduling, pulling, creating containers.
 
 The version is the ``tether.io/version`` annotation of the workloads; when they disagree
-it is ``""``, which never equals a desired version, so the engine applies again. Pure.
+it is ``""``, which never equals a desired version, so the engine applies again.
+
+``function_endpoints`` reads, from the same objects, where the node's function proxy
+reaches each function service: its Service's cluster IP and the runtime's port, while
+its workload has at least one ready pod. Pure.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +60,44 @@ def observe(objects: Iterable[Obj]) -> dict[str, ObservedApp]:
         for app, found in sorted(by_app.items())
         if any(obj["kind"] != "Pod" for obj in found)
     }
+
+
+def function_endpoints(objects: Iterable[Obj]) -> dict[tuple[str, str], str]:
+    """``(app, function) -> http://CLUSTER-IP:PORT`` for each function service with a
+    ready pod; a Service with no cluster IP yet (or a headless one) is left out."""
+    services: dict[tuple[str, str], str] = {}
+    ready: set[tuple[str, str]] = set()
+    for obj in objects:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        unit = (labels.get(naming.APP), labels.get(naming.SERVICE))
+        if not (unit[0] and unit[1]):
+            continue
+        key = (str(unit[0]), str(unit[1]))
+        if obj["kind"] in WORKLOAD_KINDS and _ready_pods(obj) > 0:
+            ready.add(key)
+        elif obj["kind"] == "Service":
+            url = _function_url(obj)
+            if url:
+                services[key] = url
+    return {key: url for key, url in sorted(services.items()) if key in ready}
+
+
+def _function_url(service: Obj) -> str:
+    port = _annotation(service, naming.FUNCTION)
+    address = str((service.get("spec") or {}).get("clusterIP") or "")
+    if not port.isdigit() or not address or address == "None":
+        return ""
+    try:
+        host = ipaddress.ip_address(address)
+    except ValueError:
+        return ""
+    return f"http://[{host}]:{port}" if host.version == 6 else f"http://{host}:{port}"
+
+
+def _ready_pods(workload: Obj) -> int:
+    status = workload.get("status") or {}
+    field = "readyReplicas" if workload["kind"] == "Deployment" else "numberReady"
+    return int(status.get(field) or 0)
 
 
 def _observe_app(app: str, objects: list[Obj]) -> ObservedApp:

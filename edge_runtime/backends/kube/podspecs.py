@@ -6,6 +6,12 @@ rollouts right live: the template carries the version (so a new version rolls th
 and a hash of the content it mounts (so a changed config or secret rolls them too, even
 though Kubernetes would only update mounted files in place).
 
+A function service that names no command runs Tether's own function runtime
+(``edge_runtime.functions.runtime``) in the Tether image (``FunctionRuntime.image``):
+``--code-dir`` is where the config holding the handler's module is mounted, the server
+listens on ``FunctionRuntime.port`` (container port ``function``) and a readiness probe
+on ``/healthz`` keeps a pod out of its Service until the handler is loaded.
+
 Pure: models in, plain dicts out.
 """
 
@@ -13,18 +19,35 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from edge_runtime.backends.base import AppBundle
+from edge_runtime.backends.base import AppBundle, function_code_mount
 from edge_runtime.backends.kube import naming
 from edge_runtime.errors import BackendError
+from edge_runtime.functions.directory import APP_ENV, HANDLER_ENV, NAME_ENV
+from edge_runtime.settings import DEFAULT_FUNCTION_IMAGE, DEFAULT_FUNCTION_PORT
 from schemas.resources import AppType, Port, ResourceKind, Service, Volume, VolumeMount
 
-DEFAULT_FUNCTION_IMAGE = "tether/function-runtime:latest"
-"""The image a function service runs when it names none: it loads ``handler`` from the
-code mounted from a config (the function runtime issue settles the image and protocol)."""
-HANDLER_ENV = "TETHER_FUNCTION_HANDLER"
-"""Tells the function runtime which ``module.function`` to call."""
+FUNCTION_PORT_NAME = "function"
+HEALTH_PATH = "/healthz"
+
+
+@dataclass(frozen=True)
+class FunctionRuntime:
+    """How function services without a command run: which image, on which port."""
+
+    image: str = DEFAULT_FUNCTION_IMAGE
+    port: int = DEFAULT_FUNCTION_PORT
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"function port {self.port} is not a TCP port (1-65535)")
+
+
+def runs_function_runtime(bundle: AppBundle, service: Service) -> bool:
+    """Whether ``service`` runs Tether's function runtime (a function with no command)."""
+    return bundle.app.type is AppType.FUNCTION and bool(service.handler) and not service.command
 
 # Kubernetes' IANA_SVC_NAME: what a container port's name must be (also: <= 15, a letter)
 _PORT_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
@@ -41,12 +64,18 @@ def data_object_name(app: str, kind: ResourceKind, name: str) -> str:
     return naming.object_name(app, _ROLES[kind], name)
 
 
-def pod_template(bundle: AppBundle, service: Service) -> dict[str, Any]:
+def pod_template(
+    bundle: AppBundle, service: Service, functions: FunctionRuntime = FunctionRuntime()
+) -> dict[str, Any]:
     """``spec.template`` of the service's Deployment or DaemonSet."""
     app = bundle.app
     mounted = {mount.name for mount in service.volume_mounts}
     volumes = [volume for volume in app.volumes if volume.name in mounted]
-    spec: dict[str, Any] = {"containers": [_container(bundle, service)]}
+    if runs_function_runtime(bundle, service):
+        container = _function_container(bundle, service, functions)
+    else:
+        container = _container(bundle, service, service.image)
+    spec: dict[str, Any] = {"containers": [container]}
     if volumes:
         spec["volumes"] = [_volume(app.name, volume) for volume in volumes]
     if app.registries:
@@ -93,12 +122,43 @@ def pinned_content(bundle: AppBundle, kind: ResourceKind, name: str) -> dict[str
     )
 
 
-def _container(bundle: AppBundle, service: Service) -> dict[str, Any]:
+def _function_container(
+    bundle: AppBundle, service: Service, functions: FunctionRuntime
+) -> dict[str, Any]:
+    """A container running the function runtime: command, port and readiness probe."""
+    container = _container(bundle, service, service.image or functions.image)
+    code = function_code_mount(bundle, service)
+    if any(port.container_port == functions.port for port in service.ports):
+        raise BackendError(
+            f"function service {service.name!r} of app {bundle.name!r} declares port "
+            f"{functions.port}, which the function runtime listens on: drop it or use another"
+        )
+    ports = [{"name": FUNCTION_PORT_NAME, "containerPort": functions.port, "protocol": "TCP"}]
+    return {
+        **container,
+        "image": service.image or functions.image,
+        "command": [
+            "python", "-m", "edge_runtime.functions.runtime",
+            "--code-dir", container_path(code.mount_path),
+            "--handler", service.handler,
+            "--host", "0.0.0.0",
+            "--port", str(functions.port),
+        ],
+        "ports": ports + container.get("ports", []),
+        "readinessProbe": {
+            "httpGet": {"path": HEALTH_PATH, "port": FUNCTION_PORT_NAME},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+    }  # fmt: skip
+
+
+def _container(bundle: AppBundle, service: Service, image: str | None) -> dict[str, Any]:
     env = dict(service.env)
-    image = service.image
     if bundle.app.type is AppType.FUNCTION:
-        image = image or DEFAULT_FUNCTION_IMAGE
         env.setdefault(HANDLER_ENV, service.handler or "")
+        env.setdefault(APP_ENV, bundle.name)
+        env.setdefault(NAME_ENV, service.name)
     if not image:
         raise BackendError(
             f"service {service.name!r} of app {bundle.name!r} has no image: the kube backend "
@@ -127,8 +187,14 @@ def _container(bundle: AppBundle, service: Service) -> dict[str, Any]:
     return container
 
 
+def container_path(mount_path: str) -> str:
+    """A mount path inside a container: a relative one (native nodes take those from the
+    service's working dir) is taken from the container's root."""
+    return mount_path if mount_path.startswith("/") else "/" + mount_path
+
+
 def _mount(mount: VolumeMount) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": mount.name, "mountPath": mount.mount_path}
+    body: dict[str, Any] = {"name": mount.name, "mountPath": container_path(mount.mount_path)}
     if mount.read_only:
         body["readOnly"] = True
     return body

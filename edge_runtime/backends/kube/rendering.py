@@ -3,8 +3,9 @@
 ``render`` turns one ``AppBundle`` into plain manifests, in the order they are applied:
 a ConfigMap per pinned config, a Secret per pinned secret, a ``kubernetes.io/tls``
 Secret per certificate and a ``kubernetes.io/dockerconfigjson`` Secret per registry,
-then a ClusterIP Service per service with ports, then a Deployment (or DaemonSet) per
-service. Data goes first so pods never start before what they mount exists, and the
+then a ClusterIP Service per service with ports (and per function service: the node's
+function proxy reaches the runtime through it; it is annotated ``tether.io/function``),
+then a Deployment (or DaemonSet) per service. Data goes first so pods never start before what they mount exists, and the
 workloads -- whose version annotation ``observe`` reads -- go last.
 
 Pure, and deterministic: the same bundle always renders the same objects, so applying
@@ -22,7 +23,14 @@ from typing import Any
 
 from edge_runtime.backends.base import AppBundle
 from edge_runtime.backends.kube import naming
-from edge_runtime.backends.kube.podspecs import data_object_name, pinned_content, pod_template
+from edge_runtime.backends.kube.podspecs import (
+    FUNCTION_PORT_NAME,
+    FunctionRuntime,
+    data_object_name,
+    pinned_content,
+    pod_template,
+    runs_function_runtime,
+)
 from edge_runtime.errors import BackendError
 from schemas.resources import Registry, ResourceKind, Service
 
@@ -37,7 +45,9 @@ _SECRET_TYPES = {
 }
 
 
-def render(bundle: AppBundle, *, namespace: str) -> list[Manifest]:
+def render(
+    bundle: AppBundle, *, namespace: str, functions: FunctionRuntime = FunctionRuntime()
+) -> list[Manifest]:
     """Every object that runs ``bundle`` in ``namespace``, in the order to apply them.
 
     Raises ``BackendError`` (not retryable) when the bundle lacks a pinned resource, a
@@ -50,10 +60,10 @@ def render(bundle: AppBundle, *, namespace: str) -> list[Manifest]:
     for ref in app.registries:
         objects.append(_pull_secret(bundle, ref.name, namespace))
     for service in app.services:
-        if service.ports:
-            objects.append(_service(bundle, service, namespace))
+        if service.ports or runs_function_runtime(bundle, service):
+            objects.append(_service(bundle, service, namespace, functions))
     for service in app.services:
-        objects.append(_workload(bundle, service, namespace))
+        objects.append(_workload(bundle, service, namespace, functions))
     return objects
 
 
@@ -142,7 +152,9 @@ def docker_config(registry: Registry) -> str:
     return json.dumps({"auths": {registry.address: credentials}}, sort_keys=True)
 
 
-def _service(bundle: AppBundle, service: Service, namespace: str) -> Manifest:
+def _service(
+    bundle: AppBundle, service: Service, namespace: str, functions: FunctionRuntime
+) -> Manifest:
     ports = [
         {
             "name": port.name or f"{port.protocol.lower()}-{port.container_port}",
@@ -152,13 +164,17 @@ def _service(bundle: AppBundle, service: Service, namespace: str) -> Manifest:
         }
         for port in service.ports
     ]
+    metadata = _metadata(
+        bundle, naming.object_name(bundle.name, service.name), namespace, service=service.name
+    )
+    if runs_function_runtime(bundle, service):
+        ports.insert(0, {"name": FUNCTION_PORT_NAME, "port": functions.port,
+                         "targetPort": FUNCTION_PORT_NAME, "protocol": "TCP"})
+        metadata["annotations"][naming.FUNCTION] = str(functions.port)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(
-            bundle, naming.object_name(bundle.name, service.name), namespace,
-            service=service.name,
-        ),
+        "metadata": metadata,
         "spec": {
             "type": "ClusterIP",
             "selector": naming.selector_labels(bundle.name, service.name),
@@ -167,10 +183,12 @@ def _service(bundle: AppBundle, service: Service, namespace: str) -> Manifest:
     }
 
 
-def _workload(bundle: AppBundle, service: Service, namespace: str) -> Manifest:
+def _workload(
+    bundle: AppBundle, service: Service, namespace: str, functions: FunctionRuntime
+) -> Manifest:
     spec: dict[str, Any] = {
         "selector": {"matchLabels": naming.selector_labels(bundle.name, service.name)},
-        "template": pod_template(bundle, service),
+        "template": pod_template(bundle, service, functions),
     }
     kind = "DaemonSet"
     if service.workload == "deployment":

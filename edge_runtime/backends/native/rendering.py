@@ -41,18 +41,22 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from edge_runtime.backends.base import AppBundle
+from edge_runtime.backends.base import AppBundle, function_code_mount
 from edge_runtime.errors import BackendError
-from edge_runtime.functions.directory import runtime_command
+from edge_runtime.functions.directory import (
+    APP_ENV,
+    FUNCTIONS_DIRNAME,
+    HANDLER_ENV,
+    NAME_ENV,
+    runtime_command,
+)
 from edge_runtime.settings import PROPERTIES_FILENAME
 from schemas.resources import AppType, Service, Volume
 
 APPS_DIRNAME = "apps"
-FUNCTIONS_DIRNAME = "functions"
 REPLICA = "{replica}"
 MINIMAL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROPERTIES_ENV = "TETHER_PROPERTIES"
-HANDLER_ENV = "TETHER_FUNCTION_HANDLER"
 _FILE_NAME = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
@@ -134,31 +138,19 @@ def _service(bundle: AppBundle, service: Service, *, data_dir: Path) -> ServiceS
            "TETHER_APP": bundle.name, "TETHER_SERVICE": service.name,
            PROPERTIES_ENV: str(data_dir / PROPERTIES_FILENAME)}
     if function and service.handler:
-        env.update({HANDLER_ENV: service.handler, "TETHER_FUNCTION_APP": bundle.name,
-                    "TETHER_FUNCTION_NAME": service.name})
+        env.update({HANDLER_ENV: service.handler, APP_ENV: bundle.name, NAME_ENV: service.name})
     for mount in mounts:
         env[volume_env(mount.volume)] = mount.target or str(app_dir / mount.path)
     env.update(service.env)
     argv = [*service.command, *service.args]
     if not service.command and service.handler:  # a function with Tether's own runtime
         announce = data_dir / FUNCTIONS_DIRNAME / bundle.name / service.name / f"{REPLICA}.json"
-        argv = runtime_command(code_dir=_code_dir(service.handler, mounts, app_dir=app_dir),
-                               handler=service.handler, announce=announce)
+        code = function_code_mount(bundle, service)
+        code_dir = app_dir / mount_dir(service.name, code.mount_path)
+        argv = runtime_command(code_dir=code_dir, handler=service.handler, announce=announce)
     spec = ServiceSpec(name=service.name, argv=argv, env=env, workdir=service.name,
                        replicas=service.replicas, mounts=mounts, function=not service.command)
     return replace(spec, digest=digest(spec))
-
-
-def _code_dir(handler: str, mounts: list[Mount], *, app_dir: Path) -> Path:
-    """Where a function's code is: the config mount holding its module, else the first one."""
-    module_file = handler.split(".")[0] + ".py"
-    configs = [mount for mount in mounts if mount.kind == "config"]
-    for mount in configs:
-        if module_file in mount.files:
-            return app_dir / mount.path
-    if not configs:
-        raise BackendError(f"function handler {handler!r} needs its code in a mounted config")
-    return app_dir / configs[0].path
 
 
 def _mount(bundle: AppBundle, volume: Volume, *, service: str, mount_path: str) -> Mount:

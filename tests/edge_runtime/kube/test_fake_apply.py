@@ -144,3 +144,25 @@ def test_dynamic_client_server_side_apply(fake_kube: FakeKube, tmp_path: Path) -
     assert applied.metadata.managedFields[0].manager == "tether"
     roles = dynamic.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="Role")
     assert roles.namespaced and roles.get(namespace=NS).items == []
+
+
+def service_body(port: int = 80, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NS},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": port}], **spec}}
+
+
+def test_services_get_a_cluster_ip_that_stays_and_cannot_change(fake_kube: FakeKube) -> None:
+    fake_kube.seed(namespace())
+    core = client.CoreV1Api(fake_kube.api_client())
+    first = core.patch_namespaced_service("web", NS, service_body(), field_manager="tether",
+                                          _content_type=APPLY)
+    assert first.spec.cluster_ip.startswith("10.43.") and first.spec.cluster_ips == [first.spec.cluster_ip]
+    again = core.patch_namespaced_service("web", NS, service_body(81), field_manager="tether",
+                                          _content_type=APPLY)
+    assert again.spec.cluster_ip == first.spec.cluster_ip and again.spec.ports[0].port == 81
+    with pytest.raises(ApiException) as refused:
+        core.patch_namespaced_service("web", NS, service_body(clusterIP="10.43.9.9"),
+                                      field_manager="tether", _content_type=APPLY, force=True)
+    assert refused.value.status == 422 and "immutable" in refused.value.body
+    other = core.create_namespaced_service(NS, {**service_body(), "metadata": {"name": "other"}})
+    assert other.spec.cluster_ip != first.spec.cluster_ip
