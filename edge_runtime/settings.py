@@ -66,6 +66,7 @@ class EdgeSettings(BaseSettings):
     # Kube backend: the namespace Tether manages on the node's cluster, and how function
     # services without a command run there (the Tether image holds the runtime).
     kube_namespace: str = "tether-edge"
+    kube_poll_seconds: float = Field(default=2.0, gt=0, description="how often to look for changes")
     function_image: str = Field(default=DEFAULT_FUNCTION_IMAGE, min_length=1, max_length=1024)
     function_port: int = Field(default=DEFAULT_FUNCTION_PORT, ge=1, le=65535)
 

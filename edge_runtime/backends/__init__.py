@@ -35,6 +35,7 @@ def create_backend(settings: EdgeSettings) -> Backend:
                 functions=FunctionRuntime(image=settings.function_image,
                                           port=settings.function_port),
                 functions_dir=settings.data_dir / FUNCTIONS_DIRNAME,
+                change_poll_seconds=settings.kube_poll_seconds,
             )
         except EdgeError:
             raise

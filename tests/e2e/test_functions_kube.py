@@ -41,7 +41,7 @@ def test_a_kube_node_runs_function_apps_in_pods(
             "TETHER_EDGE_KUBE_NAMESPACE": NAMESPACE,
             "TETHER_EDGE_FUNCTION_PORT": str(function_port),
             "TETHER_EDGE_FUNCTION_PROXY_PORT": str(proxy_port),
-            "TETHER_EDGE_RECONCILE_SECONDS": "0.5",
+            "TETHER_EDGE_KUBE_POLL_SECONDS": "0.2",
         })
         api = make_api(stack)
         api.client.post("/v1/namespaces/default/configs",

@@ -11,12 +11,21 @@ not create is touched. ``observe`` lists what Tether manages and reads it back
 (``observing``); given a ``functions_dir``, it also announces the function services that
 have a ready pod to the node's function proxy (``announcing``).
 
+``watch`` makes the engine observe when something changes rather than only every
+reconcile period: a thread lists the managed workloads and pods every
+``change_poll_seconds`` and calls the listener when any of their resourceVersions
+moved (three cheap list calls; a pod turning ready, crashing or going is seen within
+that time, and so is a function becoming callable).
+
 Every method raises only ``BackendError`` (see ``cluster`` for which are retryable).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +40,9 @@ from edge_runtime.backends.kube.podspecs import FunctionRuntime
 from edge_runtime.backends.kube.rendering import ObjectKey, namespace_manifest, render, stale
 from edge_runtime.errors import BackendError
 
+log = logging.getLogger(__name__)
 DEFAULT_NAMESPACE = "tether-edge"
+WATCHED_KINDS = ("Deployment", "DaemonSet", "Pod")
 K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
 """Where K3s writes its kubeconfig: used when neither KUBECONFIG nor ~/.kube/config is."""
 
@@ -45,9 +56,13 @@ class KubeBackend:
         self, api_client: ApiClient, *, namespace: str = DEFAULT_NAMESPACE,
         field_manager: str = naming.MANAGER, request_timeout: float = 30.0,
         functions: FunctionRuntime = FunctionRuntime(), functions_dir: Path | None = None,
+        change_poll_seconds: float = 2.0,
     ) -> None:
         self.namespace = namespace
         self.functions = functions
+        self.change_poll_seconds = change_poll_seconds
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._announcer = EndpointAnnouncer(functions_dir) if functions_dir else None
         self._api_client = api_client
         self._namespace_ensured = False
@@ -60,7 +75,7 @@ class KubeBackend:
     def from_environment(
         cls, *, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
         field_manager: str = naming.MANAGER, functions: FunctionRuntime = FunctionRuntime(),
-        functions_dir: Path | None = None,
+        functions_dir: Path | None = None, change_poll_seconds: float = 2.0,
     ) -> KubeBackend:
         """A backend for the cluster this process finds: in-cluster when running in a pod
         (and no ``kubeconfig`` is given), else ``kubeconfig``, ``KUBECONFIG``,
@@ -68,6 +83,7 @@ class KubeBackend:
         return cls(
             client_from_environment(kubeconfig), namespace=namespace,
             field_manager=field_manager, functions=functions, functions_dir=functions_dir,
+            change_poll_seconds=change_poll_seconds,
         )
 
     def apply(self, bundle: AppBundle) -> None:
@@ -102,8 +118,40 @@ class KubeBackend:
     def node_facts(self) -> dict[str, Any]:
         return {"kubernetesVersion": str(self._cluster.version().get("gitVersion", ""))}
 
+    def watch(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from a thread of its own) when a managed workload or pod changes."""
+        if self._watcher is not None:
+            raise RuntimeError("the kube backend already has a listener")
+        self._watcher = threading.Thread(
+            target=self._watch, args=(listener,), name="kube-changes", daemon=True
+        )
+        self._watcher.start()
+
     def close(self) -> None:
+        self._closing.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=self.change_poll_seconds + 35.0)
         self._api_client.close()
+
+    def _watch(self, listener: Callable[[], None]) -> None:
+        seen: frozenset[tuple[str, str, str]] | None = None
+        while not self._closing.wait(self.change_poll_seconds):
+            try:
+                now = self._fingerprint()
+            except BackendError as exc:  # observe reports the same failure; try again later
+                log.debug("cannot list what changed: %s", exc)
+                continue
+            if seen is not None and now != seen:
+                listener()
+            seen = now
+
+    def _fingerprint(self) -> frozenset[tuple[str, str, str]]:
+        selector = naming.managed_selector()
+        return frozenset(
+            (kind, str(obj["metadata"].get("name")), str(obj["metadata"].get("resourceVersion")))
+            for kind in WATCHED_KINDS
+            for obj in self._cluster.list(kind, selector)
+        )
 
     def _objects_of(self, app: str) -> list[ObjectKey]:
         """(kind, name) of every object of ``app`` Tether manages, data kinds first."""

@@ -5,6 +5,7 @@ running the pods as local processes -- invoked through the proxy, updated and re
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,23 @@ def test_a_kube_function_answers_through_the_proxy_updates_and_is_removed(
         kube.remove("calc")
         missing = client.post("/calc/sum", json={"a": 1, "b": 2})
         assert missing.status_code == 404, missing.text
+
+
+def test_watch_wakes_the_listener_when_a_workload_changes_and_stops_on_close(
+    fake_kube: FakeKube, functions_dir: Path
+) -> None:
+    kube = KubeBackend(fake_kube.api_client(), namespace=NS, functions_dir=functions_dir,
+                       change_poll_seconds=0.05)
+    kube.apply(calc(SUM_V1))
+    woken = threading.Event()
+    kube.watch(woken.set)
+    assert not woken.wait(0.5)  # nothing changed: no wake-ups
+    ready(fake_kube, kind(fake_kube, "Deployment")[0])
+    assert woken.wait(5), "a Deployment turning ready must wake the engine"
+    with pytest.raises(RuntimeError):
+        kube.watch(woken.set)
+    kube.close()
+    woken.clear()
+    kube_dep = kind(fake_kube, "Deployment")[0]
+    ready(fake_kube, kube_dep, count=0)
+    assert not woken.wait(0.3)  # closed: no more calls
