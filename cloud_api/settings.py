@@ -90,6 +90,15 @@ class CloudSettings(BaseSettings):
     tls_keyfile: Path | None = Field(default=None, description="HTTPS key of the API")
     activation_rate_per_minute: int = Field(default=10, ge=1, description="per client IP")
 
+    # -- function invocations relayed to nodes (cloud_api.functions) --------------------
+    function_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="when an :invoke names no ?timeout="
+    )
+    function_max_timeout_seconds: float = Field(default=300.0, gt=0, description="cap on it")
+    function_max_in_flight: int = Field(
+        default=1000, ge=1, description="invocations awaiting a node's answer; more: 429"
+    )
+
     # -- resources (cloud_api.services.secrets_crypto) ------------------------------------
     secret_key: SecretStr | None = Field(
         default=None, description="encrypts secrets at rest; None: read or make secret_key_file"
@@ -138,6 +147,8 @@ class CloudSettings(BaseSettings):
             "mqtts://"
         ):
             raise ValueError("advertised_mqtts_url must be an mqtts:// URL")
+        if self.function_timeout_seconds > self.function_max_timeout_seconds:
+            raise ValueError("function_timeout_seconds may not exceed function_max_timeout_seconds")
         return self
 
     @model_validator(mode="after")

@@ -203,3 +203,14 @@ def test_concurrent_invocations_each_get_their_own_result(relayed: httpx.Client)
     for thread in threads:
         thread.join(30)
     assert results == {i: {"sum": i + 1000} for i in range(20)}
+
+
+def test_the_relay_limits_come_from_the_settings(
+    make_settings: Callable[..., CloudSettings],
+) -> None:
+    settings = make_settings(function_max_in_flight=3, function_timeout_seconds=2.5,
+                             function_max_timeout_seconds=10)
+    with Cloud(settings) as cloud:
+        relay = cloud.context.functions
+        assert (relay.max_in_flight, relay.timeout, relay.max_timeout) == (3, 2.5, 10)
+        assert relay.bounded_timeout(None) == 2.5 and relay.bounded_timeout(99) == 10

@@ -119,3 +119,37 @@ def test_serve_runs_the_api_and_the_bridge_until_interrupted(
     assert process.returncode == 0, stderr
     assert f"API: http://127.0.0.1:{port}" in stdout
     assert f"admin token: {tmp_path / 'admin.token'}" in stdout
+
+
+def test_server_certificates_are_kept_while_they_serve_and_replaced_when_not(
+    make_settings: Callable[..., CloudSettings], tmp_path: Path
+) -> None:
+    directory = tmp_path / "api-tls"
+    settings = make_settings(server_certificate_days=3)
+    with Cloud(settings) as cloud:
+        first = cloud.issue_server_certificate(directory, common_name="api", hosts=["edge.example"])
+        pem = first.certfile.read_text()
+        assert oct(first.keyfile.stat().st_mode & 0o777) == "0o600"
+        again = cloud.issue_server_certificate(directory, common_name="api", hosts=["edge.example"])
+        assert again.certfile.read_text() == pem  # a restart changes nothing clients see
+        fewer = cloud.issue_server_certificate(directory, common_name="api")
+        assert fewer.certfile.read_text() == pem  # a subset of the names is still served
+        more = cloud.issue_server_certificate(directory, common_name="api", hosts=["10.0.0.7"])
+        assert more.certfile.read_text() != pem  # a new name needs a new certificate
+        pem = more.certfile.read_text()
+        more.keyfile.write_text(cloud_key_of_another_certificate(cloud))
+        fixed = cloud.issue_server_certificate(directory, common_name="api", hosts=["10.0.0.7"])
+        assert fixed.certfile.read_text() != pem  # a key that does not match is replaced
+    with Cloud(settings, clock=lambda: time.time() + 1.5 * 86400) as cloud:
+        pem = fixed.certfile.read_text()
+        kept = cloud.issue_server_certificate(directory, common_name="api", hosts=["10.0.0.7"])
+        assert kept.certfile.read_text() == pem  # half its life left
+    with Cloud(settings, clock=lambda: time.time() + 2.5 * 86400) as cloud:
+        pem = fixed.certfile.read_text()
+        renewed = cloud.issue_server_certificate(directory, common_name="api", hosts=["10.0.0.7"])
+        assert renewed.certfile.read_text() != pem  # under a third of its life left
+
+
+def cloud_key_of_another_certificate(cloud: Cloud) -> str:
+    _, key = cloud.authority.issue("other", sans=["127.0.0.1"], days=1, server=True)
+    return key

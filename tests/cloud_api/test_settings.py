@@ -69,6 +69,8 @@ def test_mqtt_endpoints(url: str, expected: tuple[str, int, bool]) -> None:
         {"share_group": "Not_A_Name"},
         {"bridge_workers": 0},
         {"activation_token_ttl_seconds": 0},
+        {"function_max_in_flight": 0},
+        {"function_timeout_seconds": 301},
         {"unknown_setting": 1},
     ],
 )
