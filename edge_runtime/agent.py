@@ -23,8 +23,8 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from edge_runtime.backends import create_backend
 from edge_runtime.backends.base import Backend

@@ -38,8 +38,8 @@ from edge_runtime.errors import BrokerUnavailable
 from edge_runtime.identity import Identity
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.transport import (
-    QOS,
     INVOKE_FILTER,
+    QOS,
     RESOURCES_FILTER,
     SUBSCRIBED,
     Connected,
@@ -67,7 +67,7 @@ class Backoff:
         self._attempt = 0
 
     def next(self) -> float:
-        ceiling = min(self._max, self._min * (2 ** min(self._attempt, 32)))
+        ceiling = min(self._max, self._min * 2.0 ** min(self._attempt, 32))
         self._attempt += 1
         return ceiling / 2 + self._rng() * ceiling / 2
 

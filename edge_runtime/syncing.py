@@ -200,9 +200,11 @@ class ShadowSync:
             self._on_update_accepted(payload)
         elif suffix is Suffix.SHADOW_UPDATE_REJECTED:
             self._on_update_rejected(payload)
-        elif suffix in (Suffix.RESOURCES_GET_ACCEPTED, Suffix.RESOURCES_GET_REJECTED):
-            if self._on_resources is not None:
-                self._on_resources(suffix, payload)
+        elif (
+            suffix in (Suffix.RESOURCES_GET_ACCEPTED, Suffix.RESOURCES_GET_REJECTED)
+            and self._on_resources is not None
+        ):
+            self._on_resources(suffix, payload)
 
     def _on_get_accepted(self, payload: JSONObject) -> None:
         doc, token = parse_document(payload)

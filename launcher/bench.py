@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from launcher.stack import LocalStack, StackConfig
 from schemas.topics import Suffix
@@ -57,7 +58,7 @@ def _observer(stack: LocalStack, topic: str) -> tuple[mqtt.Client, queue.Queue[d
     assert stack.cloud is not None
     url = urlsplit(stack.mqtt_url)
     inbox: queue.Queue[dict[str, Any]] = queue.Queue()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:8]}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:8]}")
     client.username_pw_set(stack.cloud.settings.mqtt_username, stack.bridge_password())
     subscribed = queue.Queue[bool]()
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Table, bindparam, insert, update
+from sqlmodel import SQLModel
 
 from cloud_api.db import Store
 from cloud_api.models import Node, Shadow
@@ -24,7 +25,7 @@ from cloud_api.services.namespaces import ensure_namespace
 from cloud_api.services.resources import put_resource
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.settings import sqlalchemy_url
-from schemas.resources import App, ResourceKind
+from schemas.resources import App, ResourceKind, Service
 from schemas.shadow import DEFAULT_LIMITS
 from schemas.topics import TopicScheme
 
@@ -47,6 +48,14 @@ def _labels(index: int, shift: int) -> dict[str, str]:
 def _selector(index: int) -> str:
     zone, other = f"z{index % ZONES}", f"z{(index + 3) % ZONES}"
     return [f"zone={zone}", f"zone in ({zone},{other}),tier!=c", f"zone={zone},!gpu,tier"][index % 3]
+
+
+def _table(model: type[SQLModel]) -> Table:
+    """The ``Table`` of a table model, for writes keyed by column name (``Shadow.meta`` is the
+    ``metadata`` column)."""
+    # SQLAlchemy sets __table__ when it maps the class; SQLModel's types do not declare it
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
 
 
 def run_matching_bench(
@@ -74,14 +83,14 @@ def _run(store: Store, *, nodes: int, apps: int) -> dict[str, Any]:
         connection.execute(insert(Node), [
             {"namespace": NAMESPACE, "name": name, "labels": _labels(i, 0), "description": "",
              "mode": "native", "created_at": 1, "online": False} for i, name in enumerate(names)])
-        connection.execute(insert(Shadow.__table__), [  # type: ignore[arg-type]
+        connection.execute(insert(_table(Shadow)), [
             {"namespace": NAMESPACE, "node": name, "desired": {"apps": {}}, "reported": {},
              "metadata": {"desired": {}, "reported": {}}, "version": 0, "timestamp": 0}
             for name in names])
         session.commit()
         for index in range(apps):
             app = App(name=f"app{index}", selector=_selector(index),
-                      services=[{"name": "main", "image": f"example/app{index}:1"}])  # type: ignore[list-item]
+                      services=[Service(name="main", image=f"example/app{index}:1")])
             put_resource(session, box, NAMESPACE, ResourceKind.APP, app.wire(), description="",
                          labels={}, now=1, create=True)
     setup = time.perf_counter() - started
@@ -96,7 +105,7 @@ def _run(store: Store, *, nodes: int, apps: int) -> dict[str, Any]:
     initial, initial_updated = sync()
     started = time.perf_counter()
     with store.session() as session:
-        table: Any = Node.__table__
+        table = _table(Node)
         session.connection().execute(
             update(table).where(table.c.namespace == NAMESPACE, table.c.name == bindparam("b_name"))
             .values(labels=bindparam("b_labels")),

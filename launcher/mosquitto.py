@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 
 def mosquitto_binary() -> str | None:
@@ -53,7 +54,7 @@ class PrivateMosquitto:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout: float = 10.0) -> PrivateMosquitto:
+    def start(self, *, timeout: float = 10.0) -> Self:
         self.process = subprocess.Popen(
             [self.binary, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -89,7 +90,7 @@ class PrivateMosquitto:
         self.stop()
         self._dir.cleanup()
 
-    def __enter__(self) -> PrivateMosquitto:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

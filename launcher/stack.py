@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -28,7 +28,6 @@ from edge_runtime.activation import activate
 from edge_runtime.backends.native import NativeBackend
 from launcher.serving import BackgroundServer
 from schemas.topics import DEFAULT_ROOT
-
 
 LOCAL_LABEL = "tether.io/node"
 DEMO_APP = "demo"
@@ -122,7 +121,7 @@ class LocalStack:
         files["cafile"].write_text(authority.certificate_pem)
         return files
 
-    def start(self) -> LocalStack:
+    def start(self) -> Self:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         http_socket = bind_http(config.http_host, config.http_port, flag="--http-port")
@@ -264,7 +263,7 @@ class LocalStack:
                 return self.edge_process.returncode or 1
             time.sleep(0.5)
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

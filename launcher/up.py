@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +24,7 @@ from launcher.stack import LocalStack, StackConfig
 DEFAULT_HTTP_PORT = 9080
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_MQTTS_PORT = 8883
+DEFAULT_DATA_DIR = Path("data")
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -37,15 +39,34 @@ def _choose_port(host: str, wanted: int | None, default: int, what: str, flag: s
 
 
 def up(
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="where state, tokens and logs live"),
-    http_port: int | None = typer.Option(None, "--http-port", help=f"REST API port [default: {DEFAULT_HTTP_PORT}]"),
-    mqtt_port: int | None = typer.Option(None, "--mqtt-port", help=f"MQTT port [default: {DEFAULT_MQTT_PORT}]"),
-    mqtts_port: int | None = typer.Option(
-        None, "--mqtts-port", help=f"MQTT over mTLS port for nodes with certificates [default: {DEFAULT_MQTTS_PORT}]"
-    ),
-    host: str = typer.Option("127.0.0.1", "--host", help="address the API and broker listen on"),
-    no_edge: bool = typer.Option(False, "--no-edge", help="do not run the local edge node"),
-    no_demo: bool = typer.Option(False, "--no-demo", help="do not create the demo app on the local node"),
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="where state, tokens and logs live")
+    ] = DEFAULT_DATA_DIR,
+    http_port: Annotated[
+        int | None,
+        typer.Option("--http-port", help=f"REST API port [default: {DEFAULT_HTTP_PORT}]"),
+    ] = None,
+    mqtt_port: Annotated[
+        int | None,
+        typer.Option("--mqtt-port", help=f"MQTT port [default: {DEFAULT_MQTT_PORT}]"),
+    ] = None,
+    mqtts_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mqtts-port",
+            help="MQTT over mTLS port for nodes with certificates "
+            f"[default: {DEFAULT_MQTTS_PORT}]",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="address the API and broker listen on")
+    ] = "127.0.0.1",
+    no_edge: Annotated[
+        bool, typer.Option("--no-edge", help="do not run the local edge node")
+    ] = False,
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="do not create the demo app on the local node")
+    ] = False,
 ) -> None:
     """Run broker, cloud API and a local edge node 'local' in one process tree."""
     config = StackConfig(
@@ -78,7 +99,7 @@ def up(
     if config.edge:
         console.print(f"Edge node default/{config.local_node} running (log: {stack.edge_log})")
         if config.demo_app:
-            console.print(f"Demo app 'demo' runs on it: tether get apps; tether rollout status demo")
+            console.print("Demo app 'demo' runs on it: tether get apps; tether rollout status demo")
         console.print(
             f'Try: curl -s -H "Authorization: Bearer $(cat {token_path})" '
             f"{stack.api_url}/v1/namespaces/default/nodes/{config.local_node}/shadow"

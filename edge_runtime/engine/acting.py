@@ -26,6 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from edge_runtime.backends.base import Backend
 from edge_runtime.engine.planning import Action, Apply, Fetch, Key, Remove
@@ -112,10 +113,9 @@ class Actor:
             if isinstance(action, Fetch):
                 self._fetch(action, desired[action.app], now=now)
             elif isinstance(action, Remove):
-                self._call(action.app, None, now=now,
-                           do=lambda app=action.app: self._backend.remove(app))
+                self._call(action.app, None, now=now, do=partial(self._backend.remove, action.app))
             elif isinstance(action, Apply):
-                self._call(action.app, action.version, now=now, do=lambda a=action: self._apply(a))
+                self._call(action.app, action.version, now=now, do=partial(self._apply, action))
 
     def fetch_failed(self, request: Request, cause: str, *, now: float) -> None:
         """The cloud refused or botched a fetch: fail the app, ask again with backoff."""
@@ -132,7 +132,7 @@ class Actor:
             if self.request is not None:
                 try:
                     token = self.request(request_items(action.items))
-                except Exception as exc:  # a transport failure is as good as offline
+                except Exception as exc:  # noqa: BLE001 -- any transport failure means offline
                     log.warning("cannot publish resources/get: %s", exc)
             what = _items_text(action.items)
             if token is None:
@@ -162,8 +162,8 @@ class Actor:
                 self._record(app, problem)
             return
         with self._lock:
-            problem = self._problems.get(app)
-            if problem is not None and problem.version == version:
+            solved = self._problems.get(app)
+            if solved is not None and solved.version == version:
                 del self._problems[app]
             self._waiting.pop(app, None)
         log.info("%s: %s app %s", self._backend.name, "removed" if version is None else

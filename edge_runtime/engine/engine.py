@@ -35,8 +35,8 @@ from edge_runtime.backends.base import Backend, ObservedApp
 from edge_runtime.cache import Cache
 from edge_runtime.engine.acting import Actor, InFlight, Request, Requester
 from edge_runtime.engine.planning import Key, app_key, desired_apps, garbage, matches, plan
-from edge_runtime.engine.resources import Parsed, ResourceStore, describe, parse_items
 from edge_runtime.engine.reporting import Reporter
+from edge_runtime.engine.resources import Parsed, ResourceStore, describe, parse_items
 from edge_runtime.engine.status import Problem
 from edge_runtime.errors import BackendError
 from edge_runtime.incoming import parse_refusal
@@ -228,7 +228,7 @@ class Engine:
         """What the backend runs; None (logged once per distinct error) if it cannot say."""
         try:
             observed = self._backend.observe()
-        except Exception as exc:  # BackendError, or a backend bug: never crash the agent
+        except Exception as exc:  # noqa: BLE001 -- BackendError or a backend bug: never crash
             error = str(exc)
             level = logging.WARNING if isinstance(exc, BackendError) else logging.ERROR
             log.log(level if error != self._observe_error else logging.DEBUG,

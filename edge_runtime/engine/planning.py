@@ -26,7 +26,8 @@ app needs any more. Keys are ``(kind, name, version)`` tuples, as ``cache.Resour
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,7 @@ def matches(observed: ObservedApp | None, version: str) -> bool:
 
 
 def missing(
-    version_key: Key, *, available: Set[Key], needs: Mapping[Key, Set[Key]]
+    version_key: Key, *, available: AbstractSet[Key], needs: Mapping[Key, AbstractSet[Key]]
 ) -> list[Key]:
     """What the bundle of ``version_key`` still lacks, in order: the spec, then its pins."""
     if version_key not in available:
@@ -109,10 +110,10 @@ def plan(
     desired: Mapping[str, str],
     observed: Mapping[str, ObservedApp],
     *,
-    available: Set[Key],
-    needs: Mapping[Key, Set[Key]],
-    fetching: Set[Key] = frozenset(),
-    held: Set[str] = frozenset(),
+    available: AbstractSet[Key],
+    needs: Mapping[Key, AbstractSet[Key]],
+    fetching: AbstractSet[Key] = frozenset(),
+    held: AbstractSet[str] = frozenset(),
 ) -> list[Action]:
     """The actions that move ``observed`` towards ``desired``; [] when they match.
 
@@ -141,8 +142,8 @@ def plan(
 def garbage(
     stored: Sequence[Key],
     *,
-    in_use: Mapping[str, Set[str]],
-    needs: Mapping[Key, Set[Key]],
+    in_use: Mapping[str, AbstractSet[str]],
+    needs: Mapping[Key, AbstractSet[Key]],
     history: int = 2,
 ) -> list[Key]:
     """The stored keys no app needs: to drop from the cache.

@@ -56,7 +56,7 @@ class Reporter:
     def _gather_facts(self) -> None:
         try:
             extra = self._backend.node_facts()
-        except Exception as exc:  # a cluster still booting: try again at the next sample
+        except Exception as exc:  # noqa: BLE001 -- a booting cluster: retry next sample
             log.warning("the %s backend gave no node facts yet: %s", self._backend.name, exc)
             extra = {}
         else:
@@ -85,7 +85,7 @@ class Reporter:
             return None
         try:
             return self._stats()
-        except Exception as exc:  # usage is nice to have, never worth a failed pass
+        except Exception as exc:  # noqa: BLE001 -- usage is never worth a failed pass
             log.warning("cannot sample the node's usage: %s", exc)
             return None
 

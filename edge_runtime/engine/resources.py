@@ -28,7 +28,14 @@ from edge_runtime.cache import Cache, ResourceKey
 from edge_runtime.engine.planning import Key, app_key
 from edge_runtime.errors import BackendError
 from schemas.resources import (
-    App, Certificate, Config, Model, Registry, ResourceItem, ResourceKind, Secret,
+    App,
+    Certificate,
+    Config,
+    Model,
+    Registry,
+    ResourceItem,
+    ResourceKind,
+    Secret,
 )
 from schemas.shadow import JSONObject
 

@@ -35,7 +35,6 @@ from typing import Any, Protocol
 
 from edge_runtime.functions.calling import Reply, check_invoke_id
 from edge_runtime.functions.errors import BadInvocation, FunctionError, TooManyInFlight
-from edge_runtime.transport import INVOKE_FILTER  # what the link subscribes to (re-exported)
 from schemas.errors import Rejection
 from schemas.payloads import decode_json, encode_json
 from schemas.topics import Suffix, TopicScheme

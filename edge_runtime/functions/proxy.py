@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from edge_runtime.functions.calling import (
     DEFAULT_TIMEOUT,
@@ -87,7 +87,7 @@ class FunctionProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> FunctionProxy:
+    def start(self) -> Self:
         if self._server is not None:
             return self
         try:
@@ -116,7 +116,7 @@ class FunctionProxy:
             self._thread.join(timeout)
         self.caller.close()
 
-    def __enter__(self) -> FunctionProxy:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -128,7 +128,7 @@ def _request_handler(proxy: FunctionProxy) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body leave in two writes
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             invoke_id: str | None = None
             try:
                 invoke_id = check_invoke_id(self.headers.get(INVOKE_ID_HEADER))
@@ -153,7 +153,7 @@ def _request_handler(proxy: FunctionProxy) -> type[BaseHTTPRequestHandler]:
                 return
             self._answer(200, reply.content_type, reply.body, reply.invoke_id)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._json(200, {"status": "ok"}, None)
             else:

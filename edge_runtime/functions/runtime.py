@@ -82,10 +82,10 @@ def load_handler(code_dir: Path, handler: str) -> Handler:
         raise LoadError(
             f"cannot import {module_name!r} from {code_dir}: {type(exc).__name__}: {exc}"
         ) from exc
-    function = getattr(module, attribute, None)
+    function: object = getattr(module, attribute, None)
     if not callable(function):
         raise LoadError(f"module {module_name!r} has no function {attribute!r}")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def decode_event(body: bytes) -> Any:
@@ -126,14 +126,14 @@ def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # keep-alive: the proxy reuses connections
         disable_nagle_algorithm = True  # headers and body leave in two writes
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path.split("?")[0] == "/healthz":
                 self._answer(200, "application/json", b'{"status":"ok"}')
             else:
                 self._answer(404, "application/json",
                              b'{"error":{"type":"NotFound","message":"POST / to invoke"}}')
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length < 0 or length > MAX_BODY_BYTES:
                 self._answer(413, "application/json", b'{"error":{"type":"TooLarge","message":""}}')
@@ -194,10 +194,10 @@ def _withdraw(announce: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_runtime.functions.runtime")
-    code_dir, handler = os.environ.get(CODE_DIR_ENV), os.environ.get(HANDLER_ENV)
+    code_dir, handler_name = os.environ.get(CODE_DIR_ENV), os.environ.get(HANDLER_ENV)
     parser.add_argument("--code-dir", type=Path, default=code_dir, required=not code_dir,
                         help=f"default: ${CODE_DIR_ENV}")
-    parser.add_argument("--handler", default=handler, required=not handler,
+    parser.add_argument("--handler", default=handler_name, required=not handler_name,
                         help=f"module.function (default: ${HANDLER_ENV})")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

@@ -36,7 +36,7 @@ from edge_runtime.backends.base import AppBundle, ObservedApp
 from edge_runtime.backends.kube import naming, observing
 from edge_runtime.backends.kube.announcing import EndpointAnnouncer
 from edge_runtime.backends.kube.cluster import MANAGED_KINDS, Cluster
-from edge_runtime.backends.kube.podspecs import FunctionRuntime
+from edge_runtime.backends.kube.podspecs import DEFAULT_FUNCTION_RUNTIME, FunctionRuntime
 from edge_runtime.backends.kube.rendering import ObjectKey, namespace_manifest, render, stale
 from edge_runtime.errors import BackendError
 
@@ -55,7 +55,7 @@ class KubeBackend:
     def __init__(
         self, api_client: ApiClient, *, namespace: str = DEFAULT_NAMESPACE,
         field_manager: str = naming.MANAGER, request_timeout: float = 30.0,
-        functions: FunctionRuntime = FunctionRuntime(), functions_dir: Path | None = None,
+        functions: FunctionRuntime = DEFAULT_FUNCTION_RUNTIME, functions_dir: Path | None = None,
         change_poll_seconds: float = 2.0,
     ) -> None:
         self.namespace = namespace
@@ -74,7 +74,7 @@ class KubeBackend:
     @classmethod
     def from_environment(
         cls, *, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
-        field_manager: str = naming.MANAGER, functions: FunctionRuntime = FunctionRuntime(),
+        field_manager: str = naming.MANAGER, functions: FunctionRuntime = DEFAULT_FUNCTION_RUNTIME,
         functions_dir: Path | None = None, change_poll_seconds: float = 2.0,
     ) -> KubeBackend:
         """A backend for the cluster this process finds: in-cluster when running in a pod
@@ -131,7 +131,8 @@ class KubeBackend:
         self._closing.set()
         if self._watcher is not None:
             self._watcher.join(timeout=self.change_poll_seconds + 35.0)
-        self._api_client.close()
+        # kubernetes ships py.typed but leaves ApiClient.close unannotated
+        self._api_client.close()  # type: ignore[no-untyped-call]
 
     def _watch(self, listener: Callable[[], None]) -> None:
         seen: frozenset[tuple[str, str, str]] | None = None
@@ -168,9 +169,12 @@ def client_from_environment(kubeconfig: str | None = None) -> ApiClient:
     try:
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             configuration = Configuration()
-            config.load_incluster_config(client_configuration=configuration)
+            # kubernetes ships py.typed but leaves its config loaders unannotated
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
             return ApiClient(configuration)
-        client: ApiClient = config.new_client_from_config(
+        client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=_kubeconfig_path(kubeconfig), persist_config=False
         )
         return client

@@ -174,9 +174,11 @@ def instance(pod: Obj) -> InstanceStatus:
     containers = (status.get("initContainerStatuses") or []) + regular
     restarts = sum(int(c.get("restartCount", 0)) for c in containers)
     state, cause = _pod_state(status, containers)
-    if state is AppStatus.PENDING and status.get("phase") == "Running":
-        if regular and all(c.get("ready") for c in regular):
-            state, cause = AppStatus.RUNNING, ""
+    if (
+        state is AppStatus.PENDING and status.get("phase") == "Running"
+        and regular and all(c.get("ready") for c in regular)
+    ):
+        state, cause = AppStatus.RUNNING, ""
     return InstanceStatus(str(pod["metadata"].get("name")), state, cause, restarts)
 
 

@@ -45,6 +45,9 @@ class FunctionRuntime:
             raise ValueError(f"function port {self.port} is not a TCP port (1-65535)")
 
 
+DEFAULT_FUNCTION_RUNTIME = FunctionRuntime()  # the default of every ``functions`` argument
+
+
 def runs_function_runtime(bundle: AppBundle, service: Service) -> bool:
     """Whether ``service`` runs Tether's function runtime (a function with no command)."""
     return bundle.app.type is AppType.FUNCTION and bool(service.handler) and not service.command
@@ -65,7 +68,7 @@ def data_object_name(app: str, kind: ResourceKind, name: str) -> str:
 
 
 def pod_template(
-    bundle: AppBundle, service: Service, functions: FunctionRuntime = FunctionRuntime()
+    bundle: AppBundle, service: Service, functions: FunctionRuntime = DEFAULT_FUNCTION_RUNTIME
 ) -> dict[str, Any]:
     """``spec.template`` of the service's Deployment or DaemonSet."""
     app = bundle.app

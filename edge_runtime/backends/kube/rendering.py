@@ -24,6 +24,7 @@ from typing import Any
 from edge_runtime.backends.base import AppBundle
 from edge_runtime.backends.kube import naming
 from edge_runtime.backends.kube.podspecs import (
+    DEFAULT_FUNCTION_RUNTIME,
     FUNCTION_PORT_NAME,
     FunctionRuntime,
     data_object_name,
@@ -46,7 +47,7 @@ _SECRET_TYPES = {
 
 
 def render(
-    bundle: AppBundle, *, namespace: str, functions: FunctionRuntime = FunctionRuntime()
+    bundle: AppBundle, *, namespace: str, functions: FunctionRuntime = DEFAULT_FUNCTION_RUNTIME
 ) -> list[Manifest]:
     """Every object that runs ``bundle`` in ``namespace``, in the order to apply them.
 

@@ -37,15 +37,27 @@ from typing import Any
 from edge_runtime.backends.base import AppBundle, ObservedApp
 from edge_runtime.backends.native import files
 from edge_runtime.backends.native.processes import (
-    PidRecord, Proc, find, read_pid, spawn, stop_all, write_pid,
+    PidRecord,
+    Proc,
+    find,
+    read_pid,
+    spawn,
+    stop_all,
+    write_pid,
 )
-from edge_runtime.backends.native.rendering import (
-    APPS_DIRNAME, FUNCTIONS_DIRNAME, ServiceSpec, render,
-)
+from edge_runtime.backends.native.rendering import APPS_DIRNAME, ServiceSpec, render
 from edge_runtime.backends.native.supervising import (
-    Replica, RestartPolicy, app_status, exited, instance_status, settled, start_failed, started,
+    Replica,
+    RestartPolicy,
+    app_status,
+    exited,
+    instance_status,
+    settled,
+    start_failed,
+    started,
 )
 from edge_runtime.errors import BackendError
+from edge_runtime.functions.directory import FUNCTIONS_DIRNAME
 from schemas.names import is_valid_name
 from schemas.resources import AppStatus
 

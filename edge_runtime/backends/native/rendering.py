@@ -39,6 +39,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 
 from edge_runtime.backends.base import AppBundle, function_code_mount
@@ -130,7 +131,7 @@ def _service(bundle: AppBundle, service: Service, *, data_dir: Path) -> ServiceS
     mounts = [_mount(bundle, volumes[m.name], service=service.name, mount_path=m.mount_path)
               for m in service.volume_mounts]
     paths = sorted(mount.path for mount in mounts)
-    for shorter, longer in zip(paths, paths[1:]):
+    for shorter, longer in pairwise(paths):
         if longer == shorter or longer.startswith(shorter + "/"):
             raise BackendError(f"service {service.name!r} mounts two volumes at overlapping paths")
     workdir = app_dir / service.name
