@@ -1,4 +1,4 @@
-"""``tether broker``: run the embedded broker on its own; write a Mosquitto configuration.
+"""``tether broker``: run the embedded broker on its own; configure and feed a Mosquitto.
 
 Thin by design: parse flags into :class:`BrokerSettings` (the environment fills the
 rest), start :class:`EmbeddedBroker`, print where it listens, wait for Ctrl-C or SIGTERM.
@@ -6,6 +6,9 @@ Passwords are always checked by the cloud (``--auth-url``): there is no flag for
 anonymous broker, so one cannot be started by accident. ``--tls-port`` with
 ``--certfile/--keyfile/--cafile`` adds the mTLS listener for nodes with certificates; the
 cloud is asked about each certificate's serial too (revoked ones are refused).
+
+For Mosquitto, ``mosquitto-config`` writes its configuration and ACL, and ``crl-sync``
+keeps its ``crlfile`` equal to the cloud's CRL (``broker.crl_sync``), reloading it.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from cryptography import x509
 from pydantic import ValidationError
 
+from broker.crl_sync import CloudUnreachable, CrlSyncError, SyncOutcome, sync_once
 from broker.embedded import EmbeddedBroker
 from broker.errors import BrokerError, PortInUse
 from broker.mosquitto import MosquittoConfig, render_acl, render_config
@@ -158,6 +164,10 @@ def mosquitto_config(
     user: Annotated[
         str | None, typer.Option(help="User mosquitto runs as if started as root.")
     ] = None,
+    crl_file: Annotated[
+        Path | None,
+        typer.Option(help="The cloud's CRL (PEM) for the TLS listener, kept by `crl-sync`."),
+    ] = None,
 ) -> None:
     """Write a Mosquitto configuration: mTLS node identities and Tether's topic ACL."""
     acl_file = (output / "tether.acl").resolve()
@@ -174,6 +184,7 @@ def mosquitto_config(
             password_port=password_port,
             password_file=password_file.resolve() if password_file else None,
             user=user,
+            crl_file=crl_file.resolve() if crl_file else None,
         )
     except ValueError as exc:
         _fail(str(exc), code=2)
@@ -184,3 +195,97 @@ def mosquitto_config(
     except OSError as exc:
         _fail(f"cannot write to {output}: {exc.strerror or exc}", code=1)
     typer.echo(f"{PROG}: wrote {output / 'mosquitto.conf'} and {acl_file}")
+
+
+@app.command("crl-sync")
+def crl_sync(
+    out: Annotated[Path, typer.Option(help="The CRL file Mosquitto reads (its `crlfile`).")],
+    server: Annotated[
+        str | None,
+        typer.Option(envvar="TETHER_BROKER_SERVER", help="The cloud's base URL."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TETHER_BROKER_AUTH_TOKEN", show_default=False,
+            help="The cloud's admin token.",
+        ),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between fetches (ignored with --once).")
+    ] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="Fetch once, then exit.")] = False,
+    mosquitto_pid_file: Annotated[
+        Path | None,
+        typer.Option(help="Mosquitto's pid file: SIGHUP it when the CRL changed."),
+    ] = None,
+    cafile: Annotated[
+        Path | None,
+        typer.Option(help="The cloud's CA: refuse a CRL it did not sign (it locks out all nodes)."),
+    ] = None,
+) -> None:
+    """Keep Mosquitto's CRL file equal to the cloud's; SIGHUP Mosquitto when it changes.
+
+    Mosquitto 2.x re-reads its crlfile on SIGHUP (new connections only; open ones stay).
+    It will not start without the file: run with --once before starting it.
+    """
+    if server is None:
+        _fail("--server is required (or TETHER_BROKER_SERVER): the cloud's base URL", code=2)
+    if token is None:
+        _fail("--token is required (or TETHER_BROKER_AUTH_TOKEN): the cloud's admin token", code=2)
+    issuer = _load_issuer(cafile) if cafile is not None else None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        _sync_until_stopped(
+            server, token, out, pid_file=mosquitto_pid_file, issuer=issuer,
+            interval=None if once else interval, stop=stop,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sync_until_stopped(
+    server: str,
+    token: str,
+    out: Path,
+    *,
+    pid_file: Path | None,
+    issuer: x509.Certificate | None,
+    interval: float | None,
+    stop: threading.Event,
+) -> None:
+    """One sync (``interval`` None) or one every ``interval`` seconds until ``stop``."""
+    while True:
+        try:
+            outcome = sync_once(server, token, out, pid_file=pid_file, issuer=issuer)
+        except CloudUnreachable as exc:
+            if interval is None:
+                _fail(str(exc), code=1)
+            typer.echo(f"{PROG}: {exc}; keeping {out}, retrying in {interval:g} s", err=True)
+        except CrlSyncError as exc:
+            _fail(str(exc), code=1)
+        else:
+            _render_sync(outcome, out, quiet=interval is not None)
+        if interval is None or stop.wait(interval):
+            return
+
+
+def _load_issuer(cafile: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(cafile.read_bytes())
+    except (OSError, ValueError):
+        _fail(f"cannot read a PEM certificate from {cafile}: check --cafile", code=2)
+
+
+def _render_sync(outcome: SyncOutcome, out: Path, *, quiet: bool) -> None:
+    if not outcome.written:
+        if not quiet:
+            typer.echo(f"{PROG}: {out} is current ({outcome.revoked} revoked)")
+        return
+    reloaded = f"; reloaded mosquitto (pid {outcome.reloaded_pid})" if outcome.reloaded_pid else ""
+    typer.echo(f"{PROG}: wrote {out} ({outcome.revoked} revoked){reloaded}")
+    if outcome.note:
+        typer.echo(f"{PROG}: {outcome.note}", err=True)

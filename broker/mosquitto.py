@@ -12,7 +12,10 @@ here, ``tether broker mosquitto-config`` writes them):
 - an ACL file of patterns (``%u`` is the username, so the CN): a node reads its own root
   and writes only its request topics (DESIGN §4); the cloud bridge user may do anything
   under the root;
-- optionally a loopback password listener for the cloud bridge (``password_file``).
+- optionally a loopback password listener for the cloud bridge (``password_file``);
+- optionally ``crlfile`` on the TLS listener: the cloud's CRL, kept current by
+  ``tether broker crl-sync`` (``broker.crl_sync``), so a revoked node is refused at its
+  next handshake. The file must exist before Mosquitto starts.
 """
 
 from __future__ import annotations
@@ -52,12 +55,15 @@ class MosquittoConfig:
     persistence_dir: Path | None = None
     user: str | None = None
     """The user mosquitto drops to when started as root (its default: ``mosquitto``)."""
+    crl_file: Path | None = None
+    """The CA's revocation list (PEM) the TLS listener checks; None: no revocation check."""
 
     def __post_init__(self) -> None:
         TopicScheme(root=self.topic_root)  # a bad root raises ValueError here
         if (self.password_port is None) != (self.password_file is None):
             raise ValueError("password_port and password_file go together")
-        for value in (self.cloud_username, str(self.acl_file), str(self.cafile)):
+        paths = (self.acl_file, self.cafile, self.certfile, self.keyfile, self.crl_file)
+        for value in (self.cloud_username, *(str(path) for path in paths if path is not None)):
             if "\n" in value:
                 raise ValueError("configuration values may not contain newlines")
 
@@ -107,6 +113,8 @@ def render_config(config: MosquittoConfig) -> str:
         "require_certificate true",
         "use_identity_as_username true",
     ]
+    if config.crl_file is not None:
+        lines += [f"crlfile {config.crl_file}"]
     if config.password_port is not None:
         lines += [
             "",

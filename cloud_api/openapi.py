@@ -57,7 +57,7 @@ TAGS = [
     {"name": "activation", "description": "One-time tokens exchanged for a node's credentials."},
     {"name": "functions", "description": "Invoke a function app on a node."},
     {"name": "tokens", "description": "Scoped API tokens."},
-    {"name": "broker", "description": "Authentication hook for an external MQTT broker."},
+    {"name": "broker", "description": "For an external MQTT broker: the authentication hook and the CRL."},
     {"name": "health", "description": "Liveness and Prometheus metrics."},
 ]
 

@@ -4,7 +4,8 @@ Why it exists: a node's MQTT identity ``NS/NODE`` (DESIGN §3) is best proven by
 certificate the broker verifies against *our* CA, with the private key made on the node
 and never sent anywhere. This module holds that CA and nothing else (no database, no
 HTTP): it signs a node's CSR after checking its common name and key strength, issues
-server certificates for the broker and the API, and describes a certificate.
+server certificates for the broker and the API, signs revocation lists, and describes a
+certificate.
 
 - The CA is made on first start in ``DATA_DIR/ca/`` (``ca.crt``, ``ca.key`` mode 0600,
   in a 0700 directory) or loaded from files an operator supplies.
@@ -12,6 +13,9 @@ server certificates for the broker and the API, and describes a certificate.
 - A CSR is refused (``CloudError`` 400) if its signature is bad, its CN is not the
   identity asked for, or its key is weak (RSA < 2048 bits, DSA, an unusual curve).
 - Node certificates carry the clientAuth EKU only; server certificates serverAuth only.
+- A CRL (for a broker such as Mosquitto that checks certificates itself) is valid from a
+  little before now for ``CRL_DAYS``; its CRL number is its issue time, so a newer list
+  always has a higher number and a later ``last_update``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from schemas.errors import ErrorCode
 __all__ = [
     "CA_CERT_FILENAME",
     "CA_KEY_FILENAME",
+    "CRL_DAYS",
     "CertificateAuthority",
     "CertificateInfo",
     "describe",
@@ -46,6 +51,7 @@ __all__ = [
 CA_CERT_FILENAME = "ca.crt"
 CA_KEY_FILENAME = "ca.key"
 CA_DAYS = 10 * 365
+CRL_DAYS = 7  # a broker refuses every certificate once its CRL is past next_update
 MIN_RSA_BITS = 2048
 STRONG_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _BACKDATE = dt.timedelta(minutes=5)  # tolerate clocks a little behind ours
@@ -273,6 +279,37 @@ class CertificateAuthority:
         if entries:
             builder = builder.add_extension(x509.SubjectAlternativeName(entries), critical=False)
         return _pem(builder.sign(self._key, self._hash())), _key_pem(key)
+
+    def revocation_list(self, revoked: Iterable[tuple[int, int]], *, days: int = CRL_DAYS) -> str:
+        """A CRL signed by this CA listing ``revoked`` (serial, revocation epoch seconds), PEM.
+
+        Valid from a little before now (a broker whose clock is behind would otherwise find
+        it not yet valid and refuse everyone) until ``days`` from now.
+        """
+        if days <= 0:
+            raise ValueError("a CRL lifetime must be at least one day")
+        now = _now().replace(microsecond=0)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self._certificate.subject)
+            .last_update(now - _BACKDATE)
+            .next_update(now + dt.timedelta(days=days))
+            .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+        )
+        for serial, revoked_at in revoked:
+            entry = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(dt.datetime.fromtimestamp(revoked_at, dt.UTC))
+                .build()
+            )
+            builder = builder.add_revoked_certificate(entry)
+        crl = builder.sign(self._key, self._hash())
+        return crl.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     def _builder(self, common_name: str, public_key: object, *, days: int) -> x509.CertificateBuilder:
         if days <= 0:

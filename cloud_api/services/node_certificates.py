@@ -7,6 +7,10 @@ and not expired: an allow-list, so a certificate this cloud never recorded (a CA
 leak aside) gets nothing, and revoking is one UPDATE. Rows are kept past node deletion,
 so a deleted node's certificates stay refused even if its name is reused.
 
+A broker that checks certificates itself (Mosquitto) cannot ask for each connection, so
+the revoked rows that have not expired yet are also published as a CRL signed by the CA
+(``GET /v1/broker/crl``); an expired certificate needs no listing, TLS refuses it anyway.
+
 Renewal (``POST /v1/renew``): the node sends a CSR for a *new* key, its current
 certificate and ``proof``, a signature of the CSR's PEM bytes made with its *current*
 key. A replayed request yields a certificate for a key only the node holds, so the proof
@@ -68,6 +72,26 @@ def revoke_node_credentials(
     if credential is not None:
         session.delete(credential)
     return serials
+
+
+def revoked_unexpired(session: Session, *, now: int) -> list[NodeCertificate]:
+    """The revoked certificates still within their validity, by serial: what a CRL lists."""
+    query = (
+        select(NodeCertificate)
+        .where(col(NodeCertificate.revoked_at).is_not(None), col(NodeCertificate.not_after) > now)
+        .order_by(col(NodeCertificate.serial))
+    )
+    return list(session.exec(query).all())
+
+
+def revocation_list(session: Session, authority: CertificateAuthority, *, now: int) -> str:
+    """The CA's CRL (PEM) of every revoked, unexpired node certificate."""
+    entries = [
+        (int(row.serial, 16), row.revoked_at)
+        for row in revoked_unexpired(session, now=now)
+        if row.revoked_at is not None
+    ]
+    return authority.revocation_list(entries)
 
 
 def certificate_allowed(session: Session, identity: str | None, serial: str | None, *, now: int) -> bool:
