@@ -170,6 +170,20 @@ async def _close_quietly(writer: WriterAdapter) -> None:
         await writer.close()
 
 
+async def _close_connection(handler: BrokerProtocolHandler) -> None:
+    """End a client's connection as if it had dropped (so its will is sent).
+
+    amqtt's ``handle_connection_closed`` only resolves the handler's disconnect waiter,
+    which ``start()`` creates *after* CONNACK has gone out: a client closed in that window
+    kept its connection. Closing the socket as well ends it in every state; the reader
+    then meets EOF and amqtt runs its usual unexpected-disconnect path.
+    """
+    await handler.handle_connection_closed()
+    writer = handler.writer
+    if writer is not None:
+        await _close_quietly(writer)
+
+
 class TetherBroker(Broker):
     """amqtt's broker with the fixes listed in the module docstring."""
 
@@ -208,7 +222,7 @@ class TetherBroker(Broker):
             if session.username == username and handler is not None:
                 if session.transitions.state == "connected":
                     log.info("disconnecting client %r of revoked user %r", client_id, username)
-                    await handler.handle_connection_closed()
+                    await _close_connection(handler)
                     closed += 1
         return closed
 
@@ -225,7 +239,7 @@ class TetherBroker(Broker):
             if await self._gatekeeper.admits(session.username, session.password, cert):
                 continue
             log.info("client %r of user %r is no longer allowed: closing", client_id, session.username)
-            await handler.handle_connection_closed()
+            await _close_connection(handler)
             closed += 1
         return closed
 

@@ -129,6 +129,36 @@ def test_a_revoked_certificate_is_refused_and_disconnected(
     assert code is not None and code.is_failure
 
 
+def test_a_client_revoked_between_connack_and_its_message_loop_is_disconnected(
+    topic_scheme: TopicScheme, pki: Pki, revoked: set[str], probes: list[TlsProbe],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """amqtt sends CONNACK before it starts the handler; a revocation landing in between
+    used to be lost (the handler had no disconnect waiter yet) and the node stayed on."""
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+
+    real_start = BrokerProtocolHandler.start
+
+    async def slow_start(self: BrokerProtocolHandler) -> None:
+        await asyncio.sleep(0.5)  # the window, made wide
+        await real_start(self)
+
+    monkeypatch.setattr(BrokerProtocolHandler, "start", slow_start)
+    settings = tls_settings(topic_scheme, pki)
+    with run_in_thread(settings, password_table(PASSWORDS),
+                       check_certificate=lambda i, s: s not in revoked) as broker:
+        files = pki.client(NODE_A)
+        live = TlsProbe(broker.tls_port, client_context(pki.cafile, files))
+        probes.append(live)
+        assert live.connect() == SUCCESS  # CONNACK is in; the message loop is not yet
+        revoked.add(files.serial)
+        assert broker.disconnect_user_threadsafe(NODE_A) == 1
+        deadline = time.monotonic() + WAIT
+        while not live.lost and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert live.lost
+
+
 def test_recheck_closes_clients_no_longer_allowed(
     topic_scheme: TopicScheme, pki: Pki, probes: list[TlsProbe]
 ) -> None:
