@@ -19,7 +19,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from cryptography import x509
@@ -92,7 +92,7 @@ def serve(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    given = {"host": host, "port": port, "topic_root": topic_root}
+    given: dict[str, Any] = {"host": host, "port": port, "topic_root": topic_root}
     given |= {"auth_url": auth_url, "auth_token": auth_token}
     given |= {"tls_port": tls_port, "certfile": certfile, "keyfile": keyfile, "cafile": cafile}
     try:

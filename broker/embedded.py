@@ -24,7 +24,7 @@ import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import BrokerError as AmqttBrokerError
@@ -172,7 +172,7 @@ class EmbeddedBroker:
             except Exception:  # keep checking whatever one round met
                 log.exception("re-checking connected clients failed")
 
-    async def __aenter__(self) -> EmbeddedBroker:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -72,9 +72,13 @@ _CONNECTION_FIELDS = (
     "keep_alive", "username", "password", "remote_address", "remote_port", "ssl_object",
 )
 _TAKEOVER_WAIT_SECONDS = 2.0
+# CONNACK return codes refusing a client; amqtt ships no type information, so name them here
+_NOT_AUTHORIZED: int = NOT_AUTHORIZED
+_IDENTIFIER_REJECTED: int = IDENTIFIER_REJECTED
 
 
-class _ClientHandler(BrokerProtocolHandler):
+# amqtt ships no type information (no py.typed): to mypy its classes are Any
+class _ClientHandler(BrokerProtocolHandler):  # type: ignore[misc]
     """amqtt's per-connection handler with fixes 3 (keep-alive) and 7 (QoS 1 in flight)."""
 
     _expiry: asyncio.Future[None] | None = None
@@ -131,7 +135,8 @@ def _peer_certificate(writer: asyncio.StreamWriter) -> PeerCertificate | None:
     return PeerCertificate(common_name=common_name, serial=serial)
 
 
-class _BoundedReader(ReaderAdapter):
+# amqtt ships no type information (no py.typed): to mypy its classes are Any
+class _BoundedReader(ReaderAdapter):  # type: ignore[misc]
     """A stream reader that refuses (and closes the connection on) any oversized read.
 
     amqtt reads each packet field with one ``read(n)``; the only large one is a PUBLISH
@@ -184,7 +189,8 @@ async def _close_connection(handler: BrokerProtocolHandler) -> None:
         await _close_quietly(writer)
 
 
-class TetherBroker(Broker):
+# amqtt ships no type information (no py.typed): to mypy its classes are Any
+class TetherBroker(Broker):  # type: ignore[misc]
     """amqtt's broker with the fixes listed in the module docstring."""
 
     def __init__(
@@ -206,7 +212,7 @@ class TetherBroker(Broker):
         self._gatekeeper = gatekeeper
 
     # -- 8: TLS listeners -----------------------------------------------------------------
-    def _create_ssl_context(self, listener: ListenerConfig) -> ssl.SSLContext:  # type: ignore[override]
+    def _create_ssl_context(self, listener: ListenerConfig) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=listener.get("cafile"))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(listener["certfile"], listener["keyfile"])
@@ -219,11 +225,14 @@ class TetherBroker(Broker):
         """Close every connection of ``username`` now (its will is sent); how many."""
         closed = 0
         for client_id, (session, handler) in list(self._sessions.items()):
-            if session.username == username and handler is not None:
-                if session.transitions.state == "connected":
-                    log.info("disconnecting client %r of revoked user %r", client_id, username)
-                    await _close_connection(handler)
-                    closed += 1
+            if (
+                session.username == username
+                and handler is not None
+                and session.transitions.state == "connected"
+            ):
+                log.info("disconnecting client %r of revoked user %r", client_id, username)
+                await _close_connection(handler)
+                closed += 1
         return closed
 
     async def recheck(self) -> int:
@@ -277,12 +286,12 @@ class TetherBroker(Broker):
             await _close_quietly(writer)
             raise AMQTTError(f"unreadable CONNECT from {peer}: {exc!r}") from exc
 
-        peer = getattr(reader, "peer", None)
+        origin = getattr(reader, "peer", None)
         listener = "default"
-        if isinstance(peer, _Peer):
-            listener = peer.listener
-            if peer.certificate is not None:
-                incoming.attributes[PEER_CERTIFICATE] = peer.certificate
+        if isinstance(origin, _Peer):
+            listener = origin.listener
+            if origin.certificate is not None:
+                incoming.attributes[PEER_CERTIFICATE] = origin.certificate
         refusal = await self._admit(incoming, listener)
         if refusal is not None:
             with contextlib.suppress(Exception):
@@ -296,14 +305,14 @@ class TetherBroker(Broker):
     async def _admit(self, incoming: Session, listener: str = "default") -> int | None:
         """None if the client may connect, else the CONNACK return code to refuse it with."""
         if not await super()._authenticate(incoming, self.listeners_config[listener]):
-            return NOT_AUTHORIZED
+            return _NOT_AUTHORIZED
         existing = self._sessions.get(incoming.client_id or "")
         if existing is not None and existing[0].username != incoming.username:
             log.info(
                 "refused client id %r to user %r: it is held by a session of user %r",
                 incoming.client_id, incoming.username, existing[0].username,
             )
-            return IDENTIFIER_REJECTED
+            return _IDENTIFIER_REJECTED
         return None
 
     async def _attach_session(self, incoming: Session) -> Session:
@@ -343,7 +352,8 @@ class TetherBroker(Broker):
         # Called by amqtt after session setup; the decision was made before it (fix 1).
         if session.attributes.pop(_ADMITTED, False):
             return True
-        return await super()._authenticate(session, listener)
+        admitted: bool = await super()._authenticate(session, listener)
+        return admitted
 
     # -- 2: retained messages ----------------------------------------------------------
     async def _publish_retained_messages_for_subscription(
@@ -387,8 +397,11 @@ class TetherBroker(Broker):
         data: bytes | bytearray | None,
         qos: int | None = None,
     ) -> None:
-        if source_session is not None and topic_name is not None:
-            if not self._access.may_retain(source_session.username, topic_name):
-                log.info("not retaining %r from user %r", topic_name, source_session.username)
-                return
+        if (
+            source_session is not None
+            and topic_name is not None
+            and not self._access.may_retain(source_session.username, topic_name)
+        ):
+            log.info("not retaining %r from user %r", topic_name, source_session.username)
+            return
         await super().retain_message(source_session, topic_name, data, qos)

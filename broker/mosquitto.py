@@ -25,7 +25,7 @@ from pathlib import Path
 
 from schemas.topics import DEFAULT_ROOT, TopicScheme
 
-__all__ = ["MosquittoConfig", "render_acl", "render_config", "NODE_WRITE_SUFFIXES"]
+__all__ = ["NODE_WRITE_SUFFIXES", "MosquittoConfig", "render_acl", "render_config"]
 
 NODE_WRITE_SUFFIXES = (
     "shadow/get",

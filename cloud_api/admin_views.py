@@ -90,7 +90,8 @@ def object_table(plural: str, items: list[dict[str, Any]]) -> Table:
 def dump(value: Any, output: str) -> str:
     if output == "json":
         return json.dumps(value, indent=2, sort_keys=True)
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip("\n")
+    text: str = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+    return text.rstrip("\n")
 
 
 def _pairs(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -101,6 +102,11 @@ def _pairs(title: str, rows: list[tuple[str, str]]) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _object(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else ``{}`` (a node may report anything)."""
+    return value if isinstance(value, dict) else {}
 
 
 def describe_node(node: dict[str, Any], document: dict[str, Any]) -> RenderableType:
@@ -118,14 +124,14 @@ def describe_node(node: dict[str, Any], document: dict[str, Any]) -> RenderableT
     apps = Table(title="Apps", title_justify="left", title_style="bold", box=None, pad_edge=False)
     for column in ("APP", "DESIRED", "REPORTED", "STATUS", "CAUSE"):
         apps.add_column(column, overflow="fold")
-    desired_apps = desired.get("apps") if isinstance(desired.get("apps"), dict) else {}
-    reported_apps = reported.get("apps") if isinstance(reported.get("apps"), dict) else {}
-    stats = reported.get("appstats") if isinstance(reported.get("appstats"), dict) else {}
+    desired_apps = _object(desired.get("apps"))
+    reported_apps = _object(reported.get("apps"))
+    stats = _object(reported.get("appstats"))
     for name in sorted(set(desired_apps) | set(reported_apps)):
-        stat = stats.get(name) if isinstance(stats.get(name), dict) else {}
+        stat = _object(stats.get(name))
         apps.add_row(name, str(desired_apps.get(name, "-")), str(reported_apps.get(name, "-")),
                      str(stat.get("status", "-")), str(stat.get("cause", "")))
-    facts = reported.get("node") if isinstance(reported.get("node"), dict) else {}
+    facts = _object(reported.get("node"))
     delta = state.get("delta") or {}
     parts: list[RenderableType] = [header, Text(""), apps, Text("")]
     parts.append(_pairs("Delta (desired, not yet reported)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,9 +23,22 @@ from cloud_api.context import Context
 from cloud_api.errors import Retryable
 from cloud_api.middleware import BodyLimitMiddleware
 from cloud_api.openapi import install_openapi
-from cloud_api.routes import activation, broker, health, init, namespaces, nodes, shadows, tokens
-from cloud_api.routes import apps, certificates, configs, registries, secrets
-from cloud_api.routes import functions
+from cloud_api.routes import (
+    activation,
+    apps,
+    broker,
+    certificates,
+    configs,
+    functions,
+    health,
+    init,
+    namespaces,
+    nodes,
+    registries,
+    secrets,
+    shadows,
+    tokens,
+)
 from cloud_api.services.secrets_crypto import SecretBox
 from schemas.errors import ErrorCode, Rejection
 
@@ -35,7 +48,7 @@ MAX_REPORTED_ERRORS = 5
 
 
 def error_response(
-    code: int, message: str, *, headers: dict[str, str] | None = None
+    code: int, message: str, *, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=code, headers=headers)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import Annotated, Any, ContextManager
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -27,7 +27,9 @@ app = typer.Typer(help="The cloud: REST API and MQTT bridge.", no_args_is_help=T
 # ``--embedded-broker``: cloud_api may not import the broker (DESIGN §1), so the composition
 # root (launcher.cloud) installs a factory here:
 # (host, port, topic_root, authenticate) -> context manager yielding the broker's MQTT URL.
-EmbeddedBrokerFactory = Callable[[str, int, str, Callable[[str | None, str | None], bool]], ContextManager[str]]
+EmbeddedBrokerFactory = Callable[
+    [str, int, str, Callable[[str | None, str | None], bool]], AbstractContextManager[str]
+]
 embedded_broker_factory: EmbeddedBrokerFactory | None = None
 console = Console(soft_wrap=True, highlight=False)  # paths and URLs on one line each, as typed
 

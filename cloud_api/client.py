@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import yaml
@@ -157,7 +157,7 @@ class TetherClient:
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout,
                                   transport=transport)
 
-    def __enter__(self) -> TetherClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

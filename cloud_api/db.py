@@ -24,11 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
-from schemas.payloads import encode_json
-
 import cloud_api.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from cloud_api import migrations
 from cloud_api.errors import CloudError, StoreError, StoreUnavailable
+from schemas.payloads import encode_json
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +80,11 @@ class Store:
 
     def create_schema(self) -> None:
         """Bring the schema up to date: ``alembic upgrade head`` (``cloud_api.migrations``)."""
-        with self._errors_wrapped():
-            with self.engine.begin() as connection:
-                if not self.is_sqlite:
-                    lock = text("SELECT pg_advisory_xact_lock(:id)")
-                    connection.execute(lock, {"id": _SCHEMA_LOCK_ID})
-                migrations.upgrade(connection)
+        with self._errors_wrapped(), self.engine.begin() as connection:
+            if not self.is_sqlite:
+                lock = text("SELECT pg_advisory_xact_lock(:id)")
+                connection.execute(lock, {"id": _SCHEMA_LOCK_ID})
+            migrations.upgrade(connection)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -79,7 +79,7 @@ class ShadowDesiredPatch(BaseModel):
 
     state: dict[str, Any]
     version: int | None = None
-    clientToken: str | None = None  # noqa: N815 (the wire name)
+    clientToken: str | None = None  # the wire name
 
 
 class ShadowDocument(BaseModel):

@@ -32,7 +32,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_api.errors import CloudError, ConfigError
@@ -296,7 +299,7 @@ class CertificateAuthority:
             .next_update(now + dt.timedelta(days=days))
             .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),  # type: ignore[arg-type]
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
                 critical=False,
             )
         )
@@ -311,7 +314,9 @@ class CertificateAuthority:
         crl = builder.sign(self._key, self._hash())
         return crl.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
-    def _builder(self, common_name: str, public_key: object, *, days: int) -> x509.CertificateBuilder:
+    def _builder(
+        self, common_name: str, public_key: CertificatePublicKeyTypes, *, days: int
+    ) -> x509.CertificateBuilder:
         if days <= 0:
             raise ValueError("a certificate lifetime must be at least one day")
         now = _now()
@@ -320,13 +325,13 @@ class CertificateAuthority:
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(self._certificate.subject)
-            .public_key(public_key)  # type: ignore[arg-type]
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),  # type: ignore[arg-type]
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
                 critical=False,
             )
         )

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Self
 
 import uvicorn
 from cryptography import x509
@@ -36,10 +37,10 @@ from cloud_api.app import create_app
 from cloud_api.bridge import Bridge
 from cloud_api.context import Context
 from cloud_api.credentials import read_or_create_secret_file
-from cloud_api.limiting import RateLimiter
 from cloud_api.db import Store
 from cloud_api.errors import CloudError, ConfigError
 from cloud_api.functions import FunctionRelay, route_results
+from cloud_api.limiting import RateLimiter
 from cloud_api.models import (
     ActivationRequest,
     ActivationResponse,
@@ -50,14 +51,14 @@ from cloud_api.models import (
 )
 from cloud_api.pki import CertificateAuthority, describe
 from cloud_api.revocation import Revocations
-from cloud_api.serving import ShadowServer
 from cloud_api.services.activation import activate, issue_activation_token
 from cloud_api.services.mqtt_auth import authenticate_certificate
-from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.namespaces import DEFAULT_NAMESPACE, ensure_namespace
+from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import create_node, ensure_node, to_public
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
+from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
 from cloud_api.transport import NullPublisher
 from schemas.names import node_identity
@@ -266,7 +267,7 @@ class Cloud:
         self.stop()
         self.store.close()
 
-    def __enter__(self) -> Cloud:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -20,7 +20,7 @@ from cloud_api.models.nodes import NodeMode
 
 
 class ActivationToken(SQLModel, table=True):
-    __tablename__ = "activation_tokens"  # type: ignore[assignment]
+    __tablename__ = "activation_tokens"
     __table_args__ = (
         ForeignKeyConstraint(["namespace", "node"], ["nodes.namespace", "nodes.name"]),
     )
@@ -37,7 +37,7 @@ class ActivationToken(SQLModel, table=True):
 class NodeCredential(SQLModel, table=True):
     """The one MQTT password a node has; its SHA-256 only (see ``cloud_api.credentials``)."""
 
-    __tablename__ = "node_credentials"  # type: ignore[assignment]
+    __tablename__ = "node_credentials"
     __table_args__ = (
         ForeignKeyConstraint(["namespace", "node"], ["nodes.namespace", "nodes.name"]),
     )
@@ -53,7 +53,7 @@ class NodeCredential(SQLModel, table=True):
 class NodeCertificate(SQLModel, table=True):
     """A client certificate issued to a node; no foreign key, so it outlives the node."""
 
-    __tablename__ = "node_certificates"  # type: ignore[assignment]
+    __tablename__ = "node_certificates"
 
     serial: str = Field(primary_key=True, max_length=64)  # lower-case hex
     namespace: str = Field(max_length=63, index=True)

@@ -44,7 +44,7 @@ class NamespaceCreate(NamespaceBase):
 
 
 class Namespace(NamespaceBase, table=True):
-    __tablename__ = "namespaces"  # type: ignore[assignment]
+    __tablename__ = "namespaces"
 
     name: str = Field(primary_key=True, max_length=63)
     created_at: int
@@ -96,7 +96,7 @@ class NodeUpdate(SQLModel):
 
 
 class Node(NodeBase, table=True):
-    __tablename__ = "nodes"  # type: ignore[assignment]
+    __tablename__ = "nodes"
 
     namespace: str = Field(primary_key=True, foreign_key="namespaces.name", max_length=63)
     name: str = Field(primary_key=True, max_length=63)

@@ -33,7 +33,7 @@ MAX_PEM = 65_536
 
 # -- tables ----------------------------------------------------------------------------
 class Resource(SQLModel, table=True):
-    __tablename__ = "resources"  # type: ignore[assignment]
+    __tablename__ = "resources"
 
     namespace: str = Field(primary_key=True, foreign_key="namespaces.name", max_length=63)
     kind: str = Field(primary_key=True, max_length=16)
@@ -48,7 +48,7 @@ class Resource(SQLModel, table=True):
 
 
 class ResourceVersion(SQLModel, table=True):
-    __tablename__ = "resource_versions"  # type: ignore[assignment]
+    __tablename__ = "resource_versions"
 
     namespace: str = Field(primary_key=True, max_length=63)
     kind: str = Field(primary_key=True, max_length=16)

@@ -20,7 +20,7 @@ def _empty_metadata() -> dict[str, Any]:
 
 
 class Shadow(SQLModel, table=True):
-    __tablename__ = "shadows"  # type: ignore[assignment]
+    __tablename__ = "shadows"
     __table_args__ = (
         ForeignKeyConstraint(["namespace", "node"], ["nodes.namespace", "nodes.name"]),
     )

@@ -49,7 +49,7 @@ class ApiTokenCreate(ApiTokenBase):
 
 
 class ApiToken(ApiTokenBase, table=True):
-    __tablename__ = "api_tokens"  # type: ignore[assignment]
+    __tablename__ = "api_tokens"
 
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(unique=True, max_length=64)

@@ -19,9 +19,8 @@ from cloud_api.deps import (
     body_of,
 )
 from cloud_api.models import NodePublic, NodeUpdate
-from cloud_api.routes.resources import WriteNamespace, rematch
 from cloud_api.revocation import Revocations
-from cloud_api.serving import clear_status
+from cloud_api.routes.resources import WriteNamespace, rematch
 from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import (
     create_node,
@@ -32,6 +31,7 @@ from cloud_api.services.nodes import (
     update_node,
 )
 from cloud_api.services.tokens import authorize
+from cloud_api.serving import clear_status
 from schemas.names import node_identity
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/nodes", tags=["nodes"])

@@ -106,8 +106,8 @@ def resource_router(kind: ResourceKind, body_model: type[ResourceMeta], wire_of:
     plural = f"{kind.value}s" if kind is not ResourceKind.REGISTRY else "registries"
     router = APIRouter(prefix=f"/v1/namespaces/{{namespace}}/{plural}", tags=[plural])
     public: Any = PUBLIC_MODELS[kind]
-    CreateBody = Annotated[Any, Depends(body_of(body_model))]  # noqa: N806
-    PutBody = Annotated[Any, Depends(_put_body_of(body_model))]  # noqa: N806
+    CreateBody = Annotated[Any, Depends(body_of(body_model))]
+    PutBody = Annotated[Any, Depends(_put_body_of(body_model))]
 
     def write(
         session: Session, context: Context, publisher: Publisher, box: SecretBox,

@@ -30,8 +30,8 @@ from cloud_api.models import (
     NodeMode,
 )
 from cloud_api.pki import CertificateAuthority
-from cloud_api.services.node_certificates import record_certificate, revoke_node_credentials
 from cloud_api.services.install import install_command
+from cloud_api.services.node_certificates import record_certificate, revoke_node_credentials
 from cloud_api.services.nodes import get_node
 from schemas.errors import ErrorCode, Rejection
 from schemas.names import node_identity

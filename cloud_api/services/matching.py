@@ -16,16 +16,17 @@ report arriving meanwhile) is retried alone through ``update_shadow``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Table, bindparam, update
+from sqlmodel import Session, SQLModel, col, select
+from sqlmodel.sql.expression import Select
 
 from cloud_api.models import Node, Shadow
 from cloud_api.models.resources import Resource
-from cloud_api.serving import publish_update
 from cloud_api.services.shadows import update_shadow
+from cloud_api.serving import publish_update
 from cloud_api.transport import Publisher
 from schemas.labels import match_all, parse_selector
 from schemas.resources import ResourceKind
@@ -45,13 +46,22 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 WRITABLE = ("desired",)
 
-_table: Any = Shadow.__table__
+
+def _table(model: type[SQLModel]) -> Table:
+    """The ``Table`` of a table model, for writes keyed by column name (``Shadow.meta`` is the
+    ``metadata`` column)."""
+    # SQLAlchemy sets __table__ when it maps the class; SQLModel's types do not declare it
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+_SHADOWS = _table(Shadow)
 _SWAP = (
-    update(_table)
+    update(_SHADOWS)
     .where(
-        _table.c.namespace == bindparam("b_namespace"),
-        _table.c.node == bindparam("b_node"),
-        _table.c.version == bindparam("b_expected"),
+        _SHADOWS.c.namespace == bindparam("b_namespace"),
+        _SHADOWS.c.node == bindparam("b_node"),
+        _SHADOWS.c.version == bindparam("b_expected"),
     )
     .values(
         desired=bindparam("b_desired"),
@@ -107,8 +117,11 @@ def sync_desired_apps(
     wanted = desired_apps(session, namespace, nodes)
     if not wanted:
         return 0
-    query = select(Shadow.node, Shadow.desired, Shadow.reported, Shadow.meta, Shadow.version,
-                   Shadow.timestamp).where(col(Shadow.namespace) == namespace)
+    # sqlmodel's select() takes any number of columns but declares overloads for four at most
+    query: Select[str, dict[str, Any], dict[str, Any], dict[str, Any], int, int]
+    query = select(  # type: ignore[call-overload]
+        Shadow.node, Shadow.desired, Shadow.reported, Shadow.meta, Shadow.version, Shadow.timestamp
+    ).where(col(Shadow.namespace) == namespace)
     if nodes is not None:
         query = query.where(col(Shadow.node).in_(list(wanted)))
     pending: list[tuple[str, UpdateOutcome]] = []
@@ -125,6 +138,7 @@ def sync_desired_apps(
     updated = 0
     for start in range(0, len(pending), BATCH):
         batch = pending[start : start + BATCH]
+        done: Sequence[tuple[str, UpdateOutcome | None]]
         if _swap_all(session, namespace, batch):
             done = batch
         else:  # someone else wrote one of these documents meanwhile: one by one, with retries

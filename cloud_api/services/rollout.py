@@ -108,9 +108,9 @@ def app_rollout(session: Session, namespace: str, name: str) -> AppRollout:
         desired_version = (desired.get(APPS_KEY) or {}).get(name)
         if desired_version is None:
             continue
-        reported_apps = reported.get(APPS_KEY) if isinstance(reported.get(APPS_KEY), dict) else {}
-        stats = reported.get("appstats") if isinstance(reported.get("appstats"), dict) else {}
-        app_stats = stats.get(name) if isinstance(stats.get(name), dict) else {}
+        reported_apps = _object(reported.get(APPS_KEY))
+        stats = _object(reported.get("appstats"))
+        app_stats = _object(stats.get(name))
         status = app_stats.get("status")
         nodes.append(AppNodeStatus(
             node=node,
@@ -131,3 +131,8 @@ def app_rollout(session: Session, namespace: str, name: str) -> AppRollout:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _object(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else ``{}`` (a node may report anything)."""
+    return value if isinstance(value, dict) else {}

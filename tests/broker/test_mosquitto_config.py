@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from broker.cli import app
 from broker.mosquitto import render_acl
 from launcher.mosquitto import mosquitto_binary
-from tests.conftest import free_port
 from tests.broker.tls_clients import Pki, TlsProbe, client_context
+from tests.conftest import free_port
 
 ROOT = "tether/v1"
 NODE_A, NODE_B = "ns1/node-a", "ns1/node-b"

@@ -106,10 +106,10 @@ def hup_counter(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], int]]]:
     marker = tmp_path / "hups"
     child = subprocess.Popen(
         [sys.executable, "-c",
-         "import signal, sys, time\n"
-         "signal.signal(signal.SIGHUP, lambda *_: open(sys.argv[1], 'a').write('hup\\n'))\n"
-         "print('ready', flush=True)\n"
-         "time.sleep(120)\n", str(marker)],
+         ("import signal, sys, time\n"
+          "signal.signal(signal.SIGHUP, lambda *_: open(sys.argv[1], 'a').write('hup\\n'))\n"
+          "print('ready', flush=True)\n"
+          "time.sleep(120)\n"), str(marker)],
         stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None and child.stdout.readline() == "ready\n"
     pid_file = tmp_path / "mosquitto.pid"

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from cloud_api.client import ClientConfig, ClientError, ConfigError, ServerUnreachable, TetherClient, kind_of
+from cloud_api.client import (
+    ClientConfig,
+    ClientError,
+    ConfigError,
+    ServerUnreachable,
+    TetherClient,
+    kind_of,
+)
 from cloud_api.runtime import Cloud
 from tests.cloud_api.conftest import admin_token
 

@@ -15,8 +15,8 @@ import pytest
 
 from cloud_api.metrics import Metrics
 from cloud_api.runtime import Cloud
-from cloud_api.serving import ShadowServer
 from cloud_api.services.shadows import get_document
+from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
 from cloud_api.transport import MemoryPublisher
 from schemas.topics import Suffix

@@ -42,24 +42,29 @@ def fuzz(cloud: Cloud, api_url: str) -> list[str]:
     headers = {"Authorization": f"Bearer {admin_token(cloud)}"}
     failures: list[str] = []
     for result in schema.get_all_operations():
-        operation = result.ok()
+        failures += fuzz_operation(result.ok(), api_url, headers)
+    return failures
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
-        def run(case: Any) -> None:
-            response = case.call(base_url=api_url, headers=headers, timeout=30)
-            try:
-                case.validate_response(response, checks=CHECKS)
-            except (AssertionError, BaseExceptionGroup) as exc:  # collected, reported below
-                found = [str(e).strip().splitlines()[0] for e in getattr(exc, "exceptions", [exc])]
-                failures.append(f"{operation.label}: {response.status_code} {'; '.join(found)}\n    "
-                                f"request: {case.method} {case.formatted_path} "
-                                f"query={case.query} body={str(case.body)[:200]}\n    "
-                                f"response: {response.text[:200]}")
 
-        run()
+def fuzz_operation(operation: Any, api_url: str, headers: dict[str, str]) -> list[str]:
+    failures: list[str] = []
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
+              phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    def run(case: Any) -> None:
+        response = case.call(base_url=api_url, headers=headers, timeout=30)
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except (AssertionError, BaseExceptionGroup) as exc:  # collected, reported below
+            found = [str(e).strip().splitlines()[0] for e in getattr(exc, "exceptions", [exc])]
+            failures.append(f"{operation.label}: {response.status_code} {'; '.join(found)}\n    "
+                            f"request: {case.method} {case.formatted_path} "
+                            f"query={case.query} body={str(case.body)[:200]}\n    "
+                            f"response: {response.text[:200]}")
+
+    run()
     return failures
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 from sqlalchemy import inspect, text
 
-from cloud_api.runtime import Cloud
-from cloud_api.serving import ShadowServer
-from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.metrics import Metrics
+from cloud_api.runtime import Cloud
+from cloud_api.services.secrets_crypto import SecretBox
+from cloud_api.serving import ShadowServer
 from cloud_api.transport import MemoryPublisher
 from schemas.topics import Suffix
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import cloud_api.services.shadows as shadows
 from cloud_api.errors import NotFound
 from cloud_api.runtime import Cloud
+from cloud_api.services import shadows
 from schemas.errors import ErrorCode, Rejection
 from schemas.shadow import UpdateOutcome
 

@@ -71,4 +71,5 @@ def test_a_kube_node_runs_function_apps_in_pods(
             api.client.delete("/v1/namespaces/default/apps/calc").raise_for_status()
             wait_until(lambda: proxy.post("/calc/sum", json={"a": 1, "b": 1}).status_code == 404,
                        timeout=30, what="404 after removal")
-            assert fake.objects("Deployment", NAMESPACE) == []
+            wait_until(lambda: fake.objects("Deployment", NAMESPACE) == [], timeout=10,
+                       what="the Deployment to be deleted")  # the proxy forgets it first

@@ -68,7 +68,7 @@ def stack(
 def tether(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tether", *args], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {})}, check=False,
     )
 
 

@@ -79,7 +79,7 @@ def test_an_explicit_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "tether", "up", "--data-dir", str(tmp_path), "--http-port", str(port), "--mqtt-port", str(free_port()),
              "--mqtts-port", str(free_port()), "--no-edge"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=30, check=False,
         )
     assert result.returncode == 2
     output = (result.stdout + result.stderr).strip()

@@ -21,7 +21,11 @@ from edge_runtime.settings import EdgeSettings
 from edge_runtime.syncing import ShadowSync
 from schemas.topics import TopicScheme
 from tests.edge_runtime.fakes import (
-    FACTS, FakeClock, FakeTransport, MirrorReconciler, make_identity,
+    FACTS,
+    FakeClock,
+    FakeTransport,
+    MirrorReconciler,
+    make_identity,
 )
 from tests.edge_runtime.mqttcloud import MqttCloud, wipe_session
 from tests.edge_runtime.nativeprocs import kill_leftovers

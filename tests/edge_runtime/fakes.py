@@ -24,7 +24,6 @@ from schemas.resources import AppStatus
 from schemas.shadow import JSONObject, ShadowDocument, apply_update, parse_update_request
 from schemas.topics import Suffix
 
-
 FACTS = {"hostname": "edge-1", "os": "linux", "arch": "x86_64", "kernel": "6.1",
          "python": "3.11", "backend": "native"}
 

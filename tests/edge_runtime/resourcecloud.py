@@ -37,7 +37,7 @@ class Catalog:
 
     def add(self, model: Model, version: str) -> Key:
         kind = next(k for k, cls in _KINDS.items() if isinstance(model, cls))
-        key = (kind.value, getattr(model, "name"), version)
+        key = (kind.value, model.name, version)
         self.values[key] = model.wire()
         return key
 

@@ -92,7 +92,7 @@ def cloud_server() -> Iterator[str]:
     used: set[str] = set()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:  # http.server's naming
             token = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["token"]
             ok = token == "good" and token not in used
             used.add(token)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import edge_runtime.storage as storage
+from edge_runtime import storage
 from edge_runtime.cache import CACHE_FILENAME, Cache, ResourceKey
 from schemas.shadow import ShadowDocument
 

@@ -8,6 +8,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_a_crashing_process_is_restarted_with_growing_backoff_then_failed(
     wait_for(lambda: starts.exists() and len(starts.read_text().split()) >= 4, timeout=10,
              what="four starts")
     times = [float(line) for line in starts.read_text().split()]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in pairwise(times)]
     # delays 0.2, 0.4, 0.8 s, each plus an interpreter's start (slower on a loaded machine)
     assert gaps[0] >= 0.2 and gaps[0] < gaps[1] < gaps[2] and gaps[2] > 2 * gaps[0], gaps
     state = wait_for(lambda: (s := observed(backend, "bad")).status.value == "Failed" and s,
@@ -123,7 +124,7 @@ def test_removal_stops_with_sigterm_and_kills_what_ignores_it(
     backend.apply(AppBundle(app=native_app("stubborn", python_service("main", stubborn)),
                             version="v1"))
     for app in ("polite", "stubborn"):
-        wait_for(lambda: (data_dir / "apps" / app / "main" / "ready").exists(), what=f"{app} ready")
+        wait_for((data_dir / "apps" / app / "main" / "ready").exists, what=f"{app} ready")
     pids = {app: pid_of(data_dir, app) for app in ("polite", "stubborn")}
 
     started = time.monotonic()

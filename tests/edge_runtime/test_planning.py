@@ -8,7 +8,14 @@ import pytest
 
 from edge_runtime.backends.base import InstanceStatus, ObservedApp
 from edge_runtime.engine.planning import (
-    Action, Apply, Fetch, Key, Remove, app_key, garbage, plan,
+    Action,
+    Apply,
+    Fetch,
+    Key,
+    Remove,
+    app_key,
+    garbage,
+    plan,
 )
 from edge_runtime.engine.status import Problem, backoff, report_apps, steady_usage
 from schemas.resources import AppStatus

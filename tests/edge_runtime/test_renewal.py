@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import edge_runtime.renewal as renewal
+from edge_runtime import renewal
 from edge_runtime.activation import activate
 from edge_runtime.agent import EdgeAgent
 from edge_runtime.renewal import certificate_dates, renewal_due

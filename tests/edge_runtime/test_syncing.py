@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -301,7 +302,7 @@ def test_an_unanswered_get_is_asked_again_with_backoff(
         if gets:
             asked_at.append(clock())
             last_get = gets[-1]
-    gaps = [round(b - a, 1) for a, b in zip(asked_at, asked_at[1:])]
+    gaps = [round(b - a, 1) for a, b in pairwise(asked_at)]
     assert asked_at[0] - 1000.0 <= 2.5 and gaps[:3] == [4.0, 8.0, 16.0]
     assert last_get is not None
     send(sync, Suffix.SHADOW_GET_ACCEPTED, document({}, version=1, token=last_get["clientToken"]))

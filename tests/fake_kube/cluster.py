@@ -12,7 +12,7 @@ import copy
 import json
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from kubernetes.client import ApiClient, Configuration
 
@@ -41,7 +41,7 @@ class FakeKube:
     def url(self) -> str:
         return self._server.url
 
-    def start(self) -> FakeKube:
+    def start(self) -> Self:
         self._server.start()
         self._running = True
         return self
@@ -54,7 +54,7 @@ class FakeKube:
             self._server.stop()
             self._running = False
 
-    def __enter__(self) -> FakeKube:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

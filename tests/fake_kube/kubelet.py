@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.fake_kube.cluster import FakeKube
 
@@ -62,7 +62,7 @@ class FakeKubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-kubelet", daemon=True)
 
-    def __enter__(self) -> FakeKubelet:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -82,7 +82,7 @@ class FakeKubelet:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self._sync()
-            except Exception as exc:  # keep playing the kubelet; the test sees the effect
+            except Exception as exc:  # noqa: BLE001 -- keep playing the kubelet; the test sees it
                 print(f"fake kubelet: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     def _sync(self) -> None:

@@ -188,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         """Quiet: the request log is ``FakeHTTPServer.requests``."""
 
     def _handle(self, method: str) -> None:

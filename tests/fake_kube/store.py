@@ -24,13 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.fake_kube import ownership
-from tests.fake_kube.metadata import NAMESPACE_SEEDS, now, scoped, stamp, unchanged
 from tests.fake_kube.merging import (
     PatchError,
     json_merge_patch,
     json_patch,
     strategic_merge_patch,
 )
+from tests.fake_kube.metadata import NAMESPACE_SEEDS, now, scoped, stamp, unchanged
 from tests.fake_kube.resources import NAMESPACE, ResourceType, by_kind
 from tests.fake_kube.selectors import (
     SelectorError,

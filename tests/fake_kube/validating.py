@@ -145,10 +145,10 @@ def _pod_spec_errors(obj: dict[str, Any], at: tuple[str, ...]) -> Errors:
             seen.add(cname)
             if not container.get("image"):
                 errors.append((f"{prefix}.image", "Required value"))
-            for at, mount in enumerate(container.get("volumeMounts") or []):
+            for position, mount in enumerate(container.get("volumeMounts") or []):
                 if mount.get("name") not in volumes:
                     problem = f"Not found: {mount.get('name')!r}"
-                    errors.append((f"{prefix}.volumeMounts[{at}].name", problem))
+                    errors.append((f"{prefix}.volumeMounts[{position}].name", problem))
     return errors
 
 

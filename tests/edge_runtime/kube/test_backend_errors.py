@@ -14,7 +14,8 @@ import yaml
 from kubernetes.client import ApiClient, Configuration, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from edge_runtime.backends.kube import KubeBackend, backend as backend_module
+from edge_runtime.backends.kube import KubeBackend
+from edge_runtime.backends.kube import backend as backend_module
 from edge_runtime.backends.kube.cluster import (
     FORBIDDEN_DELAY,
     TRANSIENT_DELAY,
@@ -57,9 +58,11 @@ def test_a_stopped_api_server_is_retryable(
 
 def test_nothing_listening_is_retryable() -> None:
     url = f"http://127.0.0.1:{unused_port()}"
-    with ApiClient(Configuration(host=url, no_proxy="127.0.0.1")) as api:
-        with pytest.raises(BackendError, match="check that K3s/Kubernetes is running") as caught:
-            KubeBackend(api).observe()
+    with (
+        ApiClient(Configuration(host=url, no_proxy="127.0.0.1")) as api,
+        pytest.raises(BackendError, match="check that K3s/Kubernetes is running") as caught,
+    ):
+        KubeBackend(api).observe()
     assert caught.value.retry_after == TRANSIENT_DELAY
 
 
@@ -103,9 +106,11 @@ def test_a_body_that_is_no_status_falls_back_to_the_reason() -> None:
 
 def test_a_call_the_client_refuses_is_a_bug_not_a_retry(fake_kube: FakeKube) -> None:
     core = CoreV1Api(fake_kube.api_client())
-    with pytest.raises(BackendError, match="this is a bug in Tether") as caught:
-        with failure("deleting ConfigMap 123", fake_kube.url):
-            core.delete_namespaced_config_map(123, "tether-edge")  # type: ignore[arg-type]
+    with (
+        pytest.raises(BackendError, match="this is a bug in Tether") as caught,
+        failure("deleting ConfigMap 123", fake_kube.url),
+    ):
+        core.delete_namespaced_config_map(123, "tether-edge")  # type: ignore[arg-type]
     assert caught.value.retry_after is None
 
 
