@@ -20,9 +20,14 @@ $(STAMP): pyproject.toml
 up: install
 	$(BIN)/tether up
 
-test: install
-	$(BIN)/lint-imports
+test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Layering contracts, lint and strict typing: part of `make test`, so CI enforces them.
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy schemas broker cloud_api edge_runtime launcher tether.py
 
 bench: install
 	$(BIN)/tether bench roundtrip

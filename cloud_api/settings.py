@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import Rejection
+from schemas.images import TETHER_IMAGE
 from schemas.names import validate_name
 from schemas.shadow import ShadowLimits
 from schemas.topics import DEFAULT_ROOT, TopicScheme
@@ -89,6 +90,10 @@ class CloudSettings(BaseSettings):
     tls_certfile: Path | None = Field(default=None, description="HTTPS certificate of the API")
     tls_keyfile: Path | None = Field(default=None, description="HTTPS key of the API")
     activation_rate_per_minute: int = Field(default=10, ge=1, description="per client IP")
+    edge_image: str = Field(
+        default=TETHER_IMAGE, min_length=1, max_length=1024,
+        description="the image the kube install manifest runs the agent (and its functions) in",
+    )
 
     # -- function invocations relayed to nodes (cloud_api.functions) --------------------
     function_timeout_seconds: float = Field(

@@ -3,7 +3,8 @@ manifest runs the edge agent in it, and kube nodes run function runtimes in it.
 
 One constant, so the three never name different images; its tag is the package version
 (``tests/test_compose.py`` holds them together). Operators who mirror it elsewhere pass
-their own name (``--image`` on init, ``TETHER_EDGE_FUNCTION_IMAGE`` on a node).
+their own name (``TETHER_CLOUD_EDGE_IMAGE`` on the cloud, ``TETHER_EDGE_FUNCTION_IMAGE`` on
+a node).
 """
 
 from __future__ import annotations

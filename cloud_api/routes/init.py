@@ -39,7 +39,8 @@ def manifest(token: TokenQuery, session: SessionDep, context: ContextDep) -> Pla
     """The Kubernetes manifest for the token's node (``kubectl apply -f``)."""
     row = pending_token(session, token, now=context.now())
     objects = render_manifest(
-        public_url=context.settings.public_url, namespace=row.namespace, node=row.node, token=token
+        public_url=context.settings.public_url, namespace=row.namespace, node=row.node,
+        token=token, image=context.settings.edge_image,
     )
     text = yaml.safe_dump_all(objects, sort_keys=False)
     return PlainTextResponse(text, media_type="application/yaml", headers=NO_STORE)

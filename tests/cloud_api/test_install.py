@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,9 @@ import yaml
 
 from cloud_api.runtime import Cloud
 from cloud_api.services.install import render_install_script, render_manifest
+from cloud_api.settings import CloudSettings
 from schemas.images import TETHER_IMAGE
+from tests.cloud_api.conftest import admin_token, serving
 
 NODES = "/v1/namespaces/default/nodes"
 TOKEN = "tok-EN_x1"
@@ -80,3 +83,20 @@ def test_init_commands_fetch_the_artefacts(
     # fetching does not spend the token; activating does, and then the script is gone
     assert anonymous.post("/v1/activate", json={"token": init["token"]}).status_code == 200
     assert anonymous.get(f"/v1/init/{path}", params={"token": init["token"]}).status_code == 401
+
+
+def test_the_manifest_runs_the_image_the_cloud_is_told(
+    make_settings: Callable[..., CloudSettings], tmp_path: Path
+) -> None:
+    """An operator's mirror reaches both the agent and the function runtimes it starts."""
+    mirror = "registry.plant.local/tether:0.1.0"
+    with Cloud(make_settings(edge_image=mirror)) as cloud:
+        cloud.create_node("n1")
+        with serving(cloud.app) as url, httpx.Client(base_url=url, timeout=30) as client:
+            client.headers["Authorization"] = f"Bearer {admin_token(cloud)}"
+            init = client.get(f"{NODES}/n1/init", params={"mode": "kube"}).json()
+            fetched = client.get("/v1/init/manifest.yaml", params={"token": init["token"]})
+    objects = list(yaml.safe_load_all(fetched.text))
+    agent = objects[5]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert agent["image"] == env["TETHER_EDGE_FUNCTION_IMAGE"] == mirror
