@@ -7,7 +7,6 @@ numbers are printed (``pytest -s``) for the record.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -29,17 +28,6 @@ from tests.edge_runtime.nativeprocs import kill_leftovers
 ROOT = Path(__file__).parents[2]
 NS = "default"
 NATIVE_TARGET_MIB = 60
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig (JSON is YAML) for ``server`` with a token user."""
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": server}}],
-        "users": [{"name": "tether", "user": {"token": "t"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tether"}}],
-    }))
-    return path
 
 
 @pytest.fixture
@@ -87,7 +75,7 @@ def test_idle_kube_agent_memory_against_the_fake_api_server(
     from tests.fake_kube import FakeKube
 
     with FakeKube() as fake:
-        config = kubeconfig(tmp_path / "kubeconfig", fake.url)
+        config = fake.write_kubeconfig(tmp_path / "kubeconfig")
         env = {"KUBECONFIG": str(config), "NO_PROXY": "127.0.0.1,localhost", "HOME": str(tmp_path)}
         rss = idle_rss("--backend", "kube", env=env, facts="kubernetesVersion")
     print(f"\nidle RSS of `tether edge run --backend kube`: {rss:.1f} MiB")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes.client import ApiClient, Configuration, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
@@ -164,16 +163,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "edge",
-        "clusters": [{"name": "edge", "cluster": {"server": server}}],
-        "users": [{"name": "edge", "user": {}}],
-        "contexts": [{"name": "edge", "context": {"cluster": "edge", "user": "edge"}}],
-    }))
-    return path
-
-
 def test_from_environment_without_any_configuration(clean_env: Path) -> None:
     expected = "set KUBECONFIG .* or run the agent in-cluster"
     with pytest.raises(BackendError, match=expected) as caught:
@@ -195,7 +184,7 @@ def test_from_environment_in_a_pod_without_its_token(
 def test_from_environment_reads_a_kubeconfig(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, fake_kube: FakeKube, where: str
 ) -> None:
-    path = kubeconfig(clean_env / "config.yaml", fake_kube.url)
+    path = fake_kube.write_kubeconfig(clean_env / "config.yaml")
     if where == "KUBECONFIG":
         monkeypatch.setenv("KUBECONFIG", str(path))
     if where == "k3s":
