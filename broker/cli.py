@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import threading
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -25,7 +26,7 @@ import typer
 from cryptography import x509
 from pydantic import ValidationError
 
-from broker.crl_sync import CloudUnreachable, CrlSyncError, SyncOutcome, sync_once
+from broker.crl_sync import CloudUnreachable, CrlSyncError, SyncOutcome, sync_once, trust
 from broker.embedded import EmbeddedBroker
 from broker.errors import BrokerError, PortInUse
 from broker.mosquitto import MosquittoConfig, render_acl, render_config
@@ -221,7 +222,8 @@ def crl_sync(
     ] = None,
     cafile: Annotated[
         Path | None,
-        typer.Option(help="The cloud's CA: refuse a CRL it did not sign (it locks out all nodes)."),
+        typer.Option(help="The cloud's CA: refuse a CRL it did not sign (it locks out all "
+                          "nodes), and trust an API certificate it issued."),
     ] = None,
 ) -> None:
     """Keep Mosquitto's CRL file equal to the cloud's; SIGHUP Mosquitto when it changes.
@@ -234,11 +236,17 @@ def crl_sync(
     if token is None:
         _fail("--token is required (or TETHER_BROKER_AUTH_TOKEN): the cloud's admin token", code=2)
     issuer = _load_issuer(cafile) if cafile is not None else None
+    verify: ssl.SSLContext | bool = True
+    if cafile is not None:
+        try:
+            verify = trust(cafile)
+        except CrlSyncError as exc:
+            _fail(str(exc), code=2)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         _sync_until_stopped(
-            server, token, out, pid_file=mosquitto_pid_file, issuer=issuer,
+            server, token, out, pid_file=mosquitto_pid_file, issuer=issuer, verify=verify,
             interval=None if once else interval, stop=stop,
         )
     except KeyboardInterrupt:
@@ -254,13 +262,15 @@ def _sync_until_stopped(
     *,
     pid_file: Path | None,
     issuer: x509.Certificate | None,
+    verify: ssl.SSLContext | bool,
     interval: float | None,
     stop: threading.Event,
 ) -> None:
     """One sync (``interval`` None) or one every ``interval`` seconds until ``stop``."""
     while True:
         try:
-            outcome = sync_once(server, token, out, pid_file=pid_file, issuer=issuer)
+            outcome = sync_once(server, token, out, pid_file=pid_file, issuer=issuer,
+                                verify=verify)
         except CloudUnreachable as exc:
             if interval is None:
                 _fail(str(exc), code=1)

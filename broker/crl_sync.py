@@ -35,6 +35,7 @@ import datetime as dt
 import os
 import secrets
 import signal
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ __all__ = [
     "needs_update",
     "reload_mosquitto",
     "sync_once",
+    "trust",
     "write_atomically",
 ]
 
@@ -82,11 +84,23 @@ def crl_url(server: str) -> str:
     return server.rstrip("/") + CRL_PATH
 
 
+def trust(cafile: Path) -> ssl.SSLContext:
+    """The system's CAs plus ``cafile``: an API served with a certificate of the cloud's
+    own CA (``tether cloud serve --tls-generate``) is trusted, and so is a public one."""
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise CrlSyncError(f"cannot read a CA certificate from {cafile}: check --cafile") from exc
+    return context
+
+
 def fetch_crl(
     server: str,
     token: str,
     *,
     issuer: x509.Certificate | None = None,
+    verify: ssl.SSLContext | bool = True,
     timeout: float = TIMEOUT_SECONDS,
     transport: httpx.BaseTransport | None = None,
 ) -> bytes:
@@ -94,9 +108,14 @@ def fetch_crl(
     url = crl_url(server)
     headers = {"Authorization": f"Bearer {token}"}
     try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
+        with httpx.Client(timeout=timeout, transport=transport, verify=verify) as client:
             response = client.get(url, headers=headers)
     except httpx.HTTPError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise CrlSyncError(
+                f"{url} presented a certificate this host does not trust: pass the cloud's CA "
+                "with --cafile (DATA_DIR/ca/ca.crt)"
+            ) from exc
         raise CloudUnreachable(
             f"no answer from {url} ({exc}): check --server and that the cloud is up"
         ) from exc
@@ -237,10 +256,11 @@ def sync_once(
     *,
     pid_file: Path | None = None,
     issuer: x509.Certificate | None = None,
+    verify: ssl.SSLContext | bool = True,
     transport: httpx.BaseTransport | None = None,
 ) -> SyncOutcome:
     """Fetch the CRL; if it changed, write ``out`` and SIGHUP Mosquitto (``pid_file``)."""
-    fetched = fetch_crl(server, token, issuer=issuer, transport=transport)
+    fetched = fetch_crl(server, token, issuer=issuer, verify=verify, transport=transport)
     revoked = len(_serials(x509.load_pem_x509_crl(fetched)))
     if not needs_update(read_current(out), fetched, now=dt.datetime.now(dt.UTC)):
         return SyncOutcome(revoked=revoked, written=False)

@@ -194,6 +194,21 @@ def test_crl_sync_failures_are_one_line_and_keep_the_last_good_crl(
         assert (tmp_path / "crl.pem").read_bytes() == good
 
 
+def test_crl_sync_trusts_an_api_certificate_of_the_cloud_ca_given_with_cafile(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """``tether cloud serve --tls-generate`` serves a certificate of the cloud's own CA."""
+    tls = cloud.issue_server_certificate(tmp_path / "api-tls", common_name="tether-api")
+    out = tmp_path / "crl.pem"
+    with serving(cloud.app, tls=(tls.certfile, tls.keyfile)) as url:
+        untrusted = sync(url, admin_token(cloud), out)
+        assert untrusted.exit_code == 1 and "pass the cloud's CA with --cafile" in untrusted.stderr
+        assert len(untrusted.stderr.splitlines()) == 1 and not out.exists()
+        trusted = sync(url, admin_token(cloud), out, "--cafile", str(tls.cafile))
+        assert trusted.exit_code == 0, trusted.stderr
+    assert listed(out) == set()
+
+
 def test_a_stopped_mosquitto_is_not_an_error(cloud: Cloud, cloud_url: str, tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -88,11 +88,15 @@ def cloud(make_settings: Callable[..., CloudSettings], clock: Clock) -> Iterator
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port in a thread; yields its base URL."""
+def serving(app: FastAPI, *, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a thread; yields its base URL.
+
+    ``tls``: (certificate, key) files to serve HTTPS with."""
     sock = bind_http("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    certfile, keyfile = tls if tls is not None else (None, None)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning",
+                                           ssl_certfile=certfile, ssl_keyfile=keyfile))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -100,7 +104,7 @@ def serving(app: FastAPI) -> Iterator[str]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.005)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
