@@ -139,7 +139,6 @@ def _function_container(
     ports = [{"name": FUNCTION_PORT_NAME, "containerPort": functions.port, "protocol": "TCP"}]
     return {
         **container,
-        "image": service.image or functions.image,
         "command": [
             "python", "-m", "edge_runtime.functions.runtime",
             "--code-dir", container_path(code.mount_path),

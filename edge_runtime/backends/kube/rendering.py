@@ -5,8 +5,9 @@ a ConfigMap per pinned config, a Secret per pinned secret, a ``kubernetes.io/tls
 Secret per certificate and a ``kubernetes.io/dockerconfigjson`` Secret per registry,
 then a ClusterIP Service per service with ports (and per function service: the node's
 function proxy reaches the runtime through it; it is annotated ``tether.io/function``),
-then a Deployment (or DaemonSet) per service. Data goes first so pods never start before what they mount exists, and the
-workloads -- whose version annotation ``observe`` reads -- go last.
+then a Deployment (or DaemonSet) per service. Data goes first so pods never start before
+what they mount exists, and the workloads -- whose version annotation ``observe`` reads
+-- go last.
 
 Pure, and deterministic: the same bundle always renders the same objects, so applying
 them twice changes nothing, and what ``apply`` must prune is simply every object of the
