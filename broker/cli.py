@@ -228,7 +228,8 @@ def crl_sync(
 ) -> None:
     """Keep Mosquitto's CRL file equal to the cloud's; SIGHUP Mosquitto when it changes.
 
-    Mosquitto 2.x re-reads its crlfile on SIGHUP (new connections only; open ones stay).
+    Mosquitto 2.x re-reads its crlfile on SIGHUP (new connections only; the cloud cuts
+    open ones off itself).
     It will not start without the file: run with --once before starting it.
     """
     if server is None:

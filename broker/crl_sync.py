@@ -11,7 +11,8 @@ What Mosquitto does with the file (2.0.11 and OpenSSL 3.0 measured, see
 which loads ``crlfile``, from ``listeners__reload_all_certificates`` on SIGHUP):
 
 - SIGHUP re-reads ``crlfile``: new handshakes are checked against the new list; no
-  restart is needed. Connections already open are *not* checked again.
+  restart is needed. Connections already open are *not* checked again (the cloud cuts
+  those off itself: ``cloud_api.kicking``).
 - A missing or unreadable ``crlfile`` stops Mosquitto from starting (so run
   ``crl-sync --once`` before it); at a reload the old list stays in force.
 - A list past its ``next_update``, or from another CA, makes every handshake fail, so

@@ -4,7 +4,9 @@ The database decides every *new* connection (the broker asks the cloud at each c
 but a node already connected would keep its session until it reconnects. The cloud
 cannot import the broker (DESIGN §1), so it announces revocations here and the process
 that owns both (the launcher, a test) subscribes the broker's ``disconnect`` to it. A
-standalone broker relies on its periodic re-check of connected clients instead.
+standalone embedded broker relies on its periodic re-check of connected clients instead,
+and for a broker that can ask nobody (Mosquitto) the cloud itself subscribes
+``kicking.SessionKicker``, which takes the node's session over.
 """
 
 from __future__ import annotations

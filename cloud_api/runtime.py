@@ -40,6 +40,7 @@ from cloud_api.credentials import read_or_create_secret_file
 from cloud_api.db import Store
 from cloud_api.errors import CloudError, ConfigError
 from cloud_api.functions import FunctionRelay, route_results
+from cloud_api.kicking import SessionKicker
 from cloud_api.limiting import RateLimiter
 from cloud_api.models import (
     ActivationRequest,
@@ -105,6 +106,8 @@ class Cloud:
             raise
         self.authority = _load_authority(settings)
         self.revocations = Revocations()
+        if settings.kick_revoked_sessions:
+            self.revocations.subscribe(SessionKicker(settings, password=bridge_password))
         self.app: FastAPI = create_app(self.context)
         self.app.state.authority = self.authority
         self.app.state.revocations = self.revocations
@@ -248,6 +251,7 @@ class Cloud:
             metrics=self.context.metrics,
             clock=self.context.clock,
             secrets=SecretBox.from_settings(self.settings),
+            cut_off=self.revocations.announce,
         )
         handle = route_results(context.functions, self.settings.topics, server.handle)
         bridge.start(handle, refuse=server.refuse)

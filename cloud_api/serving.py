@@ -21,6 +21,7 @@ from typing import Any
 from cloud_api.db import Store
 from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
 from cloud_api.payloads import decode_payload
+from cloud_api.services.node_certificates import cut_off
 from cloud_api.services.nodes import set_online
 from cloud_api.services.rollout import fetch_resources
 from cloud_api.services.secrets_crypto import SecretBox
@@ -28,6 +29,7 @@ from cloud_api.services.shadows import get_document, update_shadow
 from cloud_api.transport import Publisher
 from schemas.errors import ErrorCode, Rejection
 from schemas.messages import parse_get_request, parse_status
+from schemas.names import node_identity
 from schemas.payloads import encode_json
 from schemas.shadow import ShadowLimits, UpdateOutcome, client_token_of
 from schemas.topics import REPLIES, NodeTopic, Suffix, TopicScheme
@@ -69,8 +71,10 @@ class ShadowServer:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         secrets: SecretBox | None = None,
+        cut_off: Callable[[str], object] | None = None,
     ) -> None:
         self.store = store
+        self.cut_off = cut_off  # told NS/NODE when a node with no working credential speaks
         self.secrets = secrets  # opens sealed resources for resources/get
         self.publisher = publisher
         self.topics = topics
@@ -151,6 +155,9 @@ class ShadowServer:
 
     def _resources_get(self, request: NodeTopic, body: Any) -> None:
         with self.store.session() as session:
+            if cut_off(session, request.namespace, request.node, now=self.now()):
+                self._revoked_node_spoke(request)
+                raise Rejection(ErrorCode.FORBIDDEN, "this node's credentials were revoked")
             reply = fetch_resources(
                 session, self.secrets, request.namespace, request.node, body, limits=self.limits
             )
@@ -159,11 +166,24 @@ class ShadowServer:
     def _status(self, request: NodeTopic, body: Any) -> None:
         status = parse_status(body)
         with self.store.session() as session:
+            if status["online"] and cut_off(
+                session, request.namespace, request.node, now=self.now()
+            ):
+                self._revoked_node_spoke(request)
+                return
             known = set_online(
                 session, request.namespace, request.node, online=status["online"], now=self.now()
             )
         if not known:
             log.info("status from unknown node %s/%s ignored", request.namespace, request.node)
+
+    def _revoked_node_spoke(self, request: NodeTopic) -> None:
+        """A revoked node is connected (a broker that cannot ask us let it back in before
+        its CRL listed it): have it cut off again."""
+        log.warning("revoked node %s/%s is connected: cutting it off",
+                    request.namespace, request.node)
+        if self.cut_off is not None:
+            self.cut_off(node_identity(request.namespace, request.node))
 
     # -- replies -----------------------------------------------------------------------
     def _publish(self, request: NodeTopic, suffix: Suffix, body: dict[str, Any]) -> None:

@@ -90,6 +90,9 @@ class CloudSettings(BaseSettings):
     tls_certfile: Path | None = Field(default=None, description="HTTPS certificate of the API")
     tls_keyfile: Path | None = Field(default=None, description="HTTPS key of the API")
     activation_rate_per_minute: int = Field(default=10, ge=1, description="per client IP")
+    kick_revoked_sessions: bool = Field(
+        default=True, description="take over a revoked node's MQTT session (cloud_api.kicking)"
+    )
     edge_image: str = Field(
         default=TETHER_IMAGE, min_length=1, max_length=1024,
         description="the image the kube install manifest runs the agent (and its functions) in",

@@ -37,7 +37,7 @@ from pydantic import (
 from edge_runtime.errors import IdentityError, NotActivated
 from edge_runtime.storage import atomic_write_bytes
 from schemas.errors import Rejection
-from schemas.names import validate_name
+from schemas.names import node_client_id, validate_name
 
 IDENTITY_FILENAME = "identity.json"
 KEY_FILENAME = "node.key"
@@ -122,7 +122,7 @@ class Identity(BaseModel):
     @property
     def client_id(self) -> str:
         """Stable MQTT client id, so the broker keeps this node's persistent session."""
-        return f"tether-edge.{self.namespace}.{self.node}"
+        return node_client_id(self.namespace, self.node)
 
     @property
     def uses_certificate(self) -> bool:

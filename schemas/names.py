@@ -41,6 +41,13 @@ def node_identity(namespace: str, node: str) -> str:
     return f"{validate_name(namespace, kind='namespace')}/{validate_name(node, kind='node name')}"
 
 
+def node_client_id(namespace: str, node: str) -> str:
+    """The MQTT client id a node connects with: stable, so the broker keeps its persistent
+    session, and known to the cloud, which takes that session over to cut off a revoked
+    node on a broker it cannot command (``cloud_api.kicking``)."""
+    return f"tether-edge.{namespace}.{node}"
+
+
 def parse_node_identity(identity: str | None) -> tuple[str, str] | None:
     """``NS/NODE`` -> (namespace, node), or None if it is not a node identity."""
     if not identity or identity.count("/") != 1:

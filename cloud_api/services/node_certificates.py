@@ -74,6 +74,22 @@ def revoke_node_credentials(
     return serials
 
 
+def cut_off(session: Session, namespace: str, node: str, *, now: int) -> bool:
+    """Whether the node had a certificate revoked and holds no credential that still works
+    (no unrevoked, unexpired certificate, no password): it must not be served, and a
+    connection it still has is one the broker should not have kept."""
+    rows = session.exec(
+        select(NodeCertificate).where(
+            col(NodeCertificate.namespace) == namespace, col(NodeCertificate.node) == node
+        )
+    ).all()
+    if not any(row.revoked_at is not None for row in rows):
+        return False
+    if any(row.revoked_at is None and row.not_after > now for row in rows):
+        return False
+    return session.get(NodeCredential, (namespace, node)) is None
+
+
 def revoked_unexpired(session: Session, *, now: int) -> list[NodeCertificate]:
     """The revoked certificates still within their validity, by serial: what a CRL lists."""
     query = (

@@ -97,8 +97,11 @@ class TlsProbe(Probe):
         context: ssl.SSLContext,
         username: str | None = None,
         password: str | None = None,
+        *,
+        client_id: str | None = None,
+        clean_session: bool = True,
     ) -> None:
-        super().__init__(port, username, password)
+        super().__init__(port, username, password, client_id=client_id, clean_session=clean_session)
         self.client.tls_set_context(context)
         self.lost = False
         self.client.on_disconnect = self._on_lost

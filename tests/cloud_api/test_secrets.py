@@ -7,10 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import inspect, text
 
 from cloud_api.metrics import Metrics
 from cloud_api.runtime import Cloud
+from cloud_api.services.node_certificates import record_certificate
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.serving import ShadowServer
 from cloud_api.transport import MemoryPublisher
@@ -127,3 +132,40 @@ def test_the_previous_app_version_stays_fetchable(cloud: Cloud, api: httpx.Clien
 
 def test_the_key_file_is_private(cloud: Cloud) -> None:
     assert (cloud.settings.data_dir / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_revoked_node_still_connected_gets_nothing_and_is_cut_off_again(
+    cloud: Cloud, api: httpx.Client
+) -> None:
+    """On a broker that cannot ask the cloud (Mosquitto before its CRL lists the node), a
+    revoked node may be connected: it is refused resources, and its presence is reported
+    so it is cut off again (cloud_api.kicking)."""
+    seed(api)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "default/n1")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    signed = cloud.authority.sign_csr(csr.public_bytes(serialization.Encoding.PEM).decode(),
+                                      common_name="default/n1", days=30)
+    with cloud.store.session() as session:  # what activating with a CSR records
+        record_certificate(session, "default", "n1", signed, now=cloud.context.now())
+        session.commit()
+    web = {"kind": "app", "name": "web", "version": "1"}
+    assert ask(cloud, "n1", [web])[0] == "accepted"  # certified and not revoked: served
+    cloud.revoke_node("n1")
+    told: list[str] = []
+    publisher = MemoryPublisher()
+    shadow_server = ShadowServer(
+        cloud.store, publisher, topics=cloud.settings.topics, limits=cloud.settings.limits,
+        metrics=Metrics(), clock=cloud.context.clock,
+        secrets=SecretBox.from_settings(cloud.settings), cut_off=told.append,
+    )
+    topics = cloud.settings.topics
+    request = json.dumps({"clientToken": "ct", "items": [web]}).encode()
+    shadow_server.handle(topics.topic("default", "n1", Suffix.RESOURCES_GET), request)
+    (message,) = publisher.messages
+    assert message.topic.endswith("/rejected") and message.json()["code"] == 403
+    shadow_server.handle(topics.topic("default", "n1", Suffix.STATUS), b'{"online": true}')
+    assert told == ["default/n1", "default/n1"]
+    assert api.get(f"{NS}/nodes/n1").json()["online"] is False
+    assert ask(cloud, "n2", [web])[0] == "rejected"  # n2 is unmatched, but never cut off
+    assert told == ["default/n1", "default/n1"]
