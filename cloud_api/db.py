@@ -19,10 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, Table, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 import cloud_api.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from cloud_api import migrations
@@ -114,3 +114,11 @@ class Store:
         except SQLAlchemyError as exc:
             log.exception("database error")
             raise StoreError(f"database error: {type(exc).__name__}") from exc
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The ``Table`` of a table model, for writes keyed by column name (``Shadow.meta`` is the
+    ``metadata`` column)."""
+    # SQLAlchemy sets __table__ when it maps the class; SQLModel's types do not declare it
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlmodel import SQLModel
+from sqlalchemy import bindparam, insert, update
 
-from cloud_api.db import Store
+from cloud_api.db import Store, table_of
 from cloud_api.models import Node, Shadow
 from cloud_api.services.matching import sync_desired_apps
 from cloud_api.services.namespaces import ensure_namespace
@@ -50,14 +49,6 @@ def _selector(index: int) -> str:
     return [f"zone={zone}", f"zone in ({zone},{other}),tier!=c", f"zone={zone},!gpu,tier"][index % 3]
 
 
-def _table(model: type[SQLModel]) -> Table:
-    """The ``Table`` of a table model, for writes keyed by column name (``Shadow.meta`` is the
-    ``metadata`` column)."""
-    # SQLAlchemy sets __table__ when it maps the class; SQLModel's types do not declare it
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    return table
-
-
 def run_matching_bench(
     nodes: int = 10_000, apps: int = 100, database_url: str | None = None
 ) -> dict[str, Any]:
@@ -83,7 +74,7 @@ def _run(store: Store, *, nodes: int, apps: int) -> dict[str, Any]:
         connection.execute(insert(Node), [
             {"namespace": NAMESPACE, "name": name, "labels": _labels(i, 0), "description": "",
              "mode": "native", "created_at": 1, "online": False} for i, name in enumerate(names)])
-        connection.execute(insert(_table(Shadow)), [
+        connection.execute(insert(table_of(Shadow)), [
             {"namespace": NAMESPACE, "node": name, "desired": {"apps": {}}, "reported": {},
              "metadata": {"desired": {}, "reported": {}}, "version": 0, "timestamp": 0}
             for name in names])
@@ -105,7 +96,7 @@ def _run(store: Store, *, nodes: int, apps: int) -> dict[str, Any]:
     initial, initial_updated = sync()
     started = time.perf_counter()
     with store.session() as session:
-        table = _table(Node)
+        table = table_of(Node)
         session.connection().execute(
             update(table).where(table.c.namespace == NAMESPACE, table.c.name == bindparam("b_name"))
             .values(labels=bindparam("b_labels")),

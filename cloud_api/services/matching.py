@@ -19,10 +19,11 @@ import logging
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
-from sqlmodel import Session, SQLModel, col, select
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
+from cloud_api.db import table_of
 from cloud_api.models import Node, Shadow
 from cloud_api.models.resources import Resource
 from cloud_api.services.shadows import update_shadow
@@ -47,15 +48,7 @@ BATCH = 1000
 WRITABLE = ("desired",)
 
 
-def _table(model: type[SQLModel]) -> Table:
-    """The ``Table`` of a table model, for writes keyed by column name (``Shadow.meta`` is the
-    ``metadata`` column)."""
-    # SQLAlchemy sets __table__ when it maps the class; SQLModel's types do not declare it
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    return table
-
-
-_SHADOWS = _table(Shadow)
+_SHADOWS = table_of(Shadow)
 _SWAP = (
     update(_SHADOWS)
     .where(
