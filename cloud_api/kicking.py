@@ -11,13 +11,15 @@ disconnected (its will says it went offline) and its queued session is dropped.
 If the node reconnects before the broker's CRL lists it, its ``status`` says so and the
 cloud kicks again (``ShadowServer``), until the CRL shuts it out. The embedded broker
 needs none of this (it disconnects revoked nodes itself) and refuses the takeover, which
-is harmless. Kicks run in a thread of their own: a revocation never waits on a broker.
+is harmless. Kicks run on a small pool of threads: a revocation never waits on a broker,
+and revoking a thousand nodes at once does not open a thousand connections at once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,6 +30,7 @@ from schemas.names import node_client_id, parse_node_identity
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10.0
+MAX_CONCURRENT_KICKS = 4
 
 
 class SessionKicker:
@@ -36,17 +39,18 @@ class SessionKicker:
     def __init__(self, settings: CloudSettings, *, password: str) -> None:
         self._host, self._port, self._tls = mqtt_endpoint(settings.mqtt_url)
         self._username, self._password = settings.mqtt_username, password
+        self._pool = ThreadPoolExecutor(MAX_CONCURRENT_KICKS, thread_name_prefix="tether-kick")
 
-    def __call__(self, identity: str) -> threading.Thread | None:
-        """Kick ``NS/NODE`` in the background; the thread, or None for a bad identity."""
+    def __call__(self, identity: str) -> Future[bool] | None:
+        """Kick ``NS/NODE`` in the background; its future, or None for a bad identity."""
         parsed = parse_node_identity(identity)
         if parsed is None:
             return None
-        thread = threading.Thread(
-            target=self.kick, args=(node_client_id(*parsed),), name="tether-kick", daemon=True
-        )
-        thread.start()
-        return thread
+        return self._pool.submit(self.kick, node_client_id(*parsed))
+
+    def close(self) -> None:
+        """Let the kicks under way finish; start no more."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def kick(self, client_id: str) -> bool:
         """Connect as ``client_id`` with a clean session and disconnect; whether it worked."""

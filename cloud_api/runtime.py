@@ -106,8 +106,10 @@ class Cloud:
             raise
         self.authority = _load_authority(settings)
         self.revocations = Revocations()
+        self._kicker: SessionKicker | None = None
         if settings.kick_revoked_sessions:
-            self.revocations.subscribe(SessionKicker(settings, password=bridge_password))
+            self._kicker = SessionKicker(settings, password=bridge_password)
+            self.revocations.subscribe(self._kicker)
         self.app: FastAPI = create_app(self.context)
         self.app.state.authority = self.authority
         self.app.state.revocations = self.revocations
@@ -269,6 +271,8 @@ class Cloud:
 
     def close(self) -> None:
         self.stop()
+        if self._kicker is not None:
+            self._kicker.close()
         self.store.close()
 
     def __enter__(self) -> Self:
