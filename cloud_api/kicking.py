@@ -36,8 +36,11 @@ MAX_CONCURRENT_KICKS = 4
 class SessionKicker:
     """A ``Revocations`` listener: take over the revoked node's MQTT session, then leave."""
 
-    def __init__(self, settings: CloudSettings, *, password: str) -> None:
+    def __init__(
+        self, settings: CloudSettings, *, password: str, timeout: float = CONNECT_TIMEOUT
+    ) -> None:
         self._host, self._port, self._tls = mqtt_endpoint(settings.mqtt_url)
+        self._timeout = timeout
         self._username, self._password = settings.mqtt_username, password
         self._pool = ThreadPoolExecutor(MAX_CONCURRENT_KICKS, thread_name_prefix="tether-kick")
 
@@ -54,7 +57,7 @@ class SessionKicker:
 
     def kick(self, client_id: str) -> bool:
         """Connect as ``client_id`` with a clean session and disconnect; whether it worked."""
-        answered = threading.Event()
+        answered, gone = threading.Event(), threading.Event()
         accepted: list[bool] = []
 
         def on_connect(client: mqtt.Client, userdata: object, flags: object,
@@ -68,15 +71,17 @@ class SessionKicker:
         if self._tls:
             client.tls_set()
         client.on_connect = on_connect
+        client.on_disconnect = lambda *_: gone.set()
         try:
             client.connect(self._host, self._port, keepalive=30)
         except OSError as exc:
             log.warning("cannot take over %s's session at %s:%s: %s",
                         client_id, self._host, self._port, exc)
+            _close_socket(client)
             return False
         client.loop_start()
         try:
-            if not answered.wait(CONNECT_TIMEOUT):
+            if not answered.wait(self._timeout):
                 log.warning("no CONNACK taking over %s's session", client_id)
                 return False
             if accepted[0]:
@@ -86,4 +91,13 @@ class SessionKicker:
             return accepted[0]
         finally:
             client.disconnect()
+            gone.wait(self._timeout)  # the network thread closes the socket, then says so
             client.loop_stop()
+            _close_socket(client)
+
+
+def _close_socket(client: mqtt.Client) -> None:
+    """Close what paho left open (a broker that never answered): no socket outlives a kick."""
+    sock = client.socket()
+    if sock is not None:
+        sock.close()
