@@ -3,7 +3,8 @@
 The machine's own Mosquitto is shared (and runs without ``set_tcp_nodelay``, which adds
 about 40 ms to every hop through Nagle's algorithm), and tests may not restart it. This
 starts one of our own with the options production needs for latency, and can stop and
-restart it on the same port.
+restart it on the same port. ``running_mosquitto`` runs one with a configuration of the
+caller's (``tether broker mosquitto-config``'s, in the tests that prove it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -27,6 +30,57 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def start_mosquitto(
+    binary: str, config: Path, port: int, *, timeout: float = 10.0
+) -> subprocess.Popen[bytes]:
+    """``mosquitto -c config``, once it accepts connections on ``port``; ``RuntimeError``
+    with its own words (and the configuration) if it exits or never listens."""
+    process = subprocess.Popen(
+        [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            stop_mosquitto(process)
+            raise RuntimeError(
+                f"mosquitto exited at start: {error.strip()}\n{config.read_text()}"
+            )
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.02)
+    stop_mosquitto(process)
+    raise RuntimeError(f"mosquitto did not listen on port {port} within {timeout} s")
+
+
+def stop_mosquitto(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, SIGKILL after 5 s; closes its stderr pipe."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stderr is not None:
+        process.stderr.close()
+
+
+@contextmanager
+def running_mosquitto(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A mosquitto running ``config`` (listening on ``port``) for the ``with`` block."""
+    binary = mosquitto_binary()
+    if binary is None:
+        raise FileNotFoundError("mosquitto is not installed: apt-get install mosquitto")
+    process = start_mosquitto(binary, config, port)
+    try:
+        yield process
+    finally:
+        stop_mosquitto(process)
 
 
 class PrivateMosquitto:
@@ -55,32 +109,13 @@ class PrivateMosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 10.0) -> Self:
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise RuntimeError(f"mosquitto exited at start: {error.strip()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+        self.process = start_mosquitto(self.binary, self.config_path, self.port, timeout=timeout)
+        return self
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process is not None and process.stderr is not None:
-            process.stderr.close()
+        if process is not None:
+            stop_mosquitto(process)
 
     def restart(self) -> None:
         self.stop()

@@ -8,9 +8,6 @@ one from another CA, is refused. Skipped where no mosquitto binary is installed.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from typer.testing import CliRunner
 
 from broker.cli import app
 from broker.mosquitto import render_acl
-from launcher.mosquitto import mosquitto_binary
+from launcher.mosquitto import mosquitto_binary, running_mosquitto
 from tests.broker.tls_clients import Pki, TlsProbe, client_context
 from tests.conftest import free_port
 
@@ -46,30 +43,8 @@ def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[int]:
         *(["--user", "root"] if os.geteuid() == 0 else []),  # our tmp dir is private
     ])
     assert result.exit_code == 0, result.output
-    config = (out / "mosquitto.conf").read_text()
-    process = subprocess.Popen(
-        [binary, "-c", str(out / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert process.poll() is None, f"mosquitto exited: {process.stderr.read() if process.stderr else ''!r}\n{config}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not listen"
-                time.sleep(0.02)
+    with running_mosquitto(out / "mosquitto.conf", port):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def test_the_acl_has_the_topic_contract() -> None:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from broker.mosquitto import MosquittoConfig, render_config
 from cloud_api.pki import CertificateAuthority
 from cloud_api.runtime import Cloud, ServerFiles
 from cloud_api.settings import CloudSettings
-from launcher.mosquitto import mosquitto_binary
+from launcher.mosquitto import mosquitto_binary, running_mosquitto
 from tests.broker.tls_clients import ClientFiles, TlsProbe, client_context
 from tests.cloud_api.conftest import admin_token, serving
 from tests.conftest import free_port
@@ -281,36 +279,6 @@ def test_needs_update_compares_serials_and_freshness() -> None:
 
 
 # -- a real Mosquitto -------------------------------------------------------------------
-@contextmanager
-def running_mosquitto(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    binary = mosquitto_binary()
-    assert binary is not None
-    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                error = process.stderr.read() if process.stderr else b""
-                raise AssertionError(f"mosquitto exited: {error!r}\n{config.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not listen"
-                time.sleep(0.02)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
-
-
 def connects(port: int, tls: ServerFiles, node: ClientFiles) -> bool:
     probe = TlsProbe(port, client_context(tls.cafile, node))
     try:

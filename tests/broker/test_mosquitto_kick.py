@@ -20,21 +20,13 @@ from typer.testing import CliRunner
 from broker.cli import app
 from cloud_api.runtime import Cloud
 from cloud_api.settings import CloudSettings
-from launcher.mosquitto import mosquitto_binary
+from launcher.mosquitto import mosquitto_binary, running_mosquitto
 from schemas.names import node_client_id
-from tests.broker.clients import WAIT
-from tests.broker.test_mosquitto_crl import certified_node, running_mosquitto
+from tests.broker.test_mosquitto_crl import certified_node
 from tests.broker.tls_clients import TlsProbe, client_context
 from tests.conftest import free_port
 
 BRIDGE_PASSWORD = "bridge-secret-for-the-test"
-
-
-def wait_lost(probe: TlsProbe, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not probe.lost and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return probe.lost
 
 
 @pytest.mark.mosquitto
@@ -73,10 +65,10 @@ def test_a_connected_node_is_cut_off_when_revoked_and_others_stay(tmp_path: Path
                 assert [probe.connect() for probe in probes] == [0, 0]
                 started = time.monotonic()
                 cloud.revoke_node("a")
-                assert wait_lost(probes[0]), "the revoked node kept its connection"
+                assert probes[0].wait_lost(), "the revoked node kept its connection"
                 print(f"\nrevoked node cut off {1000 * (time.monotonic() - started):.0f} ms "
                       "after the revocation")
-                assert not wait_lost(probes[1], timeout=0.5)  # the other node stays
+                assert not probes[1].wait_lost(timeout=0.5)  # the other node stays
             finally:
                 for probe in probes:
                     probe.close()

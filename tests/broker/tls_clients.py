@@ -7,6 +7,7 @@ package), so the broker is tested against exactly what the cloud issues.
 from __future__ import annotations
 
 import ssl
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,13 @@ class TlsProbe(Probe):
     def _on_lost(self, *_args: object) -> None:
         self.lost = True
         self._answered.set()
+
+    def wait_lost(self, timeout: float = WAIT) -> bool:
+        """Whether the broker dropped this client within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.lost and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.lost
 
     def connect(self) -> mqtt.ReasonCode | None:  # type: ignore[override]
         try:
