@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from broker.access import password_table
 from broker.embedded import EmbeddedBroker, run_in_thread
 from broker.settings import BrokerSettings
+from cloud_api.runtime import Cloud
+from cloud_api.settings import CloudSettings
 from schemas.topics import TopicScheme
 from tests.broker.clients import Probe
 
@@ -77,3 +80,12 @@ def cloud(connect: ClientFactory, topics: Topics) -> Probe:
     assert not probe.connack.is_failure  # type: ignore[union-attr]
     assert probe.subscribe(f"{topics.root}/#").value == 1
     return probe
+
+
+@pytest.fixture
+def certifying_cloud(tmp_path: Path) -> Iterator[Cloud]:
+    """A cloud on SQLite that activates nodes with a CSR (it advertises an mTLS broker)."""
+    settings = CloudSettings(data_dir=tmp_path / "cloud", database_url=f"sqlite:///{tmp_path / 'c.db'}",
+                             advertised_mqtts_url="mqtts://127.0.0.1:8883")
+    with Cloud(settings) as opened:
+        yield opened

@@ -10,17 +10,14 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from broker.plugins import HttpAuthenticator
-from cloud_api.pki import describe
 from cloud_api.runtime import Cloud
-from cloud_api.settings import CloudSettings
-from tests.broker.tls_clients import ClientFiles, TlsProbe, client_context
+from tests.broker.tls_clients import TlsProbe, certified_node, client_context
 from tests.cloud_api.conftest import admin_token, serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,31 +46,15 @@ def test_the_authenticator_sends_the_serial_of_a_certificate_client() -> None:
 
 
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
-    settings = CloudSettings(data_dir=tmp_path / "cloud", database_url=f"sqlite:///{tmp_path / 'c.db'}",
-                             advertised_mqtts_url="mqtts://127.0.0.1:8883")
-    with Cloud(settings) as opened:
-        yield opened
-
-
-def node_files(cloud: Cloud, directory: Path) -> ClientFiles:
-    """A node activated with a CSR, as ``tether edge activate --node`` does."""
-    from edge_runtime.activation import new_key_and_csr
-
-    cloud.create_node("tls-1")
-    key_pem, csr = new_key_and_csr(NODE)
-    answer = cloud.activate(cloud.issue_activation("tls-1").token, csr=csr)
-    assert answer.certificate is not None
-    (directory / "node.crt").write_text(answer.certificate)
-    (directory / "node.key").write_bytes(key_pem)
-    return ClientFiles(directory / "node.crt", directory / "node.key", describe(answer.certificate).serial)
+def cloud(certifying_cloud: Cloud) -> Cloud:
+    return certifying_cloud
 
 
 def test_serve_with_tls_admits_a_current_certificate_and_refuses_a_revoked_one(
     cloud: Cloud, tmp_path: Path
 ) -> None:
     tls = cloud.issue_server_certificate(tmp_path / "broker-tls")
-    files = node_files(cloud, tmp_path)
+    files = certified_node(cloud, "tls-1", tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_BROKER_")}
     with serving(cloud.app) as url:
         process = subprocess.Popen(

@@ -20,9 +20,6 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner, Result
 
 from broker.cli import app
@@ -30,9 +27,8 @@ from broker.crl_sync import needs_update, reload_mosquitto
 from broker.mosquitto import MosquittoConfig, render_config
 from cloud_api.pki import CertificateAuthority
 from cloud_api.runtime import Cloud, ServerFiles
-from cloud_api.settings import CloudSettings
 from launcher.mosquitto import mosquitto_binary, running_mosquitto
-from tests.broker.tls_clients import ClientFiles, TlsProbe, client_context
+from tests.broker.tls_clients import ClientFiles, TlsProbe, certified_node, client_context
 from tests.cloud_api.conftest import admin_token, serving
 from tests.conftest import free_port
 
@@ -59,34 +55,14 @@ def test_the_tls_listener_checks_the_crl_file_when_one_is_given(tmp_path: Path) 
 
 # -- crl-sync against a real cloud ------------------------------------------------------
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
-    settings = CloudSettings(data_dir=tmp_path / "cloud", database_url=f"sqlite:///{tmp_path / 'c.db'}",
-                             advertised_mqtts_url="mqtts://127.0.0.1:8883")
-    with Cloud(settings) as opened:
-        yield opened
+def cloud(certifying_cloud: Cloud) -> Cloud:
+    return certifying_cloud
 
 
 @pytest.fixture
 def cloud_url(cloud: Cloud) -> Iterator[str]:
     with serving(cloud.app) as url:
         yield url
-
-
-def certified_node(cloud: Cloud, node: str, directory: Path) -> ClientFiles:
-    """``default/node`` activated with a CSR, as a node does: its certificate and key files."""
-    cloud.create_node(node)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"default/{node}")])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
-    answer = cloud.activate(cloud.issue_activation(node).token,
-                            csr=csr.public_bytes(serialization.Encoding.PEM).decode())
-    assert answer.certificate is not None
-    certfile, keyfile = directory / f"{node}.crt", directory / f"{node}.key"
-    certfile.write_text(answer.certificate)
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    serial = x509.load_pem_x509_certificate(answer.certificate.encode()).serial_number
-    return ClientFiles(certfile, keyfile, format(serial, "x"))
 
 
 def listed(path: Path) -> set[str]:

@@ -22,8 +22,7 @@ from cloud_api.runtime import Cloud
 from cloud_api.settings import CloudSettings
 from launcher.mosquitto import mosquitto_binary, running_mosquitto
 from schemas.names import node_client_id
-from tests.broker.test_mosquitto_crl import certified_node
-from tests.broker.tls_clients import TlsProbe, client_context
+from tests.broker.tls_clients import TlsProbe, certified_node, client_context
 from tests.conftest import free_port
 
 BRIDGE_PASSWORD = "bridge-secret-for-the-test"

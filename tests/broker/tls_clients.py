@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloud_api.pki import CertificateAuthority, describe
+from cloud_api.runtime import Cloud
+from edge_runtime.activation import new_key_and_csr
+from schemas.names import node_identity
 from tests.broker.clients import WAIT, Probe
 
 
@@ -126,3 +129,16 @@ class TlsProbe(Probe):
         self.client.loop_start()
         assert self._answered.wait(WAIT), "no CONNACK and no disconnect"
         return self.connack  # None: TLS 1.3 lets the server refuse after the handshake
+
+
+def certified_node(cloud: Cloud, node: str, directory: Path) -> ClientFiles:
+    """``default/node`` activated with a CSR, as ``tether edge activate --node`` does: its
+    certificate and key files in ``directory``."""
+    cloud.create_node(node)
+    key_pem, csr = new_key_and_csr(node_identity("default", node))
+    answer = cloud.activate(cloud.issue_activation(node).token, csr=csr)
+    assert answer.certificate is not None
+    certfile, keyfile = directory / f"{node}.crt", directory / f"{node}.key"
+    certfile.write_text(answer.certificate)
+    keyfile.write_bytes(key_pem)
+    return ClientFiles(certfile, keyfile, describe(answer.certificate).serial)

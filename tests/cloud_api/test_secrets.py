@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import inspect, text
 
 from cloud_api.metrics import Metrics
@@ -19,6 +15,7 @@ from cloud_api.services.node_certificates import record_certificate
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.serving import ShadowServer
 from cloud_api.transport import MemoryPublisher
+from edge_runtime.activation import new_key_and_csr
 from schemas.topics import Suffix
 
 NS = "/v1/namespaces/default"
@@ -141,11 +138,8 @@ def test_a_revoked_node_still_connected_gets_nothing_and_is_cut_off_again(
     revoked node may be connected: it is refused resources, and its presence is reported
     so it is cut off again (cloud_api.kicking)."""
     seed(api)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "default/n1")])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
-    signed = cloud.authority.sign_csr(csr.public_bytes(serialization.Encoding.PEM).decode(),
-                                      common_name="default/n1", days=30)
+    _, csr = new_key_and_csr("default/n1")
+    signed = cloud.authority.sign_csr(csr, common_name="default/n1", days=30)
     with cloud.store.session() as session:  # what activating with a CSR records
         record_certificate(session, "default", "n1", signed, now=cloud.context.now())
         session.commit()
