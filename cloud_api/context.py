@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cloud_api.bridge import Bridge
-from cloud_api.db import Store
 from cloud_api.functions import FunctionRelay
 from cloud_api.metrics import Metrics
 from cloud_api.services.mqtt_auth import authenticate_mqtt
 from cloud_api.settings import CloudSettings
+from cloud_api.store.engine import Store
 from cloud_api.transport import NullPublisher, Publisher
 
 

@@ -37,7 +37,6 @@ from cloud_api.app import create_app
 from cloud_api.bridge import Bridge
 from cloud_api.context import Context
 from cloud_api.credentials import read_or_create_secret_file
-from cloud_api.db import Store
 from cloud_api.errors import CloudError, ConfigError
 from cloud_api.functions import FunctionRelay, route_results
 from cloud_api.kicking import SessionKicker
@@ -61,6 +60,7 @@ from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
 from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
+from cloud_api.store.engine import Store
 from cloud_api.transport import NullPublisher
 from schemas.names import node_identity
 

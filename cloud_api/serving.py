@@ -18,7 +18,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from cloud_api.db import Store
 from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
 from cloud_api.payloads import decode_payload
 from cloud_api.services.node_certificates import cut_off
@@ -26,6 +25,7 @@ from cloud_api.services.nodes import set_online
 from cloud_api.services.rollout import fetch_resources
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.shadows import get_document, update_shadow
+from cloud_api.store.engine import Store
 from cloud_api.transport import Publisher
 from schemas.errors import ErrorCode, Rejection
 from schemas.messages import parse_get_request, parse_status

@@ -9,8 +9,8 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from cloud_api import migrations
-from cloud_api.db import Store
 from cloud_api.settings import sqlalchemy_url
+from cloud_api.store.engine import Store
 
 
 def test_upgrading_a_first_release_database_keeps_its_data(store_url: str) -> None:

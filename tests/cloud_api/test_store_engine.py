@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from cloud_api.db import Store
 from cloud_api.errors import StoreError, StoreUnavailable
 from cloud_api.models import Namespace
+from cloud_api.store.engine import Store
 from tests.conftest import free_port
 
 
