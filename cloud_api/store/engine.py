@@ -1,6 +1,6 @@
-"""The store: one SQLAlchemy engine over SQLite (embedded default) or PostgreSQL (scale-out).
+"""The store's engine: one SQLAlchemy engine over SQLite (embedded default) or PostgreSQL (scale-out).
 
-The engine of one process. Every write must survive a power cut once it is acknowledged: SQLite runs in WAL mode with
+Every write must survive a power cut once it is acknowledged: SQLite runs in WAL mode with
 ``synchronous=FULL`` (each commit fsyncs the log); PostgreSQL's defaults already fsync on
 commit. Several cloud replicas may share one PostgreSQL, so nothing here assumes a single
 writer: migrations (alembic, ``cloud_api/migrations``) run under an advisory lock, and shadow updates are compare-and-swaps
