@@ -1,8 +1,9 @@
 """The MQTT bridge: one paho-mqtt client that feeds the shadow topics to worker threads.
 
 Paho's callbacks run on its network thread, where any slow work would stall every node's
-traffic, so they only put messages on a queue. ``bridge_workers`` threads take them off and
-call the handler (``ShadowServer.handle``). A message goes to the worker chosen by a hash
+traffic, so they only put messages on a queue. ``bridge_workers`` threads take them off, as
+many as are waiting at a time, and call the handler (``ShadowServer.handle_batch``) with the
+batch: one transaction and one commit serve them all (group commit, ``store/shadow_writing``). A message goes to the worker chosen by a hash
 of its ``(namespace, node)``: one node's requests are answered in the order it sent them,
 while different nodes are served in parallel. A full queue is answered with 429 at once.
 
@@ -21,7 +22,7 @@ import queue
 import socket
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,7 +39,7 @@ _paho_log = logging.getLogger(f"{__name__}.paho")
 # Paho logs an error from its loop when a deliberate disconnect closes the socket under it.
 _paho_log.addFilter(lambda record: not record.getMessage().startswith("Client is not connected"))
 
-Handler = Callable[[str, bytes], None]
+Handler = Callable[[Sequence[tuple[str, bytes]]], None]  # a batch, in arrival order
 Refuser = Callable[[str, bytes, Rejection], None]
 KEEPALIVE_SECONDS = 30
 MAX_QUEUED_OUTGOING = 100_000  # while disconnected; beyond this publishes are dropped
@@ -190,11 +191,28 @@ class Bridge:
 
     # -- workers -----------------------------------------------------------------------
     def _work(self, work: queue.Queue[tuple[str, bytes] | None]) -> None:
-        while (item := work.get()) is not None:  # None: stop
-            topic, payload = item
+        """Take every message waiting (up to ``bridge_batch_size``) and answer them as one
+        batch: one transaction, one commit for all (``ShadowServer.handle_batch``). A worker
+        that is idle answers a lone message at once; under load, batches grow by themselves."""
+        limit = self.settings.bridge_batch_size
+        stop = False
+        while not stop:
+            first = work.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < limit:
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:  # answer what came before the stop, then stop
+                    stop = True
+                    break
+                batch.append(item)
             try:
                 assert self._handle is not None
-                self._handle(topic, payload)
+                self._handle(batch)
             except Exception:  # the handler never raises; if it does, the worker must live
                 self.metrics.inc(BRIDGE_ERRORS, kind="internal")
-                log.exception("bridge worker failed on %s", topic)
+                log.exception("bridge worker failed on a batch of %d", len(batch))

@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,7 @@ from schemas.payloads import decode_json, encode_json
 from schemas.topics import Suffix, TopicScheme
 
 log = logging.getLogger(__name__)
-Handler = Callable[[str, bytes], None]
+Handler = Callable[[Sequence[tuple[str, bytes]]], None]  # a bridge batch
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 300.0
 MAX_IN_FLIGHT = 1000
@@ -170,11 +170,15 @@ class FunctionRelay:
 def route_results(relay: FunctionRelay, topics: TopicScheme, handle: Handler) -> Handler:
     """The bridge's handler: function results to ``relay``, everything else to ``handle``."""
 
-    def dispatch(topic: str, payload: bytes) -> None:
-        parsed = topics.parse(topic)
-        if parsed is not None and parsed.suffix == Suffix.FUNCTION_RESULT:
-            relay.resolve(topic, payload)
-        else:
-            handle(topic, payload)
+    def dispatch(batch: Sequence[tuple[str, bytes]]) -> None:
+        rest = []
+        for topic, payload in batch:
+            parsed = topics.parse(topic)
+            if parsed is not None and parsed.suffix == Suffix.FUNCTION_RESULT:
+                relay.resolve(topic, payload)
+            else:
+                rest.append((topic, payload))
+        if rest:
+            handle(rest)
 
     return dispatch

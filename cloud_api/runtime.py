@@ -255,7 +255,7 @@ class Cloud:
             secrets=SecretBox.from_settings(self.settings),
             cut_off=self.revocations.announce,
         )
-        handle = route_results(context.functions, self.settings.topics, server.handle)
+        handle = route_results(context.functions, self.settings.topics, server.handle_batch)
         bridge.start(handle, refuse=server.refuse)
         self.bridge = self.context.bridge = bridge
         self.context.publisher = bridge

@@ -13,25 +13,31 @@ exactly the messages an update over MQTT does.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
+from cloud_api.metrics import (
+    BRIDGE_ERRORS,
+    BRIDGE_MESSAGES,
+    UPDATES_ACCEPTED,
+    UPDATES_REJECTED,
+    Metrics,
+)
 from cloud_api.payloads import decode_payload
-from cloud_api.services.node_certificates import cut_off
-from cloud_api.services.nodes import set_online
+from cloud_api.services.node_certificates import cut_off, cut_off_among
 from cloud_api.services.rollout import fetch_resources
 from cloud_api.services.secrets_crypto import SecretBox
-from cloud_api.services.shadows import get_document, update_shadow
 from cloud_api.store.engine import Store
+from cloud_api.store.shadow_writing import Fetch, Presence, ShadowOp, Update, write_batch
 from cloud_api.transport import Publisher
 from schemas.errors import ErrorCode, Rejection
 from schemas.messages import parse_get_request, parse_status
 from schemas.names import node_identity
 from schemas.payloads import encode_json
-from schemas.shadow import ShadowLimits, UpdateOutcome, client_token_of
+from schemas.shadow import ShadowLimits, UpdateOutcome, client_token_of, parse_update_request
 from schemas.topics import REPLIES, NodeTopic, Suffix, TopicScheme
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,17 @@ def clear_status(publisher: Publisher, *, topics: TopicScheme, namespace: str, n
     publisher.publish(topics.topic(namespace, node, Suffix.STATUS), b"", retain=True)
 
 
+@dataclass
+class _Step:
+    """One message of a batch: what it asked, and what the batch made of it."""
+
+    request: NodeTopic
+    body: Any = None
+    op: ShadowOp | None = None  # None: no shadow work (resources/get) or refused before it
+    error: Rejection | None = None  # refused before the batch (bad payload, revoked)
+    reply_token: str | None = None  # the clientToken a get/accepted echoes
+
+
 class ShadowServer:
     """Answers the requests nodes publish; one instance serves every bridge worker."""
 
@@ -81,11 +98,13 @@ class ShadowServer:
         self.limits = limits
         self.metrics = metrics
         self.clock = clock
-        self._handlers: dict[Suffix, Callable[[NodeTopic, Any], None]] = {
-            Suffix.SHADOW_GET: self._shadow_get,
-            Suffix.SHADOW_UPDATE: self._shadow_update,
-            Suffix.RESOURCES_GET: self._resources_get,
-            Suffix.STATUS: self._status,
+        # SQLite has one writer: this process's batches queue on a lock, not in its busy handler
+        self._write_lock = threading.Lock() if store.is_sqlite else None
+        self._handlers: dict[Suffix, Callable[[_Step], None]] = {
+            Suffix.SHADOW_GET: self._fetch,
+            Suffix.SHADOW_UPDATE: self._update,
+            Suffix.RESOURCES_GET: self._read_only,
+            Suffix.STATUS: self._presence,
         }
 
     def now(self) -> int:
@@ -94,29 +113,27 @@ class ShadowServer:
     # -- entry points ------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> None:
         """Answer one message. Never raises."""
-        self.metrics.inc(BRIDGE_MESSAGES, direction="in")
-        request = self.topics.parse(topic)
-        if request is None or request.suffix not in self._handlers:
-            self.metrics.inc(BRIDGE_ERRORS, kind="ignored")
-            log.debug("ignoring a message on %r: not a topic the cloud serves", topic)
-            return
-        if request.suffix == Suffix.STATUS and not payload:
-            return  # an empty retained message: the cloud clearing a deleted node's status
-        body: Any = None
-        is_update = request.suffix == Suffix.SHADOW_UPDATE
-        counting: AbstractContextManager[None] = (
-            self.metrics.counting_update("mqtt") if is_update else nullcontext()
-        )
+        self.handle_batch([(topic, payload)])
+
+    def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Answer the messages one bridge worker drained, in the order they came. Never raises.
+
+        Every shadow read and write among them (``shadow/get``, ``shadow/update``,
+        ``status``) is served by one transaction (``store.shadow_writing``); the replies are
+        published after its commit, in arrival order, so a node sees its answers in the
+        order it asked. ``resources/get`` only reads, and is answered after that.
+        """
+        steps = [step for topic, payload in messages if (step := self._step(topic, payload))]
+        self._refuse_revoked(steps)
+        ops = [step.op for step in steps if step.op is not None and step.error is None]
         try:
-            with counting:
-                body = decode_payload(payload, limits=self.limits)
-                self._handlers[request.suffix](request, body)
-        except Rejection as exc:
-            self._refuse(request, exc, client_token_of(body))
-        except Exception:
-            log.exception("failed to answer a message on %r", topic)
-            internal = Rejection(ErrorCode.INTERNAL, "internal error; retry later")
-            self._refuse(request, internal, client_token_of(body))
+            write_batch(self.store, ops, now=self.now(), limits=self.limits, lock=self._write_lock)
+        except Exception:  # write_batch turns database errors into op errors; this is a bug
+            log.exception("failed to serve a batch of %d shadow operations", len(ops))
+            for op in ops:
+                op.error = Rejection(ErrorCode.INTERNAL, "internal error; retry later")
+        for step in steps:
+            self._answer(step)
 
     def refuse(self, topic: str, payload: bytes, rejection: Rejection) -> None:
         """Answer a message with ``rejection`` without handling it (e.g. 429 when overloaded)."""
@@ -129,30 +146,99 @@ class ShadowServer:
             body = None
         self._refuse(request, rejection, client_token_of(body))
 
+    # -- one message -------------------------------------------------------------------
+    def _step(self, topic: str, payload: bytes) -> _Step | None:
+        """Parse a message into what the batch must do for it; None: nothing to answer."""
+        self.metrics.inc(BRIDGE_MESSAGES, direction="in")
+        request = self.topics.parse(topic)
+        if request is None or request.suffix not in self._handlers:
+            self.metrics.inc(BRIDGE_ERRORS, kind="ignored")
+            log.debug("ignoring a message on %r: not a topic the cloud serves", topic)
+            return None
+        if request.suffix == Suffix.STATUS and not payload:
+            return None  # an empty retained message: the cloud clearing a deleted node's status
+        step = _Step(request)
+        try:
+            step.body = decode_payload(payload, limits=self.limits)
+            self._handlers[request.suffix](step)
+        except Rejection as exc:
+            step.error = exc
+        return step
+
+    def _fetch(self, step: _Step) -> None:
+        step.reply_token = parse_get_request(step.body, limits=self.limits)
+        step.op = Fetch(step.request.namespace, step.request.node)
+
+    def _update(self, step: _Step) -> None:
+        parsed = parse_update_request(step.body, limits=self.limits, writable=NODE_WRITABLE)
+        step.op = Update(step.request.namespace, step.request.node, request=parsed)
+
+    def _presence(self, step: _Step) -> None:
+        online = parse_status(step.body)["online"]
+        step.op = Presence(step.request.namespace, step.request.node, online=online)
+
+    def _read_only(self, step: _Step) -> None:
+        """``resources/get``: answered after the batch's transaction (``_answer``)."""
+
+    def _refuse_revoked(self, steps: list[_Step]) -> None:
+        """A revoked node saying it is online is not recorded, and is cut off again."""
+        online: dict[str, list[_Step]] = {}
+        for step in steps:
+            if isinstance(step.op, Presence) and step.op.online and step.error is None:
+                online.setdefault(step.request.namespace, []).append(step)
+        if not online:
+            return
+        try:
+            with self.store.session() as session:
+                cut = {(namespace, node)
+                       for namespace, batch in online.items()
+                       for node in cut_off_among(session, namespace,
+                                                 [step.request.node for step in batch],
+                                                 now=self.now())}
+        except Rejection as exc:
+            for batch in online.values():
+                for step in batch:
+                    step.error = exc
+            return
+        for batch in online.values():
+            for step in batch:
+                if (step.request.namespace, step.request.node) in cut:
+                    step.op = None
+                    self._revoked_node_spoke(step.request)
+
+    def _answer(self, step: _Step) -> None:
+        """Publish what ``step`` came to; count it."""
+        request, op = step.request, step.op
+        error = step.error or (op.error if op is not None else None)
+        is_update = request.suffix == Suffix.SHADOW_UPDATE
+        if error is not None:
+            if is_update:
+                self.metrics.inc(UPDATES_REJECTED, source="mqtt", code=str(int(error.code)))
+            self._refuse(request, error, client_token_of(step.body))
+            return
+        try:
+            if isinstance(op, Update) and op.outcome is not None:
+                self.metrics.inc(UPDATES_ACCEPTED, source="mqtt")
+                publish_update(self.publisher, op.outcome, topics=self.topics,
+                               namespace=request.namespace, node=request.node)
+            elif isinstance(op, Fetch) and op.document is not None:
+                reply = op.document.to_json()
+                if step.reply_token is not None:
+                    reply["clientToken"] = step.reply_token
+                self._publish(request, Suffix.SHADOW_GET_ACCEPTED, reply)
+            elif isinstance(op, Presence) and not op.known:
+                log.info("status from unknown node %s/%s ignored", request.namespace, request.node)
+            elif request.suffix == Suffix.RESOURCES_GET:
+                self._resources_get(request, step.body)
+        except Rejection as exc:
+            self._refuse(request, exc, client_token_of(step.body))
+        except Exception:
+            log.exception("failed to answer a message on %s/%s %s",
+                          request.namespace, request.node, request.suffix.value)
+            internal = Rejection(ErrorCode.INTERNAL, "internal error; retry later")
+            self._refuse(request, internal, client_token_of(step.body))
+
     # -- handlers ----------------------------------------------------------------------
-    def _shadow_get(self, request: NodeTopic, body: Any) -> None:
-        client_token = parse_get_request(body, limits=self.limits)
-        with self.store.session() as session:
-            document = get_document(session, request.namespace, request.node)
-        reply = document.to_json()
-        if client_token is not None:
-            reply["clientToken"] = client_token
-        self._publish(request, Suffix.SHADOW_GET_ACCEPTED, reply)
-
-    def _shadow_update(self, request: NodeTopic, body: Any) -> None:
-        with self.store.session() as session:
-            outcome = update_shadow(
-                session,
-                request.namespace,
-                request.node,
-                body,
-                writable=NODE_WRITABLE,
-                now=self.now(),
-                limits=self.limits,
-            )
-        namespace, node = request.namespace, request.node
-        publish_update(self.publisher, outcome, topics=self.topics, namespace=namespace, node=node)
-
     def _resources_get(self, request: NodeTopic, body: Any) -> None:
         with self.store.session() as session:
             if cut_off(session, request.namespace, request.node, now=self.now()):
@@ -162,20 +248,6 @@ class ShadowServer:
                 session, self.secrets, request.namespace, request.node, body, limits=self.limits
             )
         self._publish(request, Suffix.RESOURCES_GET_ACCEPTED, reply)
-
-    def _status(self, request: NodeTopic, body: Any) -> None:
-        status = parse_status(body)
-        with self.store.session() as session:
-            if status["online"] and cut_off(
-                session, request.namespace, request.node, now=self.now()
-            ):
-                self._revoked_node_spoke(request)
-                return
-            known = set_online(
-                session, request.namespace, request.node, online=status["online"], now=self.now()
-            )
-        if not known:
-            log.info("status from unknown node %s/%s ignored", request.namespace, request.node)
 
     def _revoked_node_spoke(self, request: NodeTopic) -> None:
         """A revoked node is connected (a broker that cannot ask us let it back in before

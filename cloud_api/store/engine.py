@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, event, text
+import orjson
+from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
@@ -60,11 +61,14 @@ def create_store_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             json_serializer=_to_json,
+            json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(url, json_serializer=_to_json, pool_pre_ping=True)
+    return create_engine(
+        url, json_serializer=_to_json, json_deserializer=orjson.loads, pool_pre_ping=True
+    )
 
 
 class Store:
@@ -91,6 +95,13 @@ class Store:
         """A session; database errors escaping it become ``StoreError``/``StoreUnavailable``."""
         with self._errors_wrapped(), Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A Core connection (the hot paths' way in), errors wrapped as ``session`` does;
+        what is not committed when the block ends is rolled back."""
+        with self._errors_wrapped(), self.engine.connect() as connection:
+            yield connection
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers."""

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -313,14 +313,14 @@ def test_a_full_queue_is_answered_429_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     entered, release = threading.Event(), threading.Event()
-    handle = ShadowServer.handle
+    handle_batch = ShadowServer.handle_batch
 
-    def slow(self: ShadowServer, topic: str, payload: bytes) -> None:
+    def slow(self: ShadowServer, batch: Sequence[tuple[str, bytes]]) -> None:
         entered.set()
         release.wait(TIMEOUT)
-        handle(self, topic, payload)
+        handle_batch(self, batch)
 
-    monkeypatch.setattr(ShadowServer, "handle", slow)
+    monkeypatch.setattr(ShadowServer, "handle_batch", slow)
     settings = make_settings(
         mqtt_url=mosquitto_url, topic_root=topic_scheme.root, bridge_workers=1, bridge_queue_size=1
     )

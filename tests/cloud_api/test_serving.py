@@ -182,7 +182,7 @@ def test_an_internal_failure_is_a_500_rejection_not_an_exception(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(serving, "get_document", broken)
+    monkeypatch.setattr(serving, "write_batch", broken)
     node.send(Suffix.SHADOW_GET, {"clientToken": TOKEN})
     (rejected,) = node.received(Suffix.SHADOW_GET_REJECTED)
     assert rejected == {"code": 500, "message": "internal error; retry later", "clientToken": TOKEN,
