@@ -6,8 +6,9 @@ threads call it, and tests call it directly with a ``MemoryPublisher``. It never
 whatever a node sends, the answer is a rejection on the request's ``/rejected`` topic (or,
 for ``status``, which has none, a log line and a counter), and the worker lives on.
 
-``publish_update`` is shared with the REST API, so an update of ``desired`` over REST sends
-exactly the messages an update over MQTT does.
+The messages an accepted update causes are ``services.shadows.publish_update``, shared with
+the REST API and matching, so an update of ``desired`` sends exactly the messages an
+update over MQTT does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cloud_api.payloads import decode_payload
 from cloud_api.services.node_certificates import cut_off, cut_off_among
 from cloud_api.services.rollout import fetch_resources
 from cloud_api.services.secrets_crypto import SecretBox
+from cloud_api.services.shadows import publish_update
 from cloud_api.store.engine import Store
 from cloud_api.store.shadow_writing import Fetch, Presence, ShadowOp, Update, write_batch
 from cloud_api.transport import Publisher
@@ -37,31 +39,12 @@ from schemas.errors import ErrorCode, Rejection
 from schemas.messages import parse_get_request, parse_status
 from schemas.names import node_identity
 from schemas.payloads import encode_json
-from schemas.shadow import ShadowLimits, UpdateOutcome, client_token_of, parse_update_request
+from schemas.shadow import ShadowLimits, client_token_of, parse_update_request
 from schemas.topics import REPLIES, NodeTopic, Suffix, TopicScheme
 
 log = logging.getLogger(__name__)
 
 NODE_WRITABLE = ("reported",)
-
-
-def publish_update(
-    publisher: Publisher, outcome: UpdateOutcome, *, topics: TopicScheme, namespace: str, node: str
-) -> None:
-    """The messages of an accepted update: ``accepted``, ``delta`` if any, ``documents``."""
-    messages = [
-        (Suffix.SHADOW_UPDATE_ACCEPTED, outcome.accepted_payload()),
-        (Suffix.SHADOW_UPDATE_DELTA, outcome.delta_payload()),
-        (Suffix.SHADOW_UPDATE_DOCUMENTS, outcome.documents_payload()),
-    ]
-    for suffix, body in messages:
-        if body is not None:
-            publisher.publish(topics.topic(namespace, node, suffix), encode_json(body))
-
-
-def clear_status(publisher: Publisher, *, topics: TopicScheme, namespace: str, node: str) -> None:
-    """Remove a deleted node's retained ``status`` (an empty retained message clears it)."""
-    publisher.publish(topics.topic(namespace, node, Suffix.STATUS), b"", retain=True)
 
 
 @dataclass

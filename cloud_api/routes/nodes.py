@@ -30,8 +30,8 @@ from cloud_api.services.nodes import (
     to_public,
     update_node,
 )
+from cloud_api.services.shadows import clear_status
 from cloud_api.services.tokens import authorize
-from cloud_api.serving import clear_status
 from schemas.names import node_identity
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/nodes", tags=["nodes"])

@@ -13,9 +13,8 @@ from fastapi import APIRouter
 
 from cloud_api.deps import ContextDep, CurrentToken, PublisherDep, RawBody, SessionDep
 from cloud_api.payloads import decode_payload
-from cloud_api.services.shadows import get_document, update_shadow
+from cloud_api.services.shadows import get_document, publish_update, update_shadow
 from cloud_api.services.tokens import authorize
-from cloud_api.serving import publish_update
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/nodes/{node}/shadow", tags=["shadows"])
 

@@ -25,8 +25,7 @@ from sqlmodel.sql.expression import Select
 
 from cloud_api.models import Node, Shadow
 from cloud_api.models.resources import Resource
-from cloud_api.services.shadows import update_shadow
-from cloud_api.serving import publish_update
+from cloud_api.services.shadows import publish_update, update_shadow
 from cloud_api.store.engine import table_of
 from cloud_api.transport import Publisher
 from schemas.labels import match_all, parse_selector

@@ -20,6 +20,7 @@ from cloud_api.models import (
     NodeUpdate,
     Shadow,
 )
+from cloud_api.services.matching import desired_apps
 from cloud_api.services.namespaces import get_namespace
 from cloud_api.services.node_certificates import revoke_node_credentials
 from schemas.names import validate_name
@@ -54,9 +55,6 @@ def _first_shadow(session: Session, namespace: str, name: str, *, now: int) -> S
     """A new node's shadow: ``desired.apps`` already holds the apps matched to it (maybe
     none, but present, so that a node still running apps it should not gets ``null``s in
     its delta, DESIGN §5)."""
-    # imported here: matching publishes through serving, which imports this module
-    from cloud_api.services.matching import desired_apps
-
     apps = desired_apps(session, namespace, [name]).get(name, {})
     stamps = {"apps": {app: {"timestamp": now} for app in apps}} if apps else {}
     return Shadow(namespace=namespace, node=name, desired={"apps": apps},

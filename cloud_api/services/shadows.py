@@ -8,6 +8,9 @@ If another writer got there first the row count is 0; then a request that named 
 ``version`` is refused with 409 (it was written against a document that no longer exists),
 and one that did not is merged again onto the newer document. Nothing is lost, nothing is
 locked, and the same code is correct on SQLite and PostgreSQL.
+
+``publish_update`` sends the messages an accepted update causes, whoever wrote it (a node
+over MQTT, REST, matching), through the ``Publisher`` it is handed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from sqlmodel import Session, col
 
 from cloud_api.errors import Busy, NotFound
 from cloud_api.models import Shadow
+from cloud_api.transport import Publisher
 from schemas.names import validate_name
+from schemas.payloads import encode_json
 from schemas.shadow import (
     DEFAULT_LIMITS,
     ShadowDocument,
@@ -30,6 +35,7 @@ from schemas.shadow import (
     apply_update,
     parse_update_request,
 )
+from schemas.topics import Suffix, TopicScheme
 
 MAX_ATTEMPTS = 64
 _BACKOFF_SECONDS = 0.002
@@ -101,3 +107,23 @@ def _compare_and_swap(
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)
+
+
+# -- the messages of an update ------------------------------------------------------------
+def publish_update(
+    publisher: Publisher, outcome: UpdateOutcome, *, topics: TopicScheme, namespace: str, node: str
+) -> None:
+    """The messages of an accepted update: ``accepted``, ``delta`` if any, ``documents``."""
+    messages = [
+        (Suffix.SHADOW_UPDATE_ACCEPTED, outcome.accepted_payload()),
+        (Suffix.SHADOW_UPDATE_DELTA, outcome.delta_payload()),
+        (Suffix.SHADOW_UPDATE_DOCUMENTS, outcome.documents_payload()),
+    ]
+    for suffix, body in messages:
+        if body is not None:
+            publisher.publish(topics.topic(namespace, node, suffix), encode_json(body))
+
+
+def clear_status(publisher: Publisher, *, topics: TopicScheme, namespace: str, node: str) -> None:
+    """Remove a deleted node's retained ``status`` (an empty retained message clears it)."""
+    publisher.publish(topics.topic(namespace, node, Suffix.STATUS), b"", retain=True)

@@ -67,7 +67,7 @@ _KINDS: dict[ResourceKind, type[Model]] = {
 class ResourceCloud(MqttCloud):
     """``MqttCloud`` that also answers ``resources/get`` from ``catalog``.
 
-    Like the real cloud (``cloud_api.serving.publish_update``), it publishes
+    Like the real cloud (``cloud_api.services.shadows.publish_update``), it publishes
     ``update/accepted`` for desired changes before the delta: a delta alone cannot tell a
     node that an app it never reported (one whose fetch failed) is no longer desired.
     """
