@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from cloud_api.bridge import Bridge
 from cloud_api.functions import FunctionRelay
 from cloud_api.metrics import Metrics
+from cloud_api.rematching import Rematcher
 from cloud_api.services.mqtt_auth import authenticate_mqtt
 from cloud_api.settings import CloudSettings
 from cloud_api.store.engine import Store
@@ -30,10 +31,16 @@ class Context:
     bridge: Bridge | None = None
     functions: FunctionRelay = field(default_factory=FunctionRelay)  # invocations in flight
     clock: Callable[[], float] = time.time
+    rematcher: Rematcher | None = None  # does the matching writes owe, in the background
 
     def now(self) -> int:
         """Epoch seconds, the unit of every timestamp the cloud stores and sends."""
         return int(self.clock())
+
+    def matching_owed(self) -> None:
+        """A write stored a ``PendingMatch``: have it done now (else the next poll does)."""
+        if self.rematcher is not None:
+            self.rematcher.notify()
 
     def authenticate_mqtt(self, username: str | None, password: str | None) -> bool:
         """Whether a broker client may connect: the bridge, or a node with its password."""

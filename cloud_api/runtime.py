@@ -50,6 +50,7 @@ from cloud_api.models import (
     NodePublic,
 )
 from cloud_api.pki import CertificateAuthority, describe
+from cloud_api.rematching import Rematcher
 from cloud_api.revocation import Revocations
 from cloud_api.services.activation import activate, issue_activation_token
 from cloud_api.services.mqtt_auth import authenticate_certificate
@@ -110,6 +111,10 @@ class Cloud:
         if settings.kick_revoked_sessions:
             self._kicker = SessionKicker(settings, password=bridge_password)
             self.revocations.subscribe(self._kicker)
+        self.rematcher = Rematcher(self.store, settings, publisher=lambda: self.context.publisher,
+                                   now=self.context.now)
+        self.context.rematcher = self.rematcher
+        self.rematcher.start()
         self.app: FastAPI = create_app(self.context)
         self.app.state.authority = self.authority
         self.app.state.revocations = self.revocations
@@ -270,6 +275,7 @@ class Cloud:
             bridge.stop()
 
     def close(self) -> None:
+        self.rematcher.close()
         self.stop()
         if self._kicker is not None:
             self._kicker.close()

@@ -14,7 +14,6 @@ update over MQTT does.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,8 +80,6 @@ class ShadowServer:
         self.limits = limits
         self.metrics = metrics
         self.clock = clock
-        # SQLite has one writer: this process's batches queue on a lock, not in its busy handler
-        self._write_lock = threading.Lock() if store.is_sqlite else None
         self._handlers: dict[Suffix, Callable[[_Step], None]] = {
             Suffix.SHADOW_GET: self._fetch,
             Suffix.SHADOW_UPDATE: self._update,
@@ -110,7 +107,7 @@ class ShadowServer:
         self._refuse_revoked(steps)
         ops = [step.op for step in steps if step.op is not None and step.error is None]
         try:
-            write_batch(self.store, ops, now=self.now(), limits=self.limits, lock=self._write_lock)
+            write_batch(self.store, ops, now=self.now(), limits=self.limits)
         except Exception:  # write_batch turns database errors into op errors; this is a bug
             log.exception("failed to serve a batch of %d shadow operations", len(ops))
             for op in ops:

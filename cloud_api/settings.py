@@ -78,6 +78,10 @@ class CloudSettings(BaseSettings):
     max_client_token_bytes: int = Field(default=64, gt=0)
     bridge_workers: int = Field(default=2, ge=1, le=64)
     bridge_queue_size: int = Field(default=10_000, ge=1, description="per worker; full -> 429")
+    rematch_poll_seconds: float = Field(
+        default=2.0, gt=0,
+        description="how often to look for matching owed that no one here was told of",
+    )
     bridge_batch_size: int = Field(
         default=256, ge=1, le=10_000,
         description="most messages a bridge worker answers with one transaction (group commit)",

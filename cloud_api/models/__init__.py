@@ -18,6 +18,7 @@ from cloud_api.models.activation import (
     RenewalRequest,
     RenewalResponse,
 )
+from cloud_api.models.matching import PendingMatch
 from cloud_api.models.nodes import (
     Namespace,
     NamespaceCreate,
@@ -54,6 +55,7 @@ __all__ = [
     "NodeMode",
     "NodePublic",
     "NodeUpdate",
+    "PendingMatch",
     "RenewalRequest",
     "RenewalResponse",
     "Resource",

@@ -148,6 +148,9 @@ class ResourceStatus(Model):
     updated_at: int
     description: str = ""
     labels: dict[str, str] = PydanticField(default_factory=dict)
+    # on a write that changes what nodes run: how many nodes' desired apps differ from what
+    # matches them now, i.e. the updates the matching it owes will make
+    affected_nodes: int | None = None
 
 
 class AppPublic(App, ResourceStatus):

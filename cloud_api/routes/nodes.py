@@ -20,7 +20,7 @@ from cloud_api.deps import (
 )
 from cloud_api.models import NodePublic, NodeUpdate
 from cloud_api.revocation import Revocations
-from cloud_api.routes.resources import WriteNamespace, rematch
+from cloud_api.routes.resources import WriteNamespace
 from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import (
     create_node,
@@ -74,9 +74,9 @@ def patch(
     publisher: PublisherDep,
 ) -> NodePublic:
     """Change the labels and/or the description sent; new labels rematch the node's apps."""
-    updated = update_node(session, namespace, node, node_in)
+    updated = update_node(session, namespace, node, node_in, now=context.now())
     if node_in.labels is not None:
-        rematch(session, context, publisher, namespace, nodes=[node])
+        context.matching_owed()
     return to_public(updated)
 
 

@@ -6,7 +6,9 @@ kind; ``apps.py``, ``configs.py``, ``secrets.py``, ``certificates.py`` and
 checked (``ReadNamespace``/``WriteNamespace``) before the body is even parsed, so a token
 without access to a namespace learns nothing about it from any answer. PUT creates the
 resource if it is missing, so ``tether apply`` is one request. A write that gives some
-app a new version recomputes the desired apps of the namespace's nodes.
+app a new version owes a recompute of the desired apps of the namespace's nodes: it is
+stored with the write and done in the background (``cloud_api.rematching``); the answer's
+``affectedNodes`` says how many nodes it will update.
 
 (No ``from __future__ import annotations`` here: the routes are made inside a function,
 and FastAPI must see their annotations as objects, not as strings to resolve.)
@@ -23,7 +25,7 @@ from cloud_api.context import Context
 from cloud_api.deps import ContextDep, CurrentToken, JsonBody, PublisherDep, SessionDep, body_of
 from cloud_api.errors import CloudError
 from cloud_api.models.resources import ResourceMeta, ResourceStatus
-from cloud_api.services.matching import sync_desired_apps
+from cloud_api.services.matching import count_changes
 from cloud_api.services.resources import (
     PUBLIC_MODELS,
     delete_resource,
@@ -63,20 +65,13 @@ def get_secret_box(request: Request) -> SecretBox:
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 
 
-def rematch(
-    session: Session,
-    context: Context,
-    publisher: Publisher,
-    namespace: str,
-    *,
-    nodes: Collection[str] | None = None,
+def matching_owed(
+    session: Session, context: Context, namespace: str, *, nodes: Collection[str] | None = None
 ) -> int:
-    """Recompute desired apps (of ``nodes``, or of every node) and publish the updates."""
-    settings = context.settings
-    return sync_desired_apps(
-        session, namespace, publisher=publisher, topics=settings.topics,
-        limits=settings.limits, now=context.now(), nodes=nodes,
-    )
+    """After a write that owes a match: how many nodes it will update; then start it."""
+    affected = count_changes(session, namespace, nodes)
+    context.matching_owed()
+    return affected
 
 
 def plain_wire(session: Session, context: Context, namespace: str, body: Any) -> dict[str, Any]:
@@ -116,9 +111,11 @@ def resource_router(kind: ResourceKind, body_model: type[ResourceMeta], wire_of:
         wire = wire_of(session, context, namespace, body)
         written = put_resource(session, box, namespace, kind, wire, description=body.description,
                                labels=body.labels, now=context.now(), create=create)
+        public = to_public(written.resource, written.view)
         if written.apps_changed:
-            rematch(session, context, publisher, namespace)
-        return to_public(written.resource, written.view)
+            affected = matching_owed(session, context, namespace)
+            public = public.model_copy(update={"affected_nodes": affected})
+        return public
 
     @router.get("", response_model=list[public], summary=f"List {plural}")
     def list_all(namespace: ReadNamespace, session: SessionDep) -> list[ResourceStatus]:
@@ -150,9 +147,9 @@ def resource_router(kind: ResourceKind, body_model: type[ResourceMeta], wire_of:
         namespace: WriteNamespace, name: str, session: SessionDep, context: ContextDep,
         publisher: PublisherDep,
     ) -> Response:
-        delete_resource(session, namespace, kind, name)
+        delete_resource(session, namespace, kind, name, now=context.now())
         if kind is ResourceKind.APP:
-            rematch(session, context, publisher, namespace)
+            context.matching_owed()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

@@ -6,28 +6,39 @@ app's version change (or an app or a node comes or goes), ``sync_desired_apps`` 
 with one shadow update per node that changes, published like any other update
 (``accepted``, ``delta``, ``documents``), so the node hears of it at once.
 
-It is built for fleets: three bulk reads (apps, node labels, shadows), each selector
-parsed once, matching by set algebra over a label index (``schemas.labels.match_all``),
-the updates computed with the pure shadow algebra and written as compare-and-swaps in
-batches of ``BATCH`` per transaction. A swap lost to a concurrent writer (a node's
-report arriving meanwhile) is retried alone through ``update_shadow``.
+It runs off the request path: the write that makes matching owed stores a
+``PendingMatch`` row in its own transaction (``request_match``) and returns;
+``cloud_api.rematching`` does the work (``settle_owed``) in the background, on any replica.
+``count_changes`` tells the request how many nodes will be affected.
+
+It is built for fleets: bulk reads of apps and node labels, each selector parsed once,
+matching by set algebra over a label index (``schemas.labels.match_all``), and the
+updates written through the batched write path (``store.shadow_writing.locked_write``):
+``BATCH`` documents per transaction, rows locked, compare-and-swapped, one commit.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, update
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import Select
+from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col
+from sqlmodel import select as model_select
 
-from cloud_api.models import Node, Shadow
+from cloud_api.models import Node, PendingMatch, Shadow
+from cloud_api.models.matching import EVERY_NODE
 from cloud_api.models.resources import Resource
-from cloud_api.services.shadows import publish_update, update_shadow
-from cloud_api.store.engine import table_of
+from cloud_api.services.shadows import publish_update
+from cloud_api.store.engine import Store, table_of
+from cloud_api.store.shadow_writing import locked_write
 from cloud_api.transport import Publisher
+from schemas.errors import Rejection
 from schemas.labels import match_all, parse_selector
 from schemas.resources import ResourceKind
 from schemas.shadow import (
@@ -43,25 +54,9 @@ from schemas.topics import TopicScheme
 
 log = logging.getLogger(__name__)
 
-BATCH = 1000
-WRITABLE = ("desired",)
-
-
+BATCH = 500
 _SHADOWS = table_of(Shadow)
-_SWAP = (
-    update(_SHADOWS)
-    .where(
-        _SHADOWS.c.namespace == bindparam("b_namespace"),
-        _SHADOWS.c.node == bindparam("b_node"),
-        _SHADOWS.c.version == bindparam("b_expected"),
-    )
-    .values(
-        desired=bindparam("b_desired"),
-        metadata=bindparam("b_metadata"),
-        version=bindparam("b_version"),
-        timestamp=bindparam("b_timestamp"),
-    )
-)
+_PENDING = table_of(PendingMatch)
 
 
 def desired_apps(
@@ -69,13 +64,13 @@ def desired_apps(
 ) -> dict[str, dict[str, str]]:
     """What ``desired.apps`` of each node (all, or ``nodes``) should be: ``{app: version}``."""
     apps = session.exec(
-        select(Resource.name, Resource.version, Resource.selector).where(
+        model_select(Resource.name, Resource.version, Resource.selector).where(
             col(Resource.namespace) == namespace, col(Resource.kind) == ResourceKind.APP.value
         )
     ).all()
     selectors = {name: parse_selector(selector) for name, _, selector in apps}
     versions = {name: str(version) for name, version, _ in apps}
-    query = select(Node.name, Node.labels).where(col(Node.namespace) == namespace)
+    query = model_select(Node.name, Node.labels).where(col(Node.namespace) == namespace)
     if nodes is not None:
         query = query.where(col(Node.name).in_(list(nodes)))
     labels = {name: node_labels or {} for name, node_labels in session.exec(query).all()}
@@ -92,8 +87,22 @@ def _patch(current: Any, wanted: dict[str, str]) -> dict[str, Any] | None:
     return {APPS_KEY: wanted}
 
 
+def count_changes(session: Session, namespace: str, nodes: Collection[str] | None = None) -> int:
+    """How many nodes (of ``nodes``, or all) hold desired apps other than what matches them
+    now: the nodes a pending match will update."""
+    wanted = desired_apps(session, namespace, nodes)
+    current = _SHADOWS.c.desired[(APPS_KEY,)]
+    query = select(_SHADOWS.c.node, current).where(_SHADOWS.c.namespace == namespace)
+    if nodes is not None:
+        query = query.where(_SHADOWS.c.node.in_(sorted(set(nodes))))
+    return sum(
+        1 for node, apps in session.connection().execute(query)
+        if _patch(apps, wanted.get(node, {})) is not None
+    )
+
+
 def sync_desired_apps(
-    session: Session,
+    store: Store,
     namespace: str,
     *,
     publisher: Publisher,
@@ -104,83 +113,121 @@ def sync_desired_apps(
 ) -> int:
     """Bring ``desired.apps`` of the nodes (all of the namespace, or ``nodes``) up to date.
 
-    Returns how many nodes were updated (each got one update, and its messages).
+    Returns how many nodes were updated (each got one update, and its messages, published
+    after the commit of its batch).
     """
-    wanted = desired_apps(session, namespace, nodes)
-    if not wanted:
-        return 0
-    # sqlmodel's select() takes any number of columns but declares overloads for four at most
-    query: Select[str, dict[str, Any], dict[str, Any], dict[str, Any], int, int]
-    query = select(  # type: ignore[call-overload]
-        Shadow.node, Shadow.desired, Shadow.reported, Shadow.meta, Shadow.version, Shadow.timestamp
-    ).where(col(Shadow.namespace) == namespace)
-    if nodes is not None:
-        query = query.where(col(Shadow.node).in_(list(wanted)))
-    pending: list[tuple[str, UpdateOutcome]] = []
-    for node, desired, reported, meta, version, timestamp in session.exec(query).all():
-        patch = _patch(desired.get(APPS_KEY), wanted.get(node, {}))
-        if patch is None:
-            continue
-        document = ShadowDocument(desired=desired, reported=reported, metadata=meta,
-                                  version=version, timestamp=timestamp)
-        # built here, of names and versions already valid: no need to parse it as input
-        request = UpdateRequest(state={"desired": patch}, version=None, client_token=None)
-        pending.append((node, apply_update(document, request, now=now, limits=limits)))
-    session.rollback()  # end the read transaction; the writes below are batches of their own
+    with store.session() as session:
+        wanted = desired_apps(session, namespace, nodes)
+    names = sorted(wanted)
     updated = 0
-    for start in range(0, len(pending), BATCH):
-        batch = pending[start : start + BATCH]
-        done: Sequence[tuple[str, UpdateOutcome | None]]
-        if _swap_all(session, namespace, batch):
-            done = batch
-        else:  # someone else wrote one of these documents meanwhile: one by one, with retries
-            done = [(node, _retry(session, namespace, node, wanted[node], limits=limits, now=now))
-                    for node, _ in batch]
-        for node, outcome in done:
-            if outcome is not None:
-                publish_update(publisher, outcome, topics=topics, namespace=namespace, node=node)
-                updated += 1
+    for start in range(0, len(names), BATCH):
+        chunk = names[start : start + BATCH]
+
+        def change(
+            connection: Connection, documents: dict[tuple[str, str], ShadowDocument]
+        ) -> list[tuple[str, UpdateOutcome]]:
+            return _rematch(documents, wanted, limits=limits, now=now)
+
+        for node, outcome in locked_write(store, [(namespace, node) for node in chunk], change):
+            publish_update(publisher, outcome, topics=topics, namespace=namespace, node=node)
+            updated += 1
     return updated
 
 
-def _swap_all(session: Session, namespace: str, batch: list[tuple[str, UpdateOutcome]]) -> bool:
-    """Compare-and-swap every document of ``batch`` in one transaction; False: none written."""
-    params = [_params(namespace, node, outcome) for node, outcome in batch]
-    connection = session.connection()
-    if connection.dialect.supports_sane_multi_rowcount:
-        swapped = connection.execute(_SWAP, params).rowcount == len(params)
-    else:
-        swapped = all(connection.execute(_SWAP, one).rowcount == 1 for one in params)
-    if swapped:
-        session.commit()
-    else:
-        session.rollback()
-    return swapped
+def _rematch(
+    documents: dict[tuple[str, str], ShadowDocument], wanted: dict[str, dict[str, str]], *,
+    limits: ShadowLimits, now: int,
+) -> list[tuple[str, UpdateOutcome]]:
+    """Set each document's desired apps to ``wanted`` (in place); the updates made."""
+    outcomes = []
+    for key, document in documents.items():
+        node = key[1]
+        patch = _patch(document.desired.get(APPS_KEY), wanted.get(node, {}))
+        if patch is None:
+            continue
+        # built here, of names and versions already valid: no need to parse it as input
+        request = UpdateRequest(state={"desired": patch}, version=None, client_token=None)
+        try:
+            outcome = apply_update(document, request, now=now, limits=limits)
+        except Rejection as exc:  # 413: the document is full; the node keeps what it had
+            log.error("cannot set the desired apps of %s/%s: %s", key[0], node, exc.message)
+            continue
+        documents[key] = outcome.document
+        outcomes.append((node, outcome))
+    return outcomes
 
 
-def _params(namespace: str, node: str, outcome: UpdateOutcome) -> dict[str, Any]:
-    document: ShadowDocument = outcome.document
-    return {
-        "b_namespace": namespace,
-        "b_node": node,
-        "b_expected": outcome.previous.version,
-        "b_desired": document.desired,
-        "b_metadata": document.metadata,
-        "b_version": document.version,
-        "b_timestamp": document.timestamp,
-    }
+# -- matching owed -----------------------------------------------------------------------
+def request_match(
+    session: Session, namespace: str, nodes: Collection[str] | None = None, *, now: int
+) -> None:
+    """Owe a recompute of ``nodes`` (or every node) of ``namespace``. The caller commits, in
+    the transaction of the change that makes it owed."""
+    ticket = uuid.uuid4().hex
+    rows = [{"namespace": namespace, "node": node, "ticket": ticket, "requested_at": now}
+            for node in ([EVERY_NODE] if nodes is None else sorted(set(nodes)))]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(_PENDING).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["namespace", "node"],
+        set_={"ticket": statement.excluded.ticket, "requested_at": statement.excluded.requested_at},
+    )
+    session.connection().execute(statement)
 
 
-def _retry(
-    session: Session, namespace: str, node: str, wanted: dict[str, str], *, limits: ShadowLimits,
-    now: int,
-) -> UpdateOutcome | None:
-    row = session.get(Shadow, (namespace, node), populate_existing=True)
-    if row is None:
-        return None  # deleted meanwhile
-    patch = _patch(row.desired.get(APPS_KEY), wanted)
-    session.rollback()
-    if patch is None:
-        return None
-    return update_shadow(session, namespace, node, {"state": {"desired": patch}},
-                         writable=WRITABLE, now=now, limits=limits)
+@dataclass
+class Owed:
+    """The matching owed in one namespace: ``nodes`` None means every node."""
+
+    namespace: str
+    nodes: set[str] | None = None
+    tickets: list[tuple[str, str]] = field(default_factory=list)  # (node, ticket) read
+
+
+def owed_matches(session: Session) -> list[Owed]:
+    """Every namespace with matching owed, oldest request first."""
+    rows = session.connection().execute(
+        select(_PENDING.c.namespace, _PENDING.c.node, _PENDING.c.ticket)
+        .order_by(_PENDING.c.requested_at)
+    ).all()
+    owed: dict[str, Owed] = {}
+    for namespace, node, ticket in rows:
+        entry = owed.setdefault(namespace, Owed(namespace, nodes=set()))
+        entry.tickets.append((node, ticket))
+        if node == EVERY_NODE:
+            entry.nodes = None
+        elif entry.nodes is not None:
+            entry.nodes.add(node)
+    return list(owed.values())
+
+
+def settle(session: Session, owed: Owed) -> None:
+    """Forget the requests ``owed`` was read from; newer ones (another ticket) stay owed."""
+    for start in range(0, len(owed.tickets), BATCH):
+        chunk = owed.tickets[start : start + BATCH]
+        session.connection().execute(
+            delete(_PENDING).where(
+                _PENDING.c.namespace == owed.namespace,
+                or_(*(and_(_PENDING.c.node == node, _PENDING.c.ticket == ticket)
+                      for node, ticket in chunk)),
+            )
+        )
+    session.commit()
+
+
+def settle_owed(
+    store: Store, *, publisher: Publisher, topics: TopicScheme, limits: ShadowLimits, now: int
+) -> int:
+    """Do every match owed, on every namespace; the number of nodes updated."""
+    with store.session() as session:
+        owed = owed_matches(session)
+    updated = 0
+    for entry in owed:
+        updated += sync_desired_apps(store, entry.namespace, publisher=publisher, topics=topics,
+                                     limits=limits, now=now, nodes=entry.nodes)
+        with store.session() as session:
+            settle(session, entry)
+    return updated

@@ -20,7 +20,7 @@ from cloud_api.models import (
     NodeUpdate,
     Shadow,
 )
-from cloud_api.services.matching import desired_apps
+from cloud_api.services.matching import desired_apps, request_match
 from cloud_api.services.namespaces import get_namespace
 from cloud_api.services.node_certificates import revoke_node_credentials
 from schemas.names import validate_name
@@ -61,11 +61,15 @@ def _first_shadow(session: Session, namespace: str, name: str, *, now: int) -> S
                   meta={"desired": stamps, "reported": {}})
 
 
-def update_node(session: Session, namespace: str, name: str, node_in: NodeUpdate) -> Node:
-    """Change a node's labels and description (the fields sent); the caller rematches apps."""
+def update_node(
+    session: Session, namespace: str, name: str, node_in: NodeUpdate, *, now: int = 0
+) -> Node:
+    """Change a node's labels and description (the fields sent). New labels owe a match of
+    the node (``services.matching``), stored with them; the caller wakes the matcher."""
     node = get_node(session, namespace, name)
     if node_in.labels is not None:
         node.labels = dict(node_in.labels)
+        request_match(session, namespace, [name], now=now)
     if node_in.description is not None:
         node.description = node_in.description
     session.add(node)

@@ -14,8 +14,9 @@ rules, so they are written once here:
   references it, which makes a new version of each of those apps (same transaction).
 - Deleting a resource some app still references is 409, naming the apps.
 
-The caller then recomputes the nodes' desired apps (``services.matching``) when
-``Written.apps_changed``.
+A write that gives some app a new version (``Written.apps_changed``), or deletes an app,
+owes a recompute of the nodes' desired apps: ``services.matching.request_match`` records it
+in the same transaction, and the caller wakes ``cloud_api.rematching``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cloud_api.models.resources import (
     SecretPublic,
 )
 from cloud_api.services.certificates import certificate_view
+from cloud_api.services.matching import request_match
 from cloud_api.services.namespaces import get_namespace
 from cloud_api.services.secrets_crypto import SecretBox
 from schemas.errors import ErrorCode
@@ -208,6 +210,8 @@ def put_resource(
         raise AlreadyExists(f"{_label(kind, namespace, name)} already exists")
     written = _write(session, box, namespace, kind, wire, description=description,
                      labels=labels, now=now)
+    if written.apps_changed:  # stored with the change: a stored change is never left unmatched
+        request_match(session, namespace, now=now)
     session.commit()
     return written
 
@@ -274,8 +278,11 @@ def _repin(app_wire: dict[str, Any], kind: ResourceKind, name: str, version: str
     return wire
 
 
-def delete_resource(session: Session, namespace: str, kind: ResourceKind, name: str) -> None:
-    """Delete a resource; 409 while an app references it. Sealed content is purged."""
+def delete_resource(
+    session: Session, namespace: str, kind: ResourceKind, name: str, *, now: int = 0
+) -> None:
+    """Delete a resource; 409 while an app references it. Sealed content is purged.
+    Deleting an app owes a match of the namespace (``services.matching``)."""
     row, _ = get_resource(session, namespace, kind, name)
     if kind is not ResourceKind.APP:
         using = sorted(app.name for app, _ in referrers(session, namespace, kind, name))
@@ -297,4 +304,6 @@ def delete_resource(session: Session, namespace: str, kind: ResourceKind, name: 
             version.sealed = None
             session.add(version)
     session.delete(row)
+    if kind is ResourceKind.APP:
+        request_match(session, namespace, now=now)
     session.commit()

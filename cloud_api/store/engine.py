@@ -14,6 +14,7 @@ an ``IntegrityError``) before that.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,9 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_store_engine(url)
+        # SQLite has one writer: the hot paths of this process queue for it on a Python lock,
+        # which wakes a waiter at once, instead of in SQLite's busy handler, which sleeps
+        self.write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:

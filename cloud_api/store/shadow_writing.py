@@ -31,10 +31,10 @@ replicas.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, select, update
 
@@ -51,6 +51,7 @@ from schemas.shadow import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 5
 _CHUNK = 500  # nodes per SELECT: keeps the IN list well under every driver's parameter cap
@@ -122,59 +123,60 @@ class Presence(ShadowOp):
 
 
 # -- the batch -------------------------------------------------------------------------
-def write_batch(
-    store: Store, ops: Sequence[ShadowOp], *, now: int, limits: ShadowLimits,
-    lock: threading.Lock | None = None,
-) -> None:
+Change = Callable[[Connection, dict[tuple[str, str], ShadowDocument]], T]
+
+
+def write_batch(store: Store, ops: Sequence[ShadowOp], *, now: int, limits: ShadowLimits) -> None:
     """Serve ``ops`` in one transaction (see the module docstring); results go on each op.
 
-    ``lock`` serialises this process's writers before they reach the database (SQLite has
-    one writer; waiting on a Python lock is prompt where SQLite's busy handler sleeps). If
-    the database fails, every op gets the error (``StoreUnavailable``/``StoreError``).
+    If the database fails, every op gets the error (``StoreUnavailable``/``StoreError``).
     """
     if not ops:
         return
+
+    def apply(connection: Connection, documents: dict[tuple[str, str], ShadowDocument]) -> None:
+        _apply(connection, ops, documents, now=now, limits=limits)
+
     try:
-        if lock is None:
-            _write_with_retries(store, ops, now=now, limits=limits)
-        else:
-            with lock:
-                _write_with_retries(store, ops, now=now, limits=limits)
+        locked_write(store, [op.key for op in ops], apply)
     except Rejection as exc:
         for op in ops:
             op.error = exc
 
 
-def _write_with_retries(
-    store: Store, ops: Sequence[ShadowOp], *, now: int, limits: ShadowLimits
-) -> None:
+def locked_write(store: Store, keys: Iterable[tuple[str, str]], change: Change[T]) -> T:
+    """Read the documents of ``keys`` with their rows locked, let ``change`` replace entries
+    of the dict it is given, swap every changed document, commit; return what ``change``
+    returned. Matching's fan-out writes through here too.
+
+    ``store.write_lock`` (SQLite) first serialises this process's writers: waiting on a
+    Python lock is prompt where SQLite's busy handler sleeps. Rolled back and run again
+    (``change`` too) if a swap loses; ``StoreError`` after ``MAX_ATTEMPTS``.
+    """
+    keys = list(keys)
     for attempt in range(MAX_ATTEMPTS):
-        with store.connect() as connection:
-            _begin(connection)
-            if _apply_and_write(connection, ops, now=now, limits=limits):
+        with store.write_lock or nullcontext(), store.connect() as connection:
+            if connection.dialect.name == "sqlite":  # the writer lock now, not at the first write
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            documents = read_documents(connection, keys)
+            expected = {key: document.version for key, document in documents.items()}
+            result = change(connection, documents)
+            if swap_documents(connection, documents, expected):
                 connection.commit()
-                return
+                return result
             connection.rollback()
-        log.info("a shadow changed under a locked batch (attempt %d); reading again", attempt + 1)
-    raise StoreError(f"shadows kept changing under a batch of {len(ops)}; retry")
+        log.info("a shadow changed under a locked write (attempt %d); reading again", attempt + 1)
+    raise StoreError(f"shadows kept changing under a write of {len(keys)}; retry")
 
 
-def _begin(connection: Connection) -> None:
-    """Take SQLite's writer lock now, not at the first write (rows are locked in the read)."""
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _apply_and_write(
-    connection: Connection, ops: Sequence[ShadowOp], *, now: int, limits: ShadowLimits
-) -> bool:
-    """Read, apply in order, swap. False if a swap lost (the caller rolls back and retries)."""
-    for op in ops:  # a retried batch starts from nothing
-        _reset(op)
-    documents = read_documents(connection, (op.key for op in ops))
-    first_version = {key: document.version for key, document in documents.items()}
+def _apply(
+    connection: Connection, ops: Sequence[ShadowOp],
+    documents: dict[tuple[str, str], ShadowDocument], *, now: int, limits: ShadowLimits,
+) -> None:
+    """Apply ``ops`` in order to ``documents``; record the statuses of known nodes."""
     presences: list[dict[str, Any]] = []
     for op in ops:
+        _reset(op)  # a retried batch starts from nothing
         document = documents.get(op.key)
         if isinstance(op, Presence):
             op.known = document is not None
@@ -193,11 +195,8 @@ def _apply_and_write(
                 op.error = exc
             else:
                 documents[op.key] = op.outcome.document
-    if not swap_documents(connection, documents, first_version):
-        return False
     if presences:
         connection.execute(_PRESENCE, presences)
-    return True
 
 
 def _reset(op: ShadowOp) -> None:

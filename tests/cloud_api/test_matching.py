@@ -24,6 +24,11 @@ def app_body(name: str, selector: str, *, config: str | None = None) -> dict[str
     return body
 
 
+def settle(cloud: Cloud) -> None:
+    """Wait for the background matcher to do what the writes so far owe."""
+    assert cloud.rematcher.wait_idle(10)
+
+
 def desired_apps(api: httpx.Client, node: str) -> Any:
     return api.get(f"{NS}/nodes/{node}/shadow").json()["state"]["desired"]["apps"]
 
@@ -44,7 +49,11 @@ def test_labels_and_selectors_decide_desired_apps(
     web = api.post(f"{NS}/apps", json=app_body("web", "env=prod", config="web-conf"))
     assert web.status_code == 201, web.text
     assert web.json()["volumes"][0]["config"] == {"name": "web-conf", "version": "1"}
-    assert api.post(f"{NS}/apps", json=app_body("ml", "gpu,env in (prod,dev)")).status_code == 201
+    assert web.json()["affectedNodes"] == 2  # n1 and n2 (env=prod)
+    settle(cloud)
+    ml = api.post(f"{NS}/apps", json=app_body("ml", "gpu,env in (prod,dev)"))
+    assert ml.status_code == 201 and ml.json()["affectedNodes"] == 1  # n1 (n2: no gpu label)
+    settle(cloud)
 
     assert {n: desired_apps(api, n) for n in ("n1", "n2", "n3")} == {
         "n1": {"ml": "1", "web": "1"}, "n2": {"web": "1"}, "n3": {}}
@@ -54,6 +63,7 @@ def test_labels_and_selectors_decide_desired_apps(
     patched = api.patch(f"{NS}/nodes/n3", json={"labels": {"env": "prod", "gpu": "1"}})
     assert patched.status_code == 200, patched.text
     assert api.patch(f"{NS}/nodes/n1", json={"labels": {"env": "prod"}}).status_code == 200
+    settle(cloud)
     assert desired_apps(api, "n3") == {"ml": "1", "web": "1"}
     assert desired_apps(api, "n1") == {"web": "1"}
     topics = cloud.settings.topics
@@ -62,9 +72,12 @@ def test_labels_and_selectors_decide_desired_apps(
 
     # the config changes: web gets version 2 on exactly n1, n2, n3 (all prod now), not ml
     api.put(f"{NS}/nodes/n2", json={"labels": {"env": "dev"}})  # n2 leaves web
+    settle(cloud)
     published.clear()
     changed = api.put(f"{NS}/configs/web-conf", json={"data": {"a": "2"}})
     assert changed.status_code == 200 and changed.json()["version"] == "2"
+    assert changed.json()["affectedNodes"] == 2  # n1 and n3 run web, which mounts it
+    settle(cloud)
     web2 = api.get(f"{NS}/apps/web").json()
     assert web2["version"] == "2" and web2["volumes"][0]["config"]["version"] == "2"
     assert desired_apps(api, "n1") == {"web": "2"}
@@ -78,6 +91,7 @@ def test_labels_and_selectors_decide_desired_apps(
     # the same content again makes no new version and no message
     published.clear()
     assert api.put(f"{NS}/configs/web-conf", json={"data": {"a": "2"}}).json()["version"] == "2"
+    settle(cloud)
     assert published.messages == []
 
     # rollout status, with n1 reporting web 2 running
@@ -97,6 +111,7 @@ def test_labels_and_selectors_decide_desired_apps(
     refused = api.delete(f"{NS}/configs/web-conf")
     assert refused.status_code == 409 and "web" in refused.json()["message"]
     assert api.delete(f"{NS}/apps/web").status_code == 204
+    settle(cloud)
     assert desired_apps(api, "n1") == {}
     assert api.delete(f"{NS}/configs/web-conf").status_code == 204
 

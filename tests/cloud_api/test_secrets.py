@@ -86,6 +86,7 @@ def server(cloud: Cloud) -> tuple[ShadowServer, MemoryPublisher]:
 
 
 def ask(cloud: Cloud, node: str, items: list[dict[str, str]]) -> tuple[str, Any]:
+    assert cloud.rematcher.wait_idle(10)  # the matching the writes so far owe is done
     shadow_server, publisher = server(cloud)
     topics = cloud.settings.topics
     body = {"clientToken": "ct", "items": items}
