@@ -71,7 +71,7 @@ async def _on_rejection(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if exc.code == ErrorCode.UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"
-    if exc.code >= ErrorCode.INTERNAL:
+    if exc.code >= ErrorCode.INTERNAL and exc.code != ErrorCode.UNAVAILABLE:  # 503: a fact
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return error_response(int(exc.code), exc.message, headers=headers)
 
