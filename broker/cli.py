@@ -7,8 +7,9 @@ anonymous broker, so one cannot be started by accident. ``--tls-port`` with
 ``--certfile/--keyfile/--cafile`` adds the mTLS listener for nodes with certificates; the
 cloud is asked about each certificate's serial too (revoked ones are refused).
 
-For Mosquitto, ``mosquitto-config`` writes its configuration and ACL, and ``crl-sync``
-keeps its ``crlfile`` equal to the cloud's CRL (``broker.crl_sync``), reloading it.
+For Mosquitto, ``mosquitto-config`` writes its configuration and ACL, with the TLS files
+where Mosquitto's user can read them (``broker.mosquitto_files``), and ``crl-sync`` keeps
+its ``crlfile`` equal to the cloud's CRL (``broker.crl_sync``), reloading it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pydantic import ValidationError
 from broker.crl_sync import CloudUnreachable, CrlSyncError, SyncOutcome, sync_once, trust
 from broker.embedded import EmbeddedBroker
 from broker.errors import BrokerError, PortInUse
-from broker.mosquitto import MosquittoConfig, render_acl, render_config
+from broker.mosquitto import MosquittoConfig
+from broker.mosquitto_files import install
 from broker.plugins import http_authenticator
 from broker.settings import BrokerSettings
 
@@ -148,7 +150,9 @@ def _fail(message: str, *, code: int) -> NoReturn:
 
 @app.command("mosquitto-config")
 def mosquitto_config(
-    output: Annotated[Path, typer.Option(help="Directory for mosquitto.conf and tether.acl.")],
+    output: Annotated[
+        Path, typer.Option(help="Directory for mosquitto.conf, tether.acl and copies of the TLS files.")
+    ],
     cafile: Annotated[Path, typer.Option(help="The cloud's CA (DATA_DIR/ca/ca.crt).")],
     certfile: Annotated[Path, typer.Option(help="The broker's server certificate.")],
     keyfile: Annotated[Path, typer.Option(help="The broker's private key.")],
@@ -163,21 +167,34 @@ def mosquitto_config(
         Path | None, typer.Option(help="mosquitto_passwd file (with --password-port).")
     ] = None,
     user: Annotated[
-        str | None, typer.Option(help="User mosquitto runs as if started as root.")
+        str | None,
+        typer.Option(help="The user Mosquitto runs as (it drops to it when started as root); "
+                          "the files are made readable for it.  [default: mosquitto]"),
     ] = None,
     crl_file: Annotated[
         Path | None,
         typer.Option(help="The cloud's CRL (PEM) for the TLS listener, kept by `crl-sync`."),
     ] = None,
+    pid_file: Annotated[
+        Path | None,
+        typer.Option(help="Where Mosquitto writes its pid, for `crl-sync --mosquitto-pid-file`."),
+    ] = None,
 ) -> None:
-    """Write a Mosquitto configuration: mTLS node identities and Tether's topic ACL."""
-    acl_file = (output / "tether.acl").resolve()
+    """Write a Mosquitto configuration: mTLS node identities and Tether's topic ACL.
+
+    Mosquitto 2.x reads its certificates as its own user (``mosquitto``, or --user), even
+    when started as root, and the cloud keeps them in 0700 directories. So the CA,
+    certificate and key are copied into --output (0644, 0644, and 0640 with the group of
+    that user: run this as root), and the CRL, password and pid files, which are kept up to
+    date where they are, are checked to be within that user's reach. Run it again when the
+    broker's certificate is renewed. See ``broker.mosquitto_files``.
+    """
     try:
-        config = MosquittoConfig(
-            acl_file=acl_file,
-            cafile=cafile.resolve(),
-            certfile=certfile.resolve(),
-            keyfile=keyfile.resolve(),
+        sources = MosquittoConfig(
+            acl_file=output / "tether.acl",
+            cafile=cafile,
+            certfile=certfile,
+            keyfile=keyfile,
             tls_port=tls_port,
             tls_host=tls_host,
             topic_root=topic_root,
@@ -186,16 +203,18 @@ def mosquitto_config(
             password_file=password_file.resolve() if password_file else None,
             user=user,
             crl_file=crl_file.resolve() if crl_file else None,
+            pid_file=pid_file.resolve() if pid_file else None,
         )
     except ValueError as exc:
         _fail(str(exc), code=2)
     try:
-        output.mkdir(parents=True, exist_ok=True)
-        acl_file.write_text(render_acl(topic_root=topic_root, cloud_username=cloud_username))
-        (output / "mosquitto.conf").write_text(render_config(config))
-    except OSError as exc:
-        _fail(f"cannot write to {output}: {exc.strerror or exc}", code=1)
-    typer.echo(f"{PROG}: wrote {output / 'mosquitto.conf'} and {acl_file}")
+        installed = install(sources, output)
+    except BrokerError as exc:
+        _fail(str(exc), code=1)
+    for note in installed.notes:
+        typer.echo(f"{PROG}: note: {note}", err=True)
+    typer.echo(f"{PROG}: wrote {installed.path} and {installed.config.acl_file}, "
+               f"with copies of the TLS files beside them")
 
 
 @app.command("crl-sync")

@@ -16,6 +16,9 @@ here, ``tether broker mosquitto-config`` writes them):
 - optionally ``crlfile`` on the TLS listener: the cloud's CRL, kept current by
   ``tether broker crl-sync`` (``broker.crl_sync``), so a revoked node is refused at its
   next handshake. The file must exist before Mosquitto starts.
+- optionally ``pid_file``, which ``crl-sync --mosquitto-pid-file`` reads to reload it.
+
+Where those files go, and who may read them, is ``broker.mosquitto_files``'s business.
 """
 
 from __future__ import annotations
@@ -57,12 +60,15 @@ class MosquittoConfig:
     """The user mosquitto drops to when started as root (its default: ``mosquitto``)."""
     crl_file: Path | None = None
     """The CA's revocation list (PEM) the TLS listener checks; None: no revocation check."""
+    pid_file: Path | None = None
+    """Where Mosquitto writes its pid (for ``crl-sync --mosquitto-pid-file``); None: nowhere."""
 
     def __post_init__(self) -> None:
         TopicScheme(root=self.topic_root)  # a bad root raises ValueError here
         if (self.password_port is None) != (self.password_file is None):
             raise ValueError("password_port and password_file go together")
-        paths = (self.acl_file, self.cafile, self.certfile, self.keyfile, self.crl_file)
+        paths = (self.acl_file, self.cafile, self.certfile, self.keyfile, self.crl_file,
+                 self.password_file, self.persistence_dir, self.pid_file)
         for value in (self.cloud_username, *(str(path) for path in paths if path is not None)):
             if "\n" in value:
                 raise ValueError("configuration values may not contain newlines")
@@ -97,6 +103,8 @@ def render_config(config: MosquittoConfig) -> str:
     ]
     if config.user is not None:
         lines += [f"user {config.user}"]
+    if config.pid_file is not None:
+        lines += [f"pid_file {config.pid_file}"]
     if config.persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {config.persistence_dir}/"]
     else:

@@ -23,6 +23,7 @@ from cloud_api.context import Context
 from cloud_api.errors import Retryable
 from cloud_api.middleware import BodyLimitMiddleware
 from cloud_api.openapi import install_openapi
+from cloud_api.packaging import ServedWheel
 from cloud_api.routes import (
     activation,
     apps,
@@ -71,7 +72,7 @@ async def _on_rejection(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if exc.code == ErrorCode.UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"
-    if exc.code >= ErrorCode.INTERNAL:
+    if exc.code >= ErrorCode.INTERNAL and exc.code != ErrorCode.UNAVAILABLE:  # 503: a fact
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return error_response(int(exc.code), exc.message, headers=headers)
 
@@ -102,6 +103,7 @@ def create_app(context: Context) -> FastAPI:
     )
     app.state.context = context
     app.state.secret_box = SecretBox.from_settings(context.settings)
+    app.state.wheel = ServedWheel(context.settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes)
     app.add_exception_handler(Rejection, _on_rejection)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

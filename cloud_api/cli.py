@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.markup import escape
 
 from cloud_api.errors import CloudError
 from cloud_api.runtime import Cloud, bind_http, serve_http
+from cloud_api.server_certificates import issue_server_files, load_authority
 from cloud_api.settings import CloudSettings
 
 app = typer.Typer(help="The cloud: REST API and MQTT bridge.", no_args_is_help=True)
@@ -159,6 +161,36 @@ def serve(
                           f"(clients trust {escape(str(settings.ca_certfile or settings.ca_dir / 'ca.crt'))})")
         serve_http(cloud.app, sock, log_level=log_level,
                    tls_certfile=settings.tls_certfile, tls_keyfile=settings.tls_keyfile)
+
+
+@app.command("server-certificate")
+def server_certificate(
+    output: Annotated[Path, typer.Option(help="Directory for NAME.crt, NAME.key (0600) and ca.crt.")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="A name or address clients connect to (repeat); "
+                                    "127.0.0.1, ::1 and localhost are always in."),
+    ] = None,
+    common_name: Annotated[str, typer.Option(help="The certificate's CN; names the files.")] = "tether-broker",
+    data_dir: DataDir = None,
+) -> None:
+    """Issue a TLS server certificate from the cloud's CA, e.g. for Mosquitto's mTLS listener.
+
+    Nodes trust only the cloud's CA, so the broker they reach over mqtts:// needs a
+    certificate it issued. The CA is the data dir's (or TETHER_CLOUD_CA_CERTFILE/KEYFILE);
+    the store is not opened. Files in --output are kept while they still serve."""
+    settings = settings_from_flags(data_dir=data_dir)
+    try:
+        files = issue_server_files(
+            load_authority(settings), output, common_name=common_name, hosts=host or (),
+            days=settings.server_certificate_days, now=time.time(),
+        )
+    except CloudError as exc:
+        raise fail(exc.message) from exc
+    except OSError as exc:
+        raise fail(f"cannot write to {output}: {exc.strerror or exc}") from exc
+    console.print(f"wrote {escape(str(files.certfile))}, {escape(str(files.keyfile))} "
+                  f"and {escape(str(files.cafile))}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ Every cloud error is a ``schemas.errors.Rejection``: it carries an HTTP-like cod
           ├── ConfigError          500  settings that cannot work: a port in use, a bad URL
           └── Retryable            any error worth retrying; ``retry_after`` seconds
                ├── Busy            429  a compare-and-swap lost too often, a queue is full
-               └── StoreUnavailable 500 the database did not answer (wraps OperationalError)
+               ├── StoreUnavailable 500 the database did not answer (wraps OperationalError)
+               └── NodeOffline     503  a call relayed to a node the cloud knows is offline
 
 Library errors are wrapped with ``raise ... from exc`` where they cross into the cloud's
 code, so the cause stays in the traceback and callers see only this tree.
@@ -79,3 +80,10 @@ class Busy(Retryable):
 
 class StoreUnavailable(Retryable):
     default_code = ErrorCode.INTERNAL
+
+
+class NodeOffline(Retryable):
+    """A relayed call refused at once: the node's last status said offline (or it never
+    connected), so waiting for its answer would only run out the relay's timeout."""
+
+    default_code = ErrorCode.UNAVAILABLE

@@ -9,6 +9,11 @@ worker resolves it (``resolve``) and the REST route awaits it, so a waiting requ
 no thread. A bounded number may be in flight (more: 429); a result is accepted only from
 the topic of the invocation it answers, so one node cannot answer for another.
 
+A node the cloud knows is offline (its last ``status`` said so, or it never connected) is
+not invoked at all: ``refuse_if_offline`` answers 503 at once with when it was last seen,
+rather than publishing a message no one will answer and waiting out the timeout. A node
+shown online that does not answer still ends in 504 after the timeout.
+
 Results are not load-balanced: ``result_filter`` is subscribed without a share group, so
 with several cloud replicas each sees every result and keeps those it is waiting for.
 """
@@ -18,13 +23,14 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
-from cloud_api.errors import AlreadyExists, Busy
+from cloud_api.errors import AlreadyExists, Busy, NodeOffline
 from cloud_api.transport import Publisher
 from schemas.errors import ErrorCode, Rejection
 from schemas.payloads import decode_json, encode_json
@@ -37,6 +43,7 @@ MAX_TIMEOUT = 300.0
 MAX_IN_FLIGHT = 1000
 MAX_INVOKE_ID = 64
 MAX_RESULT_BYTES = 16 * 1024 * 1024
+OFFLINE_RETRY_AFTER = 5.0  # seconds: a node that reconnects is shown online within this
 
 
 def result_filter(topics: TopicScheme) -> str:
@@ -61,6 +68,24 @@ def check_invoke_id(value: str | None) -> str:
         message = f"invoke id must be 1-{MAX_INVOKE_ID} printable ASCII characters"
         raise Rejection(ErrorCode.BAD_REQUEST, message)
     return value
+
+
+def refuse_if_offline(
+    namespace: str, node: str, *, online: bool, last_seen: int | None, now: float
+) -> None:
+    """Raise ``NodeOffline`` (503, ``Retry-After``) unless the node's last status said online.
+
+    ``last_seen`` is when the cloud recorded the node's last status, so for an offline node
+    it is when it went offline."""
+    if online:
+        return
+    if last_seen is None:
+        message = f"node {namespace}/{node} is offline: it has never connected"
+    else:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_seen))
+        ago = max(0, int(now) - last_seen)
+        message = f"node {namespace}/{node} is offline since {since} ({ago} s ago)"
+    raise NodeOffline(f"{message}; nothing was sent to it", retry_after=OFFLINE_RETRY_AFTER)
 
 
 def parse_result(body: Any) -> FunctionOutcome | None:

@@ -10,7 +10,8 @@ one payload decoder), so FastAPI sees no request body; validation errors are 400
   walking the dependency tree), or the shadow patch shape for ``RawBody`` routes;
 - documents the error responses that can happen there: 400 with any input, 401/403 with
   a bearer token, 404 under a path parameter, 409 on writes, 413/415 with a body, 429
-  where a rate limit or compare-and-swap applies, 500 always; replaces FastAPI's 422;
+  where a rate limit or compare-and-swap applies, 502/503/504 on a function invocation,
+  500 always; replaces FastAPI's 422;
 - describes the tags; shadow documents get a schema.
 
 ``/docs`` is Swagger UI from the ``swagger-ui-bundle`` package, mounted at
@@ -44,6 +45,9 @@ ERROR_TEXT = {
     415: "The body is not UTF-8",
     429: "Too many requests: retry after Retry-After seconds",
     500: "Internal error (details in the cloud's log)",
+    502: "The node's function failed (its error as the body)",
+    503: "The node is offline (since when, in the message): retry after Retry-After seconds",
+    504: "The node did not answer within the timeout",
 }
 TAGS = [
     {"name": "namespaces", "description": "Namespaces: the unit of tenancy of nodes and resources."},
@@ -161,6 +165,8 @@ def _document(operation: dict[str, Any], route: APIRoute, *, method: str, path: 
         codes |= {413, 415}
     if "limit_activations" in names or (has_body and path.endswith("/shadow")) or ":invoke" in path:
         codes.add(429)
+    if ":invoke" in path:
+        codes |= {502, 503, 504}
     for code in sorted(codes):
         responses.setdefault(str(code), {"description": ERROR_TEXT[code],
                                          "content": {"application/json": {"schema": ERROR_REF}}})

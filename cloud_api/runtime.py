@@ -14,30 +14,25 @@ files) and ``revocations`` (subscribe the broker's disconnect to it).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
-import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from cloud_api.app import create_app
 from cloud_api.bridge import Bridge
 from cloud_api.context import Context
 from cloud_api.credentials import read_or_create_secret_file
-from cloud_api.errors import CloudError, ConfigError
+from cloud_api.errors import ConfigError
 from cloud_api.functions import FunctionRelay, route_results
 from cloud_api.kicking import SessionKicker
 from cloud_api.limiting import RateLimiter
@@ -49,9 +44,9 @@ from cloud_api.models import (
     NodeMode,
     NodePublic,
 )
-from cloud_api.pki import CertificateAuthority, describe
 from cloud_api.rematching import Rematcher
 from cloud_api.revocation import Revocations
+from cloud_api.server_certificates import ServerFiles, issue_server_files, load_authority
 from cloud_api.services.activation import activate, issue_activation_token
 from cloud_api.services.mqtt_auth import authenticate_certificate
 from cloud_api.services.namespaces import DEFAULT_NAMESPACE, ensure_namespace
@@ -66,15 +61,6 @@ from cloud_api.transport import NullPublisher
 from schemas.names import node_identity
 
 log = logging.getLogger(__name__)
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 class Cloud:
@@ -105,7 +91,7 @@ class Cloud:
         except BaseException:
             self.store.close()
             raise
-        self.authority = _load_authority(settings)
+        self.authority = load_authority(settings)
         self.revocations = Revocations()
         self._kicker: SessionKicker | None = None
         if settings.kick_revoked_sessions:
@@ -190,48 +176,11 @@ class Cloud:
     def issue_server_certificate(
         self, directory: Path, *, common_name: str = "tether-broker", hosts: Sequence[str] = ()
     ) -> ServerFiles:
-        """Write a server certificate for ``hosts`` (plus 127.0.0.1, ::1, localhost), its
-        key (0600) and the CA into ``directory``: the broker's or the API's TLS files.
-
-        The files already there are kept when they still serve: issued by this CA, for
-        every name asked, with more than a third of their lifetime left, and the key
-        matching. So a restart does not change what clients see, and a cloud restarted
-        with another CA, new host names or an ageing certificate gets a new one.
-        """
-        sans = ["127.0.0.1", "::1", "localhost", *hosts]
-        files = ServerFiles(
-            certfile=directory / f"{common_name}.crt",
-            keyfile=directory / f"{common_name}.key",
-            cafile=directory / "ca.crt",
-        )
-        if not self._server_files_serve(files, sans):
-            cert_pem, key_pem = self.authority.issue(
-                common_name, sans=sans, days=self.settings.server_certificate_days, server=True
-            )
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(files.keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(key_pem)
-            files.certfile.write_text(cert_pem, encoding="ascii")
-        files.cafile.write_text(self.authority.certificate_pem, encoding="ascii")
-        return files
-
-    def _server_files_serve(self, files: ServerFiles, sans: Sequence[str]) -> bool:
-        try:
-            cert_pem = files.certfile.read_text(encoding="ascii")
-            key = serialization.load_pem_private_key(files.keyfile.read_bytes(), password=None)
-            info = describe(cert_pem)
-            certificate = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
-        except (OSError, ValueError, TypeError, UnicodeError, CloudError):
-            return False
-        wanted = {str(ipaddress.ip_address(n)) if _is_ip(n) else n.lower() for n in sans}
-        have = {name.lower() for name in info.sans}
-        lifetime = info.not_after - info.not_before
-        return (
-            self.authority.is_issuer_of(cert_pem)
-            and wanted <= have
-            and info.not_after - self.context.now() > lifetime / 3
-            and key.public_key().public_bytes(*_SPKI) == certificate.public_key().public_bytes(*_SPKI)
+        """The broker's or the API's TLS files in ``directory``, from this cloud's CA
+        (``server_certificates.issue_server_files``: kept while they still serve)."""
+        return issue_server_files(
+            self.authority, directory, common_name=common_name, hosts=hosts,
+            days=self.settings.server_certificate_days, now=self.context.now(),
         )
 
     def revoke_node(self, node: str, *, namespace: str = DEFAULT_NAMESPACE) -> list[str]:
@@ -291,21 +240,6 @@ class Cloud:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-@dataclass(frozen=True)
-class ServerFiles:
-    """Where ``issue_server_certificate`` wrote a server's TLS files."""
-
-    certfile: Path
-    keyfile: Path
-    cafile: Path
-
-
-def _load_authority(settings: CloudSettings) -> CertificateAuthority:
-    if settings.ca_certfile is not None and settings.ca_keyfile is not None:
-        return CertificateAuthority.load(settings.ca_certfile, settings.ca_keyfile)
-    return CertificateAuthority.load_or_create(settings.ca_dir)
 
 
 # -- HTTP --------------------------------------------------------------------------------

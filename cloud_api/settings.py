@@ -105,6 +105,11 @@ class CloudSettings(BaseSettings):
         default=TETHER_IMAGE, min_length=1, max_length=1024,
         description="the image the kube install manifest runs the agent (and its functions) in",
     )
+    edge_wheel: Path | None = Field(
+        default=None,
+        description="the wheel install.sh installs (served at /v1/init/NAME); "
+        "None: the cloud packs the code it runs (cloud_api.packaging)",
+    )
 
     # -- function invocations relayed to nodes (cloud_api.functions) --------------------
     function_timeout_seconds: float = Field(
@@ -122,6 +127,14 @@ class CloudSettings(BaseSettings):
     secret_key_file: Path | None = Field(
         default=None, description="file holding the secret key; None: DATA_DIR/secret.key"
     )
+
+    @field_validator("edge_wheel")
+    @classmethod
+    def _check_edge_wheel(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value.name.endswith("-py3-none-any.whl")
+                                      and value.name.count("-") == 4):
+            raise ValueError("edge_wheel must be a pure-Python wheel: NAME-VERSION-py3-none-any.whl")
+        return value
 
     @field_validator("mqtt_url", "advertised_mqtt_url", "advertised_mqtts_url")
     @classmethod

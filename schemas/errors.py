@@ -23,6 +23,7 @@ class ErrorCode(IntEnum):
     UNSUPPORTED_ENCODING = 415
     TOO_MANY_REQUESTS = 429
     INTERNAL = 500
+    UNAVAILABLE = 503
 
 
 class Rejection(Exception):

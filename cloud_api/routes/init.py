@@ -3,6 +3,9 @@
 The one-time token in the query is the credential (as for ``POST /v1/activate``, and rate
 limited the same way); fetching does not spend it, activating does. The answers hold the
 token and never a private key.
+
+``GET /v1/init/tether-VERSION-py3-none-any.whl`` is the wheel the script installs by
+default (``cloud_api.packaging``): code and no secret, so it needs no token.
 """
 
 from __future__ import annotations
@@ -10,31 +13,46 @@ from __future__ import annotations
 from typing import Annotated
 
 import yaml
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from cloud_api.deps import ContextDep, SessionDep
+from cloud_api.errors import NotFound
+from cloud_api.packaging import ServedWheel
 from cloud_api.routes.activation import limit_activations
 from cloud_api.services.activation import pending_token
 from cloud_api.services.install import render_install_script, render_manifest
 
-router = APIRouter(prefix="/v1/init", tags=["activation"], dependencies=[Depends(limit_activations)])
+router = APIRouter(prefix="/v1/init", tags=["activation"])
+Limited = [Depends(limit_activations)]
 
 TokenQuery = Annotated[str, Query(max_length=256, description="the one-time activation token")]
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-@router.get("/install.sh", response_class=PlainTextResponse)
-def install_script(token: TokenQuery, session: SessionDep, context: ContextDep) -> PlainTextResponse:
-    """The native install script for the token's node."""
+def served_wheel(request: Request) -> ServedWheel:
+    wheel: ServedWheel = request.app.state.wheel
+    return wheel
+
+
+WheelDep = Annotated[ServedWheel, Depends(served_wheel)]
+
+
+@router.get("/install.sh", response_class=PlainTextResponse, dependencies=Limited)
+def install_script(
+    token: TokenQuery, session: SessionDep, context: ContextDep, wheel: WheelDep
+) -> PlainTextResponse:
+    """The native install script for the token's node; it installs the served wheel."""
     row = pending_token(session, token, now=context.now())
+    public_url = context.settings.public_url
     script = render_install_script(
-        public_url=context.settings.public_url, namespace=row.namespace, node=row.node, token=token
+        public_url=public_url, namespace=row.namespace, node=row.node, token=token,
+        package=f"{public_url}/v1/init/{wheel.name}",
     )
     return PlainTextResponse(script, media_type="text/x-shellscript", headers=NO_STORE)
 
 
-@router.get("/manifest.yaml", response_class=PlainTextResponse)
+@router.get("/manifest.yaml", response_class=PlainTextResponse, dependencies=Limited)
 def manifest(token: TokenQuery, session: SessionDep, context: ContextDep) -> PlainTextResponse:
     """The Kubernetes manifest for the token's node (``kubectl apply -f``)."""
     row = pending_token(session, token, now=context.now())
@@ -44,3 +62,15 @@ def manifest(token: TokenQuery, session: SessionDep, context: ContextDep) -> Pla
     )
     text = yaml.safe_dump_all(objects, sort_keys=False)
     return PlainTextResponse(text, media_type="application/yaml", headers=NO_STORE)
+
+
+@router.get(
+    "/{filename}",
+    response_class=FileResponse,
+    responses={200: {"description": "the wheel", "content": {"application/octet-stream": {}}}},
+)
+def wheel_file(filename: str, wheel: WheelDep) -> FileResponse:
+    """The wheel ``install.sh`` installs: the cloud's own version (404 for any other name)."""
+    if filename != wheel.name:
+        raise NotFound(f"no file {filename!r} here; install.sh installs {wheel.name}")
+    return FileResponse(wheel.path(), media_type="application/octet-stream", filename=wheel.name)

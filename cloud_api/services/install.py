@@ -6,7 +6,10 @@ at activation (``tether edge activate --node NS/NODE`` sends a CSR). The one-tim
 is the only secret, it expires, and it is spent by the first activation.
 
 - native: ``curl -fsSL URL/v1/init/install.sh?token=T | sudo sh`` — a venv under
-  ``/opt/tether``, Tether installed into it, activation with a CSR, a systemd unit;
+  ``/opt/tether``, Tether installed into it (by default the wheel the cloud serves, of
+  its own version: ``URL/v1/init/tether-VERSION-py3-none-any.whl``), activation with a
+  CSR, a systemd unit. ``TETHER_PACKAGE`` (any pip requirement or file), ``TETHER_PREFIX``
+  and ``TETHER_DATA_DIR`` in the script's environment override the defaults;
 - kube: ``kubectl apply -f URL/v1/init/manifest.yaml?token=T`` — namespace
   ``tether-edge``, a ServiceAccount whose Role is limited to that namespace, a Secret with
   the token, and a Deployment that activates once (the identity is kept on a hostPath
@@ -33,7 +36,6 @@ __all__ = [
 ]
 
 EDGE_NAMESPACE = "tether-edge"
-DEFAULT_PACKAGE = "tether"
 DEFAULT_IMAGE = TETHER_IMAGE
 DATA_DIR_NATIVE = "/var/lib/tether/edge"
 DATA_DIR_KUBE = "/var/lib/tether"
@@ -60,7 +62,10 @@ TETHER_ACTIVATION_TOKEN={token_q}
 export TETHER_ACTIVATION_TOKEN
 PREFIX="${{TETHER_PREFIX:-/opt/tether}}"
 DATA_DIR="${{TETHER_DATA_DIR:-{data_dir}}}"
-PACKAGE="${{TETHER_PACKAGE:-{package}}}"
+PACKAGE="${{TETHER_PACKAGE:-}}"
+if [ -z "$PACKAGE" ]; then
+  PACKAGE={package_q}  # the cloud's own wheel, of the version it runs
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "tether: run this script as root (it installs a systemd unit)" >&2
@@ -103,10 +108,11 @@ echo "tether: node {identity} installed; logs: journalctl -u tether-edge"
 
 
 def render_install_script(
-    *, public_url: str, namespace: str, node: str, token: str, package: str = DEFAULT_PACKAGE
+    *, public_url: str, namespace: str, node: str, token: str, package: str
 ) -> str:
-    """The native install script (POSIX sh). Names are DNS labels, the token URL-safe, and
-    every value is shell-quoted all the same."""
+    """The native install script (POSIX sh) installing ``package`` (a pip requirement: the
+    URL of the cloud's wheel). Names are DNS labels, the token URL-safe, and every value
+    is shell-quoted all the same."""
     identity = f"{namespace}/{node}"
     return _SCRIPT.format(
         identity=identity,
@@ -115,7 +121,7 @@ def render_install_script(
         identity_q=shlex.quote(identity),
         token_q=shlex.quote(token),
         data_dir=DATA_DIR_NATIVE,
-        package=package,
+        package_q=shlex.quote(package),
     )
 
 

@@ -7,7 +7,6 @@ one from another CA, is refused. Skipped where no mosquitto binary is installed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from broker.cli import app
 from broker.mosquitto import render_acl
 from launcher.mosquitto import mosquitto_binary, running_mosquitto
+from tests.broker.mosquitto_users import as_ourselves
 from tests.broker.tls_clients import Pki, TlsProbe, client_context
 from tests.conftest import free_port
 
@@ -40,7 +40,7 @@ def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[int]:
         "mosquitto-config", "--output", str(out), "--cafile", str(pki.cafile),
         "--certfile", str(pki.certfile), "--keyfile", str(pki.keyfile),
         "--tls-port", str(port), "--tls-host", "127.0.0.1",
-        *(["--user", "root"] if os.geteuid() == 0 else []),  # our tmp dir is private
+        *as_ourselves(),  # our tmp dir is private: Mosquitto runs as us
     ])
     assert result.exit_code == 0, result.output
     with running_mosquitto(out / "mosquitto.conf", port):
@@ -59,12 +59,12 @@ def test_the_config_has_mtls_and_nodelay(tmp_path: Path, pki: Pki) -> None:
     out = tmp_path / "c"
     result = CliRunner().invoke(app, [
         "mosquitto-config", "--output", str(out), "--cafile", str(pki.cafile),
-        "--certfile", str(pki.certfile), "--keyfile", str(pki.keyfile),
+        "--certfile", str(pki.certfile), "--keyfile", str(pki.keyfile), *as_ourselves(),
     ])
     assert result.exit_code == 0, result.output
     config = (out / "mosquitto.conf").read_text()
     for line in ("require_certificate true", "use_identity_as_username true",
-                 "set_tcp_nodelay true", "allow_anonymous false", f"cafile {pki.cafile.resolve()}"):
+                 "set_tcp_nodelay true", "allow_anonymous false", f"cafile {out.absolute()}/ca.crt"):
         assert line in config.splitlines()
 
 

@@ -26,9 +26,11 @@ from broker.cli import app
 from broker.crl_sync import needs_update, reload_mosquitto
 from broker.mosquitto import MosquittoConfig, render_config
 from cloud_api.pki import CertificateAuthority
-from cloud_api.runtime import Cloud, ServerFiles
+from cloud_api.runtime import Cloud
+from cloud_api.server_certificates import ServerFiles
 from launcher.mosquitto import mosquitto_binary, running_mosquitto
-from tests.broker.tls_clients import ClientFiles, TlsProbe, certified_node, client_context
+from tests.broker.mosquitto_users import as_ourselves
+from tests.broker.tls_clients import ClientFiles, Pki, TlsProbe, certified_node, client_context
 from tests.cloud_api.conftest import admin_token, serving
 from tests.conftest import free_port
 
@@ -46,9 +48,11 @@ def test_the_tls_listener_checks_the_crl_file_when_one_is_given(tmp_path: Path) 
     assert tls < lines.index(f"crlfile {tmp_path / 'c.pem'}") < password  # on the TLS listener
     with pytest.raises(ValueError, match="newlines"):
         MosquittoConfig(**{**base.__dict__, "crl_file": Path("a\ncrlfile /x")})
+    pki = Pki.create(tmp_path / "pki")
     result = CliRunner().invoke(app, [
-        "mosquitto-config", "--output", str(tmp_path / "out"), "--cafile", "ca.crt",
-        "--certfile", "s.crt", "--keyfile", "s.key", "--crl-file", "crl.pem"])
+        "mosquitto-config", "--output", str(tmp_path / "out"), "--cafile", str(pki.cafile),
+        "--certfile", str(pki.certfile), "--keyfile", str(pki.keyfile), "--crl-file", "crl.pem",
+        *as_ourselves()])
     assert result.exit_code == 0, result.output
     assert f"crlfile {Path('crl.pem').resolve()}" in (tmp_path / "out" / "mosquitto.conf").read_text()
 
@@ -279,7 +283,7 @@ def test_mosquitto_refuses_a_revoked_node_after_crl_sync_reloads_it(
         "mosquitto-config", "--output", str(conf), "--cafile", str(tls.cafile),
         "--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile), "--crl-file", str(crl),
         "--tls-port", str(port), "--tls-host", "127.0.0.1",
-        *(["--user", "root"] if os.geteuid() == 0 else []),  # our tmp dir is private
+        *as_ourselves(),  # our tmp dir is private: Mosquitto runs as us
     ])
     assert result.exit_code == 0, result.output
     with running_mosquitto(conf / "mosquitto.conf", port) as mosquitto:

@@ -22,6 +22,7 @@ from cloud_api.runtime import Cloud
 from cloud_api.settings import CloudSettings
 from launcher.mosquitto import mosquitto_binary, running_mosquitto
 from schemas.names import node_client_id
+from tests.broker.mosquitto_users import as_ourselves
 from tests.broker.tls_clients import TlsProbe, certified_node, client_context
 from tests.conftest import free_port
 
@@ -51,7 +52,7 @@ def test_a_connected_node_is_cut_off_when_revoked_and_others_stay(tmp_path: Path
             "--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile),
             "--tls-port", str(tls_port), "--tls-host", "127.0.0.1",
             "--password-port", str(password_port), "--password-file", str(passwords),
-            *(["--user", "root"] if os.geteuid() == 0 else []),  # our tmp dir is private
+            *as_ourselves(),  # our tmp dir is private: Mosquitto runs as us
         ])
         assert result.exit_code == 0, result.output
         with running_mosquitto(conf / "mosquitto.conf", tls_port):

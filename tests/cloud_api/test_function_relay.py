@@ -1,7 +1,8 @@
 """The function relay: REST ``:invoke`` -> MQTT ``invoke`` -> a node's ``result`` -> REST.
 
 Without a broker (``MemoryPublisher`` and direct ``resolve`` calls) for the relay's logic,
-and against a real Mosquitto with a paho client playing a node that answers invokes.
+and against a real Mosquitto with a paho client playing a node that answers invokes. A
+node the cloud knows is offline is refused at once (503), never waited for.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud_api.errors import AlreadyExists, Busy
-from cloud_api.functions import FunctionRelay, parse_result, result_filter
+from cloud_api.errors import AlreadyExists, Busy, NodeOffline
+from cloud_api.functions import FunctionRelay, parse_result, refuse_if_offline, result_filter
 from cloud_api.runtime import Cloud
+from cloud_api.services.nodes import set_online
 from cloud_api.settings import CloudSettings
 from cloud_api.transport import MemoryPublisher
+from schemas.messages import status_payload
 from schemas.topics import TopicScheme
-from tests.cloud_api.conftest import admin_token, serving
+from tests.cloud_api.conftest import Clock, admin_token, serving
 
 T = TopicScheme()
 INVOKE = T.function_topic("default", "n1", "calc", "add", result=False)
@@ -85,10 +88,41 @@ def test_result_filter_is_unshared() -> None:
     assert result_filter(T) == "tether/v1/+/+/functions/+/+/result"
 
 
+@pytest.mark.parametrize(
+    ("online", "last_seen", "message"),
+    [
+        (True, None, None),
+        (True, 1_800_000_000, None),
+        (False, None, "node default/n1 is offline: it has never connected; nothing was sent to it"),
+        (False, 1_799_999_958,
+         "node default/n1 is offline since 2027-01-15T07:59:18Z (42 s ago); nothing was sent to it"),
+    ],
+)
+def test_refuse_if_offline(online: bool, last_seen: int | None, message: str | None) -> None:
+    def refuse() -> None:
+        refuse_if_offline("default", "n1", online=online, last_seen=last_seen, now=1_800_000_000.5)
+
+    if message is None:
+        refuse()
+        return
+    with pytest.raises(NodeOffline) as caught:
+        refuse()
+    assert caught.value.code == 503 and caught.value.message == message
+    assert caught.value.retry_after > 0
+
+
+def mark(cloud: Cloud, node: str, *, online: bool, now: int) -> None:
+    """Record a status for ``node`` as the bridge does when one arrives."""
+    with cloud.store.session() as session:
+        assert set_online(session, "default", node, online=online, now=now)
+
+
 # -- REST without a broker --------------------------------------------------------------
 @pytest.fixture
-def with_node(cloud: Cloud, api: httpx.Client) -> httpx.Client:
+def with_node(cloud: Cloud, api: httpx.Client, clock: Clock) -> httpx.Client:
+    """Node n1, online as far as the cloud knows (its last status said so)."""
     cloud.create_node("n1")
+    mark(cloud, "n1", online=True, now=int(clock.now))
     return api
 
 
@@ -111,12 +145,40 @@ def test_rest_refusals(with_node: httpx.Client, cloud: Cloud, anonymous: httpx.C
     assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
 
 
+@pytest.mark.parametrize("seen_ago", [None, 90])
+def test_an_offline_node_is_refused_at_once_with_when_it_was_last_seen(
+    cloud: Cloud, api: httpx.Client, clock: Clock, seen_ago: int | None
+) -> None:
+    """Nothing is published and nothing waits: 503 long before the 30 s relay timeout."""
+    cloud.create_node("n1")
+    if seen_ago is not None:  # it was online, then its status (or its will) said offline
+        mark(cloud, "n1", online=True, now=int(clock.now) - 600)
+        mark(cloud, "n1", online=False, now=int(clock.now) - seen_ago)
+    assert cloud.context.functions.timeout == 30
+    started = time.monotonic()
+    response = api.post(URL, json={"a": 1})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503 and response.json()["code"] == 503
+    assert response.headers["retry-after"] == "5"
+    message = response.json()["message"]
+    assert "\n" not in message and message.startswith("node default/n1 is offline")
+    if seen_ago is None:
+        assert "never connected" in message
+    else:
+        assert "since 2027-01-15T07:58:30Z (90 s ago)" in message
+    assert elapsed < 5, f"{elapsed:.2f} s: the refusal waited for something"
+    assert cloud.context.functions.in_flight == 0
+    # inputs are still checked first: a bad request to an offline node is a 400
+    assert api.post(URL, content=b"{nope").status_code == 400
+
+
 # -- against Mosquitto, with a node answering -------------------------------------------
 class AnsweringNode:
     """A paho client as node default/n1: answers invokes the way an edge invoker does."""
 
     def __init__(self, url: str, topics: TopicScheme, answer: Callable[[str, Any], dict[str, Any] | None]):
         self.received: list[tuple[str, Any]] = []
+        self.status_topic = f"{topics.node_root('default', 'n1')}/status"
         subscribed = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"node-{uuid.uuid4().hex[:12]}")
 
@@ -136,7 +198,13 @@ class AnsweringNode:
         assert subscribed.wait(10)
         self.client = client
 
+    def status(self, *, online: bool) -> None:
+        """Publish the retained status an agent publishes (its will, when it is offline)."""
+        payload = json.dumps(status_payload(online, timestamp=int(time.time())))
+        self.client.publish(self.status_topic, payload, qos=1, retain=True).wait_for_publish(10)
+
     def close(self) -> None:
+        self.client.publish(self.status_topic, b"", qos=1, retain=True).wait_for_publish(10)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -158,10 +226,19 @@ def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tether.db'}"
 
 
+def shown_online(client: httpx.Client, *, online: bool) -> None:
+    """Wait until the cloud's view of n1 (from the status the bridge received) is ``online``."""
+    deadline = time.monotonic() + 10
+    while client.get("/v1/namespaces/default/nodes/n1").json()["online"] != online:
+        assert time.monotonic() < deadline, f"n1 never shown online={online}"
+        time.sleep(0.02)
+
+
 @pytest.fixture
-def relayed(
+def answering(
     make_settings: Callable[..., CloudSettings], mosquitto_url: str, topic_scheme: TopicScheme
-) -> Iterator[httpx.Client]:
+) -> Iterator[tuple[httpx.Client, AnsweringNode]]:
+    """The cloud's API, and node n1 answering invokes, online (its status said so)."""
     with Cloud(make_settings(mqtt_url=mosquitto_url, topic_root=topic_scheme.root)) as cloud:
         cloud.create_node("n1")
         assert cloud.start_bridge().wait_ready(10)
@@ -170,9 +247,16 @@ def relayed(
             with serving(cloud.app) as url:
                 headers = {"Authorization": f"Bearer {admin_token(cloud)}"}
                 with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-                    yield client
+                    node.status(online=True)
+                    shown_online(client, online=True)
+                    yield client, node
         finally:
             node.close()
+
+
+@pytest.fixture
+def relayed(answering: tuple[httpx.Client, AnsweringNode]) -> httpx.Client:
+    return answering[0]
 
 
 @pytest.mark.mosquitto
@@ -203,6 +287,28 @@ def test_concurrent_invocations_each_get_their_own_result(relayed: httpx.Client)
     for thread in threads:
         thread.join(30)
     assert results == {i: {"sum": i + 1000} for i in range(20)}
+
+
+@pytest.mark.mosquitto
+def test_a_node_whose_status_says_offline_is_answered_503_at_once(
+    answering: tuple[httpx.Client, AnsweringNode],
+) -> None:
+    """Through the bridge: the node's status goes offline, the very next invoke is a 503."""
+    client, node = answering
+    assert client.post(URL, json={"a": 1, "b": 1}).json() == {"sum": 2}
+    node.status(online=False)
+    shown_online(client, online=False)
+    received = len(node.received)
+    started = time.monotonic()
+    refused = client.post(URL, json={"a": 1, "b": 1})
+    elapsed = time.monotonic() - started
+    assert refused.status_code == 503 and "is offline since" in refused.json()["message"]
+    assert elapsed < 5, f"{elapsed:.2f} s: the refusal waited (the relay's timeout is 30 s)"
+    node.status(online=True)
+    shown_online(client, online=True)
+    assert client.post(URL, json={"a": 2, "b": 2}).json() == {"sum": 4}
+    # in order on one topic: had the refused invoke been published, it would have come first
+    assert [request["payload"] for _, request in node.received[received:]] == [{"a": 2, "b": 2}]
 
 
 def test_the_relay_limits_come_from_the_settings(

@@ -1,4 +1,10 @@
-"""Loads the shared conformance vectors (../shared/conformance/shadow-vectors.json)."""
+"""Loads the conformance vectors, the project's test data for the shadow algebra.
+
+The vectors live in the repository (``tests/schemas/data/shadow-vectors.json``) so that a
+clone with nothing beside it runs ``make test``. They are a copy of the shared contract's
+``shared/conformance/shadow-vectors.json``; ``test_vectors_copy`` keeps the two identical
+wherever the shared copy sits beside the repository.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-_CANDIDATES = [
-    Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "shadow-vectors.json",
-]
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "shadow-vectors.json"
+SHARED_VECTORS_PATH = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "shadow-vectors.json"
+)
 
 
 def load_vectors() -> dict[str, Any]:
-    for path in _CANDIDATES:
-        if path.exists():
-            return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-    pytest.fail(f"conformance vectors not found at {_CANDIDATES[0]}: shared/ must sit beside the repo")
+    return json.loads(VECTORS_PATH.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 VECTORS = load_vectors()

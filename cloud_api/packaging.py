@@ -1,0 +1,153 @@
+"""The wheel of the Tether the cloud runs, served so that ``install.sh`` needs no index for it.
+
+Why it exists: ``tether`` is published on no package index, and a node installed by
+``install.sh`` should run the very version its cloud runs. So the cloud packs itself:
+every top-level module of the ``tether`` distribution, read from where it is imported
+from (a source checkout with an editable install, or site-packages), with that
+distribution's METADATA and entry points, into
+``DATA_DIR/wheels/tether-VERSION-py3-none-any.whl``. No build backend runs and nothing is
+downloaded, so it works on an air-gapped cloud. It is packed once per process, at the
+first request, so a restarted cloud never serves code older than it runs; the archive is
+deterministic (sorted, fixed timestamps), so the bytes change only when the code does.
+``TETHER_CLOUD_EDGE_WHEEL`` names a wheel to serve instead (one built with
+``pip wheel --no-deps .``, say).
+
+The wheel holds code, no secret: ``GET /v1/init/tether-VERSION-py3-none-any.whl`` is open
+to whoever reaches the API. Its dependencies are not in it: pip fetches them from the
+index it is configured with (``PIP_INDEX_URL``, a mirror).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import secrets
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from cloud_api.errors import ConfigError
+from cloud_api.settings import CloudSettings
+
+__all__ = ["DISTRIBUTION", "ServedWheel", "pack_running", "wheel_name"]
+
+DISTRIBUTION = "tether"
+TOP_LEVEL = ("schemas", "broker", "cloud_api", "edge_runtime", "launcher", "tether")
+"""The distribution's modules, when its metadata does not list them (no top_level.txt)."""
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the oldest time a zip entry can hold: reproducible bytes
+_SKIPPED_DIRS = {"__pycache__"}
+_SKIPPED_SUFFIXES = (".pyc", ".pyo")
+
+
+def wheel_name(version: str) -> str:
+    return f"{DISTRIBUTION}-{version}-py3-none-any.whl"
+
+
+def _distribution() -> importlib.metadata.Distribution:
+    """The installed distribution: its ``.dist-info`` (with METADATA) before a source tree's
+    ``tether.egg-info``, which ``pip install -e .`` leaves in the working directory and which
+    shadows it when the cloud runs from there."""
+    found = list(importlib.metadata.distributions(name=DISTRIBUTION))
+    for dist in found:
+        if dist.read_text("METADATA") is not None:
+            return dist
+    raise ConfigError(
+        f"{DISTRIBUTION} is not installed as a distribution (pip install -e .), so the "
+        "cloud cannot pack its wheel: set TETHER_CLOUD_EDGE_WHEEL to a wheel file"
+    )
+
+
+def _module_files(name: str) -> Iterator[tuple[str, Path]]:
+    """(name in the wheel, file) for every file of top-level module or package ``name``."""
+    spec = importlib.util.find_spec(name)  # locates it; imports nothing
+    if spec is None or (spec.origin is None and not spec.submodule_search_locations):
+        raise ConfigError(f"cannot find module {name!r} of {DISTRIBUTION} to pack")
+    if not spec.submodule_search_locations:
+        assert spec.origin is not None
+        yield Path(spec.origin).name, Path(spec.origin)
+        return
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if d not in _SKIPPED_DIRS)
+        for file in sorted(files):
+            if not file.endswith(_SKIPPED_SUFFIXES):
+                path = Path(directory) / file
+                yield f"{name}/{path.relative_to(root).as_posix()}", path
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def pack_running(directory: Path) -> Path:
+    """Pack the running Tether as a wheel in ``directory``; returns its path. Atomic: a
+    reader sees the old file or the new one."""
+    dist = _distribution()
+    info = f"{DISTRIBUTION}-{dist.version}.dist-info"
+    modules = (dist.read_text("top_level.txt") or "").split() or list(TOP_LEVEL)
+    metadata = dist.read_text("METADATA")
+    if metadata is None:
+        raise ConfigError(f"the installed {DISTRIBUTION} has no METADATA to pack")
+    entries: list[tuple[str, bytes]] = []
+    for module in sorted(modules):
+        entries += [(name, path.read_bytes()) for name, path in _module_files(module)]
+    entries.append((f"{info}/METADATA", metadata.encode("utf-8")))
+    entry_points = dist.read_text("entry_points.txt")
+    if entry_points:
+        entries.append((f"{info}/entry_points.txt", entry_points.encode("utf-8")))
+    entries.append((f"{info}/top_level.txt", "".join(f"{m}\n" for m in sorted(modules)).encode()))
+    wheel = "Wheel-Version: 1.0\nGenerator: tether-cloud\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    entries.append((f"{info}/WHEEL", wheel.encode("ascii")))
+    record = "".join(f"{_record_line(name, data)}\n" for name, data in entries)
+    entries.append((f"{info}/RECORD", (record + f"{info}/RECORD,,\n").encode("utf-8")))
+
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = directory / wheel_name(dist.version)
+    temporary = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, data in entries:
+                entry = zipfile.ZipInfo(name, date_time=_EPOCH)
+                entry.external_attr = 0o644 << 16
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(entry, data)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target
+
+
+class ServedWheel:
+    """The wheel ``GET /v1/init/NAME`` serves: the configured file, or the running code
+    packed at the first request (thread-safe)."""
+
+    def __init__(self, settings: CloudSettings) -> None:
+        self.configured = settings.edge_wheel
+        self.directory = settings.data_dir / "wheels"
+        self._lock = threading.Lock()
+        self._packed: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The file name, which is also the last segment of its URL."""
+        if self.configured is not None:
+            return self.configured.name
+        return wheel_name(_distribution().version)
+
+    def path(self) -> Path:
+        if self.configured is not None:
+            if not self.configured.is_file():
+                raise ConfigError(f"TETHER_CLOUD_EDGE_WHEEL: no file at {self.configured}")
+            return self.configured
+        with self._lock:
+            if self._packed is None:
+                try:
+                    self._packed = pack_running(self.directory)
+                except OSError as exc:
+                    raise ConfigError(f"cannot pack the wheel into {self.directory}: {exc}") from exc
+            return self._packed
