@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cloud_api import admin_views
-from cloud_api.applying import apply_manifest, delete_manifest, rollout_state
+from cloud_api.applying import FAILED, apply_manifests, delete_manifest, rollout_state
 from cloud_api.client import ClientConfig, ClientError, TetherClient, kind_of
 from cloud_api.manifests import APPLY_ORDER, Manifest, ManifestError, parse_manifests
 
@@ -86,12 +86,18 @@ def apply(files: Files = None, server: Server = None, token: Token = None,
           namespace: Namespace = None) -> None:
     """Create or update the objects of manifest files (YAML or JSON, several per file).
 
-    Prints `KIND/NAME created|configured|unchanged` for each."""
+    Prints `KIND/NAME created|configured|unchanged|failed: why` for each; many nodes are
+    created in bulk (1,000 per request)."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
         if not files:
             raise ManifestError("give a manifest file with -f FILE (or -f - for stdin)")
-        for manifest in read_manifests(files, ns):
-            typer.echo(f"{manifest.ref} {apply_manifest(client, manifest)}")
+        refused = 0
+        for manifest, outcome in apply_manifests(client, read_manifests(files, ns)):
+            typer.echo(f"{manifest.ref} {outcome}")
+            refused += outcome.startswith(FAILED)
+        if refused:
+            typer.echo(f"error: {refused} object(s) failed; the others were applied", err=True)
+            raise typer.Exit(code=1)
 
 
 def get(kind: Annotated[str, typer.Argument(help="nodes, apps, configs, secrets, certificates, registries or namespaces")],

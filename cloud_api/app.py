@@ -113,6 +113,7 @@ def create_app(context: Context) -> FastAPI:
         app.include_router(module.router)
     for module in (apps, configs, secrets, certificates, registries):
         app.include_router(module.router)
+    app.include_router(nodes.bulk_router)
     app.include_router(functions.router)
     install_openapi(app)
     return app

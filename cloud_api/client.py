@@ -207,6 +207,15 @@ class TetherClient:
         self._call("DELETE", self._url(kind, name, namespace=namespace))
 
     # -- node extras ---------------------------------------------------------------
+    def create_nodes(
+        self, items: list[dict[str, Any]], *, namespace: str = DEFAULT_NAMESPACE
+    ) -> dict[str, Any]:
+        """``POST .../nodes:bulk`` (at most 1,000 items): ``{created, existing, failed,
+        items: [{name, status: created|exists|failed, message?}]}``, items in order."""
+        result: dict[str, Any] = self._call(
+            "POST", self._url("node", namespace=namespace) + ":bulk", {"items": items})
+        return result
+
     def shadow_get(self, node: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         document: dict[str, Any] = self._call("GET", self._url("node", node, namespace=namespace) + "/shadow")
         return document

@@ -10,6 +10,7 @@ Times are epoch seconds, as in shadow documents.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, String
@@ -71,6 +72,32 @@ class NodeCreate(NodeBase):
     _check_description = field_validator("description")(check_text)
 
     _check_labels = field_validator("labels")(check_labels)
+
+
+MAX_BULK_NODES = 1000
+
+
+class NodeBulkCreate(SQLModel):
+    """``POST .../nodes:bulk``: ``{"items": [NodeCreate, ...]}``, each item checked alone."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    items: list[Any] = Field(min_length=1, max_length=MAX_BULK_NODES)
+
+
+class NodeBulkItem(SQLModel):
+    """What became of one item: ``created``, ``exists`` (left as it is) or ``failed``."""
+
+    name: str
+    status: str
+    message: str | None = None
+
+
+class NodeBulkResult(SQLModel):
+    created: int
+    existing: int
+    failed: int
+    items: list[NodeBulkItem]
 
 
 class NodeUpdate(SQLModel):

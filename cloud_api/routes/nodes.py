@@ -1,4 +1,5 @@
-"""``/v1/namespaces/{ns}/nodes``: list, create, get, change (labels), delete, revoke.
+"""``/v1/namespaces/{ns}/nodes``: list, create (one, or many with ``nodes:bulk``), get,
+change (labels), delete, revoke.
 
 Deleting a node also clears its retained ``status`` on the broker, so a node created
 later under the same name does not start out looking online.
@@ -18,12 +19,13 @@ from cloud_api.deps import (
     SessionDep,
     body_of,
 )
-from cloud_api.models import NodePublic, NodeUpdate
+from cloud_api.models import NodeBulkCreate, NodeBulkResult, NodePublic, NodeUpdate
 from cloud_api.revocation import Revocations
 from cloud_api.routes.resources import WriteNamespace
 from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import (
     create_node,
+    create_nodes,
     delete_node,
     get_node,
     list_nodes,
@@ -35,6 +37,7 @@ from cloud_api.services.tokens import authorize
 from schemas.names import node_identity
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/nodes", tags=["nodes"])
+bulk_router = APIRouter(tags=["nodes"])
 
 
 @router.get("", response_model=list[NodePublic])
@@ -53,6 +56,25 @@ def create(
 ) -> NodePublic:
     authorize(token, namespace=namespace, write=True)
     return to_public(create_node(session, namespace, node_in, now=context.now()))
+
+
+NodeBulkBody = Annotated[NodeBulkCreate, Depends(body_of(NodeBulkCreate))]
+
+
+# a path of its own, not under /nodes/{node}: "bulk" is a valid node name
+@bulk_router.post("/v1/namespaces/{namespace}/nodes:bulk", response_model=NodeBulkResult,
+                  summary="Create many nodes; each item reports created, exists or failed")
+def create_many(
+    token: CurrentToken,
+    namespace: str,
+    body: NodeBulkBody,
+    session: SessionDep,
+    context: ContextDep,
+) -> NodeBulkResult:
+    """Up to 1,000 nodes per request in one transaction; an item that fails (bad name or
+    labels, listed twice) does not stop the others, and one that exists is left as it is."""
+    authorize(token, namespace=namespace, write=True)
+    return create_nodes(session, namespace, body.items, now=context.now())
 
 
 @router.get("/{node}", response_model=NodePublic)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,17 @@ def desired_apps(
     session: Session, namespace: str, nodes: Collection[str] | None = None
 ) -> dict[str, dict[str, str]]:
     """What ``desired.apps`` of each node (all, or ``nodes``) should be: ``{app: version}``."""
+    query = model_select(Node.name, Node.labels).where(col(Node.namespace) == namespace)
+    if nodes is not None:
+        query = query.where(col(Node.name).in_(list(nodes)))
+    labels = {name: node_labels or {} for name, node_labels in session.exec(query).all()}
+    return apps_for_labels(session, namespace, labels)
+
+
+def apps_for_labels(
+    session: Session, namespace: str, labels: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, str]]:
+    """What ``desired.apps`` of nodes not yet stored, with these ``labels``, should be."""
     apps = session.exec(
         model_select(Resource.name, Resource.version, Resource.selector).where(
             col(Resource.namespace) == namespace, col(Resource.kind) == ResourceKind.APP.value
@@ -70,10 +81,6 @@ def desired_apps(
     ).all()
     selectors = {name: parse_selector(selector) for name, _, selector in apps}
     versions = {name: str(version) for name, version, _ in apps}
-    query = model_select(Node.name, Node.labels).where(col(Node.namespace) == namespace)
-    if nodes is not None:
-        query = query.where(col(Node.name).in_(list(nodes)))
-    labels = {name: node_labels or {} for name, node_labels in session.exec(query).all()}
     matched = match_all(selectors, labels)
     return {node: {app: versions[app] for app in sorted(names)} for node, names in matched.items()}
 

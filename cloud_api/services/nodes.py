@@ -6,7 +6,11 @@ node publishes ``online: true`` on connect; its last will publishes ``online: fa
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, update
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -14,15 +18,19 @@ from cloud_api.errors import AlreadyExists, NotFound
 from cloud_api.models import (
     ActivationToken,
     Node,
+    NodeBulkItem,
+    NodeBulkResult,
     NodeCreate,
     NodeCredential,
     NodePublic,
     NodeUpdate,
     Shadow,
 )
-from cloud_api.services.matching import desired_apps, request_match
+from cloud_api.services.matching import apps_for_labels, desired_apps, request_match
 from cloud_api.services.namespaces import get_namespace
 from cloud_api.services.node_certificates import revoke_node_credentials
+from cloud_api.store.engine import table_of
+from schemas.errors import Rejection
 from schemas.names import validate_name
 
 
@@ -59,6 +67,84 @@ def _first_shadow(session: Session, namespace: str, name: str, *, now: int) -> S
     stamps = {"apps": {app: {"timestamp": now} for app in apps}} if apps else {}
     return Shadow(namespace=namespace, node=name, desired={"apps": apps},
                   meta={"desired": stamps, "reported": {}})
+
+
+def create_nodes(
+    session: Session, namespace: str, items: Sequence[Any], *, now: int
+) -> NodeBulkResult:
+    """Create many nodes with their shadows in one transaction (``POST .../nodes:bulk``).
+
+    Each item is checked alone: a bad one is ``failed`` with its message, a name that
+    exists is ``exists`` (left as it is, like ``ensure_node``), and neither stops the
+    others. The apps matched to the new nodes are computed once for all of them.
+    """
+    get_namespace(session, namespace)
+    results: list[NodeBulkItem] = []
+    wanted: dict[str, NodeCreate] = {}
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, dict) else None
+        label = name if isinstance(name, str) else f"items[{index}]"
+        try:
+            node_in = NodeCreate.model_validate(item)
+            validate_name(node_in.name, kind="node name")
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "item"
+            results.append(NodeBulkItem(name=label, status="failed", message=f"{where}: {first['msg']}"))
+            continue
+        except Rejection as exc:
+            results.append(NodeBulkItem(name=label, status="failed", message=exc.message))
+            continue
+        if node_in.name in wanted:
+            results.append(NodeBulkItem(name=label, status="failed", message="listed twice"))
+            continue
+        wanted[node_in.name] = node_in
+        results.append(NodeBulkItem(name=node_in.name, status="created"))
+    for attempt in range(2):  # again if a node was created concurrently meanwhile
+        existing = set(session.exec(
+            select(Node.name).where(col(Node.namespace) == namespace,
+                                    col(Node.name).in_(sorted(wanted)))
+        ).all()) if wanted else set()
+        new = [node_in for name, node_in in wanted.items() if name not in existing]
+        try:
+            _insert_nodes(session, namespace, new, now=now)
+            session.commit()
+            break
+        except IntegrityError:
+            session.rollback()
+            if attempt:
+                raise
+    for result in results:
+        if result.status == "created" and result.name in existing:
+            result.status = "exists"
+    return NodeBulkResult(
+        created=sum(r.status == "created" for r in results),
+        existing=sum(r.status == "exists" for r in results),
+        failed=sum(r.status == "failed" for r in results),
+        items=results,
+    )
+
+
+def _insert_nodes(session: Session, namespace: str, nodes: list[NodeCreate], *, now: int) -> None:
+    """Two ``executemany`` INSERTs: the nodes, then their shadows with their matched apps."""
+    if not nodes:
+        return
+    apps = apps_for_labels(session, namespace, {node.name: node.labels for node in nodes})
+    connection = session.connection()
+    connection.execute(insert(table_of(Node)), [
+        {"namespace": namespace, "name": node.name, "labels": dict(node.labels),
+         "description": node.description, "mode": node.mode, "created_at": now,
+         "online": False, "last_seen": None}
+        for node in nodes
+    ])
+    shadows = []
+    for node in nodes:
+        matched = apps.get(node.name, {})
+        stamps = {"apps": {app: {"timestamp": now} for app in matched}} if matched else {}
+        shadows.append({"namespace": namespace, "node": node.name, "desired": {"apps": matched},
+                        "reported": {}, "metadata": {"desired": stamps, "reported": {}},
+                        "version": 0, "timestamp": 0})
+    connection.execute(insert(table_of(Shadow)), shadows)
 
 
 def update_node(

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -208,3 +209,21 @@ def test_every_failure_is_one_line(tether: Tether, args: tuple[str, ...], stdin:
     assert result.exit_code == 1
     assert result.stderr.startswith(expected), result.stderr
     assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_apply_creates_many_nodes_in_bulk_and_reports_each_refusal(
+    cloud: Cloud, tether: Tether, api: Any
+) -> None:
+    nodes = [f"kind: Node\nmetadata: {{name: fleet-{i:04d}, labels: {{site: lyon}}}}\n" for i in range(1200)]
+    nodes.append("kind: Node\nmetadata: {name: bad-labels, labels: {'-x': y}}\n")
+    first = tether("apply", "-f", "-", input="---\n".join(nodes))
+    assert first.exit_code == 1, first.output
+    lines = first.stdout.splitlines()
+    assert len(lines) == 1201 and lines[0] == "node/fleet-0000 created"
+    assert lines[-1].startswith("node/bad-labels failed:") and "label key" in lines[-1]
+    assert "1 object(s) failed" in first.output
+    assert len(api.get("/v1/namespaces/default/nodes").json()) == 1200
+    shadow = api.get("/v1/namespaces/default/nodes/fleet-1199/shadow").json()
+    assert shadow["state"]["desired"] == {"apps": {}}
+    again = tether("apply", "-f", "-", input="---\n".join(nodes[:3]).replace("lyon", "nice"))
+    assert again.exit_code == 0 and all(line.endswith(" configured") for line in again.stdout.splitlines())
