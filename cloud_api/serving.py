@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlmodel import Session
+
 from cloud_api.metrics import (
     BRIDGE_ERRORS,
     BRIDGE_MESSAGES,
@@ -27,8 +29,8 @@ from cloud_api.metrics import (
     Metrics,
 )
 from cloud_api.payloads import decode_payload
-from cloud_api.services.node_certificates import cut_off, cut_off_among
-from cloud_api.services.rollout import fetch_resources
+from cloud_api.services.node_certificates import cut_off_among
+from cloud_api.services.rollout import VersionCache, desired_apps_of, fetch_resources
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.shadows import publish_update
 from cloud_api.store.engine import Store
@@ -55,6 +57,7 @@ class _Step:
     op: ShadowOp | None = None  # None: no shadow work (resources/get) or refused before it
     error: Rejection | None = None  # refused before the batch (bad payload, revoked)
     reply_token: str | None = None  # the clientToken a get/accepted echoes
+    reply: dict[str, Any] | None = None  # resources/get/accepted, once fetched
 
 
 class ShadowServer:
@@ -75,6 +78,7 @@ class ShadowServer:
         self.store = store
         self.cut_off = cut_off  # told NS/NODE when a node with no working credential speaks
         self.secrets = secrets  # opens sealed resources for resources/get
+        self.versions = VersionCache()  # app and config versions: they never change
         self.publisher = publisher
         self.topics = topics
         self.limits = limits
@@ -112,6 +116,8 @@ class ShadowServer:
             log.exception("failed to serve a batch of %d shadow operations", len(ops))
             for op in ops:
                 op.error = Rejection(ErrorCode.INTERNAL, "internal error; retry later")
+        self._deliver([step for step in steps
+                       if step.request.suffix == Suffix.RESOURCES_GET and step.error is None])
         for step in steps:
             self._answer(step)
 
@@ -208,8 +214,8 @@ class ShadowServer:
                 self._publish(request, Suffix.SHADOW_GET_ACCEPTED, reply)
             elif isinstance(op, Presence) and not op.known:
                 log.info("status from unknown node %s/%s ignored", request.namespace, request.node)
-            elif request.suffix == Suffix.RESOURCES_GET:
-                self._resources_get(request, step.body)
+            elif request.suffix == Suffix.RESOURCES_GET and step.reply is not None:
+                self._publish(request, Suffix.RESOURCES_GET_ACCEPTED, step.reply)
         except Rejection as exc:
             self._refuse(request, exc, client_token_of(step.body))
         except Exception:
@@ -219,15 +225,39 @@ class ShadowServer:
             self._refuse(request, internal, client_token_of(step.body))
 
     # -- handlers ----------------------------------------------------------------------
-    def _resources_get(self, request: NodeTopic, body: Any) -> None:
-        with self.store.session() as session:
-            if cut_off(session, request.namespace, request.node, now=self.now()):
-                self._revoked_node_spoke(request)
-                raise Rejection(ErrorCode.FORBIDDEN, "this node's credentials were revoked")
-            reply = fetch_resources(
-                session, self.secrets, request.namespace, request.node, body, limits=self.limits
-            )
-        self._publish(request, Suffix.RESOURCES_GET_ACCEPTED, reply)
+    def _deliver(self, steps: list[_Step]) -> None:
+        """Answer the batch's ``resources/get`` with one session: one query for whether their
+        nodes were cut off, one for their desired apps, versions from ``self.versions``."""
+        if not steps:
+            return
+        by_namespace: dict[str, list[_Step]] = {}
+        for step in steps:
+            by_namespace.setdefault(step.request.namespace, []).append(step)
+        try:
+            with self.store.session() as session:
+                for namespace, group in by_namespace.items():
+                    nodes = [step.request.node for step in group]
+                    cut = cut_off_among(session, namespace, nodes, now=self.now())
+                    desired = desired_apps_of(session, namespace, nodes)
+                    for step in group:
+                        self._fetch_for(session, step, cut=cut, desired=desired)
+        except Rejection as exc:  # the database failed: whoever has no answer yet gets this
+            for step in steps:
+                if step.reply is None and step.error is None:
+                    step.error = exc
+
+    def _fetch_for(self, session: Session, step: _Step, *, cut: set[str], desired: dict[str, Any]) -> None:
+        request = step.request
+        if request.node in cut:
+            self._revoked_node_spoke(request)
+            step.error = Rejection(ErrorCode.FORBIDDEN, "this node's credentials were revoked")
+            return
+        try:
+            step.reply = fetch_resources(session, self.secrets, request.namespace, request.node,
+                                         step.body, limits=self.limits, versions=self.versions,
+                                         desired=desired)
+        except Rejection as exc:
+            step.error = exc
 
     def _revoked_node_spoke(self, request: NodeTopic) -> None:
         """A revoked node is connected (a broker that cannot ask us let it back in before
