@@ -8,7 +8,8 @@ here, ``tether broker mosquitto-config`` writes them):
   a node's certificate CN ``NS/NODE`` *is* its username, whatever the CONNECT says, and
   a client without a certificate of our CA fails the handshake;
 - ``set_tcp_nodelay true``: without it Nagle's algorithm was measured adding ~40 ms per
-  round trip;
+  round trip; ``max_queued_messages 1000000``: the cloud bridge's queue is not cut at Mosquitto's
+  default 1,000, which a fleet reconnecting at once overflows (QoS 1 messages dropped);
 - an ACL file of patterns (``%u`` is the username, so the CN): a node reads its own root
   and writes only its request topics (DESIGN §4); the cloud bridge user may do anything
   under the root;
@@ -100,6 +101,10 @@ def render_config(config: MosquittoConfig) -> str:
         f"acl_file {config.acl_file}",
         "set_tcp_nodelay true",
         "max_inflight_messages 100",
+        # the cloud bridge's one subscription carries every node's requests: Mosquitto's
+        # default queue of 1,000 per client drops QoS 1 messages beyond it when 10,000
+        # nodes reconnect at once (0, "no limit", broke SUBACKs on Mosquitto 2.0.11 here)
+        "max_queued_messages 1000000",
     ]
     if config.user is not None:
         lines += [f"user {config.user}"]
