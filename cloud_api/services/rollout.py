@@ -182,8 +182,9 @@ def app_rollout(session: Session, namespace: str, name: str) -> AppRollout:
         .where(shadows.c.namespace == namespace, desired.as_string().is_not(None))
         .order_by(shadows.c.node)
     )
+    # model_construct: the values are already checked; validating 10,000 rows costs 100 ms
     nodes = [
-        AppNodeStatus(
+        AppNodeStatus.model_construct(
             node=node,
             desired_version=str(desired_version),
             reported_version=_text(reported_version),
