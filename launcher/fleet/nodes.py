@@ -421,7 +421,8 @@ class SimNode:
             self._in_flight = None
             self._stats.resent["shadow/update"] += 1
             self._request_document()
-        expired = [t for t, f in self._fetching.items() if now >= f.sent_at + self._timers.fetch_timeout]
+        expired = [t for t, f in self._fetching.items()
+                   if now >= f.sent_at + self._timers.fetch_timeout] if self._fetching else []
         for token in expired:
             del self._fetching[token]
             self._stats.resent["resources/get"] += 1

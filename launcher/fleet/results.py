@@ -104,6 +104,9 @@ class FleetResult:
     updates: UpdatePhase | None = None
     cloud: CloudUsage | None = None
     traffic: dict[str, Any] = field(default_factory=dict)
+    # CPU seconds of the others over the same phases: is the cloud the bottleneck?
+    side_cpu_seconds: dict[str, float | None] = field(default_factory=dict)
+    simulator_rss_mb: float | None = None  # at the end: what 10,000 nodes cost here
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -166,6 +169,11 @@ def rows(result: FleetResult) -> list[tuple[str, str, str]]:
                 ("cloud", "CPU s (connect + rollout + updates)", f"{cloud.cpu_seconds:.1f}"),
                 ("cloud", f"CPU ms per node message ({cloud.messages_source})",
                  f"{per} ({cloud.messages_in} messages)")]
+    if result.side_cpu_seconds:
+        side = " / ".join("-" if v is None else f"{v:.1f}" for v in result.side_cpu_seconds.values())
+        out.append(("load", f"CPU s of the {' / '.join(result.side_cpu_seconds)}", side))
+    if result.simulator_rss_mb is not None:
+        out.append(("load", "simulator RSS MB", f"{result.simulator_rss_mb:.0f}"))
     traffic = result.traffic
     if traffic:
         out += [("fleet", "connects / failed attempts / drops",

@@ -19,6 +19,8 @@ The cloud's CPU time over phases 2-4 is divided by the node messages it received
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -142,6 +144,7 @@ class _Bench:
         self.mqtt_url, self.url, self.token = mqtt_url, url, token
         self.clouds, self.mosquitto = clouds, mosquitto
         self.killed: CloudProcess | None = None
+        self._broker_pid: int | None = None
         self.names = [f"n{index:05d}" for index in range(options.nodes)]
 
     def _phase(self, name: str, total: int) -> Callable[[int], None] | None:
@@ -166,15 +169,18 @@ class _Bench:
             result.create = CreatePhase(round(created.seconds, 3), created.path, created.created,
                                         created.existing, created.failed)
             result.failures += [f"node not created: {error}" for error in created.errors]
-            before = self._usage()
+            before, side_before = self._usage(), self._side_cpu()
             messages_before = await _messages(rests)
             sent_before = sum(fleet.stats.sent.values())
             await self._connect(fleet)
             after_connect = self._usage()
             await self._rollout(fleet, rest)
             await self._updates(fleet)
-            end = self._usage()
+            end, side_end = self._usage(), self._side_cpu()
             messages_after = await _messages(rests)
+            result.side_cpu_seconds = {name: _spent(side_before.get(name), value)
+                                       for name, value in side_end.items()}
+            result.simulator_rss_mb = round(sample_process(os.getpid()).rss_bytes / MB, 1)
             sent = sum(fleet.stats.sent.values()) - sent_before
             self._cloud_usage(before, after_connect, end, messages_before, messages_after, sent)
         finally:
@@ -295,6 +301,20 @@ class _Bench:
                                           spread(latencies, scale=1000))
 
     # -- the cloud's usage -----------------------------------------------------------------
+    def _side_cpu(self) -> dict[str, float | None]:
+        """CPU seconds so far of the simulator and of the bench's broker (None: not ours,
+        or restarted since, which resets its count)."""
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        side: dict[str, float | None] = {"simulator": own.ru_utime + own.ru_stime}
+        if self.mosquitto is not None and self.mosquitto.process is not None:
+            pid = self.mosquitto.process.pid
+            if self._broker_pid in (None, pid):
+                self._broker_pid = pid
+                side["broker"] = sample_process(pid).cpu_seconds
+            else:
+                side["broker"] = None
+        return side
+
     def _usage(self) -> list[Any]:
         return [sample_process(cloud.pid) if cloud is not self.killed else None
                 for cloud in self.clouds]
@@ -323,6 +343,10 @@ class _Bench:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         self.result.failures.append(f"{len(missing)} node(s) {what} within "
                                     f"{self.options.timeout:g} s: {shown}")
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else round(after - before, 2)
 
 
 async def _messages(rests: list[CloudRest]) -> float | None:
