@@ -29,7 +29,8 @@ from edge_runtime.transport import QOS, RESOURCES_FILTER, SUBSCRIBED
 from launcher.fleet.catalog import AppCatalog
 from launcher.fleet.mqttcodec import Will
 from launcher.fleet.mqttlite import Connection, MqttError, open_connection
-from launcher.fleet.nodes import FleetStats, SimNode, Timers
+from launcher.fleet.nodes import SimNode
+from launcher.fleet.shared import FleetStats, Timers
 from schemas.names import node_client_id, node_identity
 from schemas.shadow import JSONObject
 from schemas.topics import Suffix, TopicScheme

@@ -1,23 +1,19 @@
-"""A simulated edge node: what the agent says over MQTT, without its engine or a backend.
+"""A simulated edge node: what the agent says over MQTT, without a process or a cache.
 
 ``tether bench fleet`` loads the cloud with thousands of these. Each one follows the
-agent's rules (``edge_runtime.syncing``, ``reporting``, ``engine``) message for message,
-so the cloud sees the traffic a real fleet sends, retries and storms included:
+agent's sync rules (``edge_runtime.syncing``, ``reporting``) message for message, and its
+engine's through ``apps.NodeApps``, so the cloud sees the traffic a real fleet sends,
+retries and storms included:
 
 - on connect: retained ``status`` online, ``shadow/get`` with a clientToken;
 - ``get/accepted`` answering it is authoritative; a delta or someone else's
   ``update/accepted`` counts only if newer; one that skips a version re-fetches;
-- a changed desired section is "reconciled": apps no longer desired stop at once, a
-  desired app whose version (and what it pins) was never fetched is asked for with one
-  ``resources/get``; once fetched it "runs" (no process is started);
-- the full reported state (node facts, usage, apps, appstats: ``Pending`` while fetching,
-  ``Running`` after, ``Failed`` after a refused fetch) goes out as a merge diff against
-  what the cloud acknowledged, one update in flight;
+- the full reported state goes out as a merge diff against what the cloud acknowledged,
+  one update in flight;
 - timers (``tick``): an unanswered get is asked again after 2 s doubling to the heartbeat,
-  an unanswered update is given up and the document re-fetched after 2 s, a fetch is
-  asked again after 2 s; a refused fetch waits the engine's backoff (10 s doubling);
-  429/500 on get or update retry after 1 s, 409 re-fetches; every heartbeat re-sends what
-  is pending or refreshes the status.
+  an unanswered update is given up and the document re-fetched after 2 s; 429/500 on get
+  or update retry after 1 s, 409 re-fetches; every heartbeat re-sends what is pending or
+  refreshes the status.
 
 The node owns no socket: the fleet hands it a ``Link`` on connect and tells it when the
 link is gone, and every event is timestamped in ``marks`` for the phases to measure.
@@ -28,68 +24,22 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from edge_runtime.engine.status import backoff
 from edge_runtime.syncing import RETRY_SECONDS, RETRYABLE_CODES
-from launcher.fleet.catalog import AppCatalog, Key
+from launcher.fleet.apps import NodeApps
+from launcher.fleet.catalog import AppCatalog
+from launcher.fleet.shared import FleetStats, Link, Timers
 from schemas.errors import ErrorCode
 from schemas.payloads import encode_json
 from schemas.shadow import JSONObject, merge_diff, merge_patch
 from schemas.topics import Suffix
 
 _SUFFIXES = {suffix.value: suffix for suffix in Suffix}
-
-
-class Link(Protocol):
-    """Where a node publishes: ``mqttlite.Connection`` (a recording fake in tests)."""
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
-
-
-@dataclass(frozen=True)
-class Timers:
-    """The agent's defaults (``EdgeSettings``, ``Engine``), in seconds."""
-
-    heartbeat: float = 30.0
-    request_timeout: float = 2.0
-    fetch_timeout: float = 2.0
-    reconcile_period: float = 10.0  # the base of the backoff after a refused fetch
-
-
-@dataclass
-class FleetStats:
-    """What every node of a fleet counts; ``marks`` counts nodes per first-time event."""
-
-    marks: Counter[str] = field(default_factory=Counter)
-    sent: Counter[str] = field(default_factory=Counter)  # to the cloud, by suffix
-    received: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)  # "suffix code"
-    resent: Counter[str] = field(default_factory=Counter)  # requests asked again, unanswered
-    connects: int = 0
-    connect_failures: int = 0
-    disconnects: int = 0
-
-
-@dataclass
-class _Fetch:
-    app: str
-    version: str
-    items: tuple[Key, ...]
-    sent_at: float
-
-
-@dataclass
-class _Problem:
-    version: str
-    cause: str
-    retry_at: float
-    attempts: int
+DEFAULT_TIMERS = Timers()
 
 
 class SimNode:
@@ -97,7 +47,7 @@ class SimNode:
 
     def __init__(
         self, name: str, *, root: str, facts: JSONObject, nodestats: JSONObject,
-        stats: FleetStats, catalog: AppCatalog, timers: Timers = Timers(),
+        stats: FleetStats, catalog: AppCatalog, timers: Timers = DEFAULT_TIMERS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name, self.root = name, root
@@ -110,18 +60,15 @@ class SimNode:
         self.desired: JSONObject = {}
         self._reconciled: JSONObject | None = None
         self.acked: JSONObject = {}  # the cloud's reported, as acknowledged
-        self.running: dict[str, str] = {}
+        self.apps = NodeApps(catalog, fetch_timeout=timers.fetch_timeout,
+                             backoff_base=timers.reconcile_period, clock=clock)
         self.properties: JSONObject = {}
-        self._have: set[Key] = set()
-        self._fetching: dict[str, _Fetch] = {}
-        self._problems: dict[str, _Problem] = {}
         self._get: tuple[str, float] | None = None
         self._get_due: float | None = None
         self._get_wait = timers.request_timeout
         self._in_flight: tuple[str, float, JSONObject] | None = None
         self._report_due: float | None = None
         self._heartbeat_due: float | None = None
-        self._retry_due: float | None = None  # the first refused fetch to ask again
         self._waiters: list[tuple[str, Any, float, asyncio.Future[float | None]]] = []
         self.marks: dict[str, float] = {}  # event -> when it first happened (clock)
 
@@ -245,27 +192,13 @@ class SimNode:
                 self._request_document()
             elif code in RETRYABLE_CODES:
                 self._report_due = now + RETRY_SECONDS
-        elif suffix is Suffix.RESOURCES_GET_REJECTED and isinstance(token, str):
-            fetch = self._fetching.pop(token, None)
-            if fetch is not None and self._desired_apps().get(fetch.app) == fetch.version:
-                self._fail(fetch, f"the cloud refused resources/get ({code}: {payload.get('message')})")
+        elif suffix is Suffix.RESOURCES_GET_REJECTED:
+            cause = f"the cloud refused resources/get ({code}: {payload.get('message')})"
+            if self.apps.refused(token, cause, self._desired_apps()):
+                self._send_report()
 
     def _on_resources(self, payload: JSONObject) -> None:
-        token = payload.get("clientToken")
-        fetch = self._fetching.pop(token, None) if isinstance(token, str) else None
-        got: set[Key] = set()
-        for item in payload.get("items") or ():
-            if isinstance(item, dict) and isinstance(item.get("value"), dict):
-                key: Key = (str(item.get("kind")), str(item.get("name")), str(item.get("version")))
-                if key[0] == "app":
-                    self._catalog.learn(key[1], key[2], item["value"])
-                    self._mark(f"fetched:{key[1]}@{key[2]}")
-                got.add(key)
-        self._have |= got
-        if fetch is not None:
-            lacking = [key for key in fetch.items if key not in got]
-            if lacking:
-                self._fail(fetch, f"the cloud's answer lacked {lacking[0]}")
+        self.apps.answered(payload.get("clientToken"), payload.get("items"), mark=self._mark)
         self._reconcile()
         self._send_report()
 
@@ -284,61 +217,21 @@ class SimNode:
             self._reconcile()
 
     def _reconcile(self) -> None:
-        """Stop what is no longer desired, run what is fetched, fetch what is missing."""
         self._reconciled = self.desired
-        desired, now = self._desired_apps(), self._clock()
-        for name in [name for name in self.running if name not in desired]:
-            del self.running[name]
-        for name in [n for n, p in self._problems.items() if p.version != desired.get(n)]:
-            del self._problems[name]  # the agent forgets a problem when desired moves on
-        fetching = {key for fetch in self._fetching.values() for key in fetch.items}
-        for name, version in desired.items():
-            if self.running.get(name) == version:
-                continue
-            missing = [key for key in self._catalog.needs(name, version) if key not in self._have]
-            if not missing:
-                self.running[name] = version
-                self._problems.pop(name, None)
-                continue
-            problem = self._problems.get(name)
-            held = problem is not None and problem.version == version and problem.retry_at > now
-            if held or fetching.intersection(missing) or not self.online:
-                continue
-            token = self._token()
-            items = [{"kind": kind, "name": item, "version": ver} for kind, item, ver in missing]
-            self._publish(Suffix.RESOURCES_GET, encode_json({"clientToken": token, "items": items}))
-            self._fetching[token] = _Fetch(name, version, tuple(missing), now)
-        retries = [p.retry_at for p in self._problems.values() if p.retry_at > now]
-        self._retry_due = min(retries, default=None)
+        self.apps.reconcile(self._desired_apps(), self._fetch)
 
-    def _fail(self, fetch: _Fetch, cause: str) -> None:
-        before = self._problems.get(fetch.app)
-        attempts = before.attempts + 1 if before is not None and before.version == fetch.version else 1
-        delay = backoff(attempts, base=self._timers.reconcile_period)
-        retry_at = self._clock() + delay
-        self._problems[fetch.app] = _Problem(fetch.version, cause, retry_at, attempts)
-        self._retry_due = retry_at if self._retry_due is None else min(self._retry_due, retry_at)
-        self._send_report()
+    def _fetch(self, items: list[JSONObject]) -> str | None:
+        if not self.online:
+            return None  # the engine waits for the broker; the reconcile after connect asks
+        token = self._token()
+        self._publish(Suffix.RESOURCES_GET, encode_json({"clientToken": token, "items": items}))
+        return token
 
     def compose(self) -> JSONObject:
         """The full reported state, as the agent's ``Reporter.compose`` builds it."""
-        desired = self._desired_apps()
-        stats: JSONObject = {}
-        for name in sorted(desired.keys() | self.running.keys()):
-            running, version = self.running.get(name), desired.get(name)
-            body: JSONObject
-            if running is not None:
-                body = {"version": running, "status": "Running",
-                        "instances": self._catalog.instances(name, running)}
-            else:
-                body = {"version": version, "status": "Pending",
-                        "cause": f"fetching app {name}@{version}", "instances": []}
-            problem = self._problems.get(name)
-            if problem is not None and problem.version == version:
-                body = {**body, "version": version, "status": "Failed", "cause": problem.cause}
-            stats[name] = body
+        apps, stats = self.apps.report(self._desired_apps())
         reported: JSONObject = {"node": self._facts, "nodestats": self._nodestats,
-                                "apps": dict(self.running), "appstats": stats}
+                                "apps": apps, "appstats": stats}
         if self.properties:
             reported["properties"] = self.properties
         return reported
@@ -421,12 +314,10 @@ class SimNode:
             self._in_flight = None
             self._stats.resent["shadow/update"] += 1
             self._request_document()
-        expired = [t for t, f in self._fetching.items()
-                   if now >= f.sent_at + self._timers.fetch_timeout] if self._fetching else []
-        for token in expired:
-            del self._fetching[token]
-            self._stats.resent["resources/get"] += 1
-        if expired or (self._retry_due is not None and now >= self._retry_due):
+        expired, reconcile = self.apps.due(now)
+        if expired:
+            self._stats.resent["resources/get"] += expired
+        if reconcile:
             self._reconcile()
             self._send_report()
         if self._heartbeat_due is not None and now >= self._heartbeat_due:

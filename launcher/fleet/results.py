@@ -76,6 +76,7 @@ class UpdatePhase:
     seconds: float
     accepted: int
     rejected: int
+    unanswered: int  # still in flight 5 s after the phase's end
     per_second: float
     latency_ms: Spread | None
 
@@ -86,9 +87,9 @@ class CloudUsage:
     rss_after_connect_mb: list[float]
     rss_end_mb: list[float]
     cpu_seconds: float  # all replicas, during connect + rollout + updates
-    messages_in: int  # node messages the cloud received in that time
-    messages_source: str  # "/metrics" or "simulator"
-    cpu_ms_per_message: float | None
+    messages_in: int  # node messages the fleet sent the cloud in that time
+    messages_handled: int | None  # of which the bridge handled (/metrics); the rest got 429
+    cpu_ms_per_message: float | None  # per message received
 
 
 @dataclass
@@ -158,17 +159,21 @@ def rows(result: FleetResult) -> list[tuple[str, str, str]]:
             out.append(("rollout", "GET apps/{name}/nodes ms",
                         f"{rollout.status_seconds * 1000:.0f} ({counts})"))
     if (updates := result.updates) is not None:
+        counts = (f"{updates.accepted} accepted, {updates.rejected} rejected, "
+                  f"{updates.unanswered} unanswered")
         out += [("updates", f"{updates.nodes} nodes x {updates.seconds:g} s: accepted/s",
-                 f"{updates.per_second:.0f} ({updates.accepted} accepted, {updates.rejected} rejected)"),
+                 f"{updates.per_second:.0f} ({counts})"),
                 ("updates", "publish -> accepted", _spread(updates.latency_ms, "ms"))]
     if (cloud := result.cloud) is not None:
-        rss = " / ".join(f"{mb:.0f}" for mb in cloud.rss_after_connect_mb)
-        end = " / ".join(f"{mb:.0f}" for mb in cloud.rss_end_mb)
+        rss = ", ".join(f"{mb:.0f}" for mb in cloud.rss_after_connect_mb)
+        end = ", ".join(f"{mb:.0f}" for mb in cloud.rss_end_mb)
         per = "-" if cloud.cpu_ms_per_message is None else f"{cloud.cpu_ms_per_message:.3f}"
-        out += [("cloud", "RSS after connect / at end MB", f"{rss} / {end}"),
+        handled = "?" if cloud.messages_handled is None else str(cloud.messages_handled)
+        out += [("cloud", "RSS MB after connect; at the end (per replica)", f"{rss}; {end}"),
                 ("cloud", "CPU s (connect + rollout + updates)", f"{cloud.cpu_seconds:.1f}"),
-                ("cloud", f"CPU ms per node message ({cloud.messages_source})",
-                 f"{per} ({cloud.messages_in} messages)")]
+                ("cloud", "CPU ms per node message received", per),
+                ("cloud", "node messages received / handled (/metrics)",
+                 f"{cloud.messages_in} / {handled}")]
     if result.side_cpu_seconds:
         side = " / ".join("-" if v is None else f"{v:.1f}" for v in result.side_cpu_seconds.values())
         out.append(("load", f"CPU s of the {' / '.join(result.side_cpu_seconds)}", side))

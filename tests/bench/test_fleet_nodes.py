@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from launcher.fleet.catalog import AppCatalog
-from launcher.fleet.nodes import FleetStats, SimNode
+from launcher.fleet.nodes import SimNode
+from launcher.fleet.shared import FleetStats
 
 ROOT = "tether/v1/ns/n1"
 APP = {"name": "web", "selector": "", "services": [{"name": "main", "command": ["sleep", "1"],
