@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -160,6 +162,8 @@ def fleet(
         update_seconds=update_seconds, fault=fault, timeout=timeout,
         connect_concurrency=connect_concurrency,
     )
+    # SIGTERM unwinds like Ctrl-C: the broker, clouds and scratch database it started go too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     try:

@@ -47,11 +47,18 @@ def _check(response: httpx.Response, what: str) -> httpx.Response:
 class CloudRest:
     """One cloud's API with an admin token."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
-        self._timeout = timeout
-        self._http = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=timeout)
+        self._timeout, self._transport = timeout, transport  # a MockTransport in tests
+        self._http = self._client()
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout,
+                                 transport=self._transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -92,8 +99,7 @@ class CloudRest:
         result, queue = Created(path="single"), list(reversed(items))
 
         async def client() -> None:
-            async with httpx.AsyncClient(base_url=self.url, headers=self._headers,
-                                         timeout=self._timeout) as http:
+            async with self._client() as http:
                 while queue:
                     item = queue.pop()
                     response = await http.post(f"/v1/namespaces/{namespace}/nodes", json=item)
