@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -151,6 +152,7 @@ def fleet(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """N simulated nodes against a broker and cloud: connect, rollout, updates, faults."""
+    from launcher.fleet.cloudrest import RestError
     from launcher.fleet.results import plot as plot_png
     from launcher.fleet.results import rows
     from launcher.fleet.running import FleetOptions, run_fleet_bench
@@ -169,7 +171,7 @@ def fleet(
     try:
         with Progress(*columns, console=Console(stderr=True), transient=as_json) as progress:
             result = run_fleet_bench(options, _PhaseBars(progress))
-    except (ServiceError, FileNotFoundError) as exc:
+    except (ServiceError, RestError, FileNotFoundError, httpx.HTTPError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     if plot is not None:

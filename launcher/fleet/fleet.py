@@ -149,12 +149,14 @@ class Fleet:
                 await asyncio.sleep(backoff.next())
                 continue
             self.stats.connects += 1
-            ended: asyncio.Future[str] = loop.create_future()
-            link.start(node.handle, _ends(ended))
+            # as the agent: subscribe, then the sync's first publishes, then what the
+            # session kept for the node (it arrived behind the CONNACK)
             link.subscribe(filters).add_done_callback(_refused_ends(link))
             backoff.reset()
             self._links[node.name] = link
             node.connected(link)
+            ended: asyncio.Future[str] = loop.create_future()
+            link.start(node.handle, _ends(ended))
             await ended
             self._links.pop(node.name, None)
             node.disconnected()
