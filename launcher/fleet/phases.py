@@ -255,7 +255,8 @@ class Phases:
             rss_end_mb=[round(s.rss_bytes / MB, 1) for cloud, s in zip(self.clouds, end, strict=True)
                         if s is not None and cloud is not self.killed],
             cpu_seconds=round(cpu, 2), messages_in=sent, messages_handled=handled,
-            cpu_ms_per_message=round(cpu * 1000 / sent, 4) if sent else None)
+            cpu_ms_per_message=round(cpu * 1000 / sent, 4) if sent else None,
+            cpu_ms_per_handled=round(cpu * 1000 / handled, 4) if handled else None)
 
     def _missing(self, fleet: Fleet, mark: str, what: str) -> None:
         missing = [node.name for node in fleet.nodes if mark not in node.marks]

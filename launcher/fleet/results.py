@@ -90,6 +90,7 @@ class CloudUsage:
     messages_in: int  # node messages the fleet sent the cloud in that time
     messages_handled: int | None  # of which the bridge handled (/metrics); the rest got 429
     cpu_ms_per_message: float | None  # per message received
+    cpu_ms_per_handled: float | None = None  # per message handled (not refused with 429)
 
 
 @dataclass
@@ -171,7 +172,8 @@ def rows(result: FleetResult) -> list[tuple[str, str, str]]:
         handled = "?" if cloud.messages_handled is None else str(cloud.messages_handled)
         out += [("cloud", "RSS MB after connect; at the end (per replica)", f"{rss}; {end}"),
                 ("cloud", "CPU s (connect + rollout + updates)", f"{cloud.cpu_seconds:.1f}"),
-                ("cloud", "CPU ms per node message received", per),
+                ("cloud", "CPU ms per node message received; per one handled",
+                 f"{per}; {'-' if cloud.cpu_ms_per_handled is None else f'{cloud.cpu_ms_per_handled:.3f}'}"),
                 ("cloud", "node messages received / handled (/metrics)",
                  f"{cloud.messages_in} / {handled}")]
     if result.side_cpu_seconds:
@@ -219,8 +221,10 @@ def plot(result: FleetResult, path: Path) -> None:
             times = sorted(timelines.get(key, []))
             if times:
                 ax.step([0.0, *times], range(len(times) + 1), where="post", label=label)
-        if isinstance(phase, RolloutPhase) and phase.fault_at is not None:
-            ax.axvline(phase.fault_at, color="red", linestyle="--", label=phase.fault or "fault")
+        if isinstance(phase, RolloutPhase):
+            ax.axvline(phase.post_seconds, color="grey", linestyle="--", label="POST answered")
+            if phase.fault_at is not None:
+                ax.axvline(phase.fault_at, color="red", linestyle="--", label=phase.fault or "fault")
         ax.legend(loc="lower right")
         ax.grid(alpha=0.3)
     figure.suptitle(f"tether bench fleet: {result.nodes} nodes, {result.database}, "
