@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "delete": ("cloud_api.admin_cli", "delete", "Delete objects by kind and name, or those in -f FILE."),
     "shadow": ("cloud_api.admin_cli", "shadow_app", "Read or patch a node's shadow document."),
     "rollout": ("cloud_api.admin_cli", "rollout_app", "Where an app's rollout stands (--wait)."),
-    "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions."),
+    "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 
 

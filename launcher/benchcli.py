@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
+from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from launcher.bench import run_roundtrip
@@ -94,3 +106,87 @@ def functions(
         table.add_column(column, justify="right")
     table.add_row(*(str(v) for v in row.values()))
     console.print(table)
+
+
+class _PhaseBars:
+    """A rich progress bar per phase of the fleet bench (``launcher.fleet.running.Progress``)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+
+    def phase(self, name: str, total: int) -> None:
+        self._task = self._progress.add_task(name, total=total)
+
+    def update(self, done: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=done)
+
+
+@app.command()
+def fleet(
+    nodes: Annotated[int, typer.Option(min=1, help="Simulated edge nodes, in this one process.")] = 1000,
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="Use this broker [default: a private Mosquitto on a free port].")
+    ] = None,
+    cloud_url: Annotated[
+        str | None, typer.Option(help="Use this running cloud (with --token) [default: start one].")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="Admin token of --cloud-url.")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="postgresql://... server: the bench creates (and drops) a database of "
+                     "its own there [default: SQLite in a temp dir]."),
+    ] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="Cloud processes, with --share-group (PostgreSQL).")] = 1,
+    update_nodes: Annotated[int, typer.Option(min=0, help="Nodes reporting updates in phase 4.")] = 10,
+    update_seconds: Annotated[float, typer.Option(min=0, help="Length of phase 4.")] = 10.0,
+    fault: Annotated[
+        str | None, typer.Option(help="broker-restart or replica-kill, mid-rollout.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds each phase may take.")] = 120.0,
+    connect_concurrency: Annotated[
+        int, typer.Option(min=1, help="Connection attempts in progress at once.")
+    ] = 100,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of nodes converged over time.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """N simulated nodes against a broker and cloud: connect, rollout, updates, faults."""
+    from launcher.fleet.cloudrest import RestError
+    from launcher.fleet.results import plot as plot_png
+    from launcher.fleet.results import rows
+    from launcher.fleet.running import FleetOptions, run_fleet_bench
+    from launcher.fleet.services import ServiceError
+
+    options = FleetOptions(
+        nodes=nodes, mqtt_url=mqtt_url, cloud_url=cloud_url, token=token,
+        database_url=database_url, replicas=replicas, update_nodes=update_nodes,
+        update_seconds=update_seconds, fault=fault, timeout=timeout,
+        connect_concurrency=connect_concurrency,
+    )
+    # SIGTERM unwinds like Ctrl-C: the broker, clouds and scratch database it started go too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=as_json) as progress:
+            result = run_fleet_bench(options, _PhaseBars(progress))
+    except (ServiceError, RestError, FileNotFoundError, httpx.HTTPError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    if plot is not None:
+        plot_png(result, plot)
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        table = Table(title=f"Fleet of {nodes} simulated nodes: {result.database}, "
+                      f"{result.replicas} cloud replica(s), {result.broker}")
+        for column in ("phase", "measure", "value"):
+            table.add_column(column, justify="right" if column == "value" else "left")
+        for row in rows(result):
+            table.add_row(*row)
+        console.print(table)
+        if plot is not None:
+            console.print(f"plot: {plot}")
+    if not result.ok:
+        raise typer.Exit(code=1)

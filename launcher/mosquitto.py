@@ -9,6 +9,7 @@ caller's (``tether broker mosquitto-config``'s, in the tests that prove it).
 
 from __future__ import annotations
 
+import resource
 import shutil
 import socket
 import subprocess
@@ -32,14 +33,31 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's open-file limit to ``wanted`` (the hard limit too, where
+    allowed: root); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def start_mosquitto(
-    binary: str, config: Path, port: int, *, timeout: float = 10.0
+    binary: str, config: Path, port: int, *, timeout: float = 10.0, nofile: int | None = None
 ) -> subprocess.Popen[bytes]:
     """``mosquitto -c config``, once it accepts connections on ``port``; ``RuntimeError``
-    with its own words (and the configuration) if it exits or never listens."""
+    with its own words (and the configuration) if it exits or never listens. ``nofile``
+    raises its open-file limit (a socket per client) before it accepts any."""
     process = subprocess.Popen(
         [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    if nofile is not None:  # prlimit, not preexec_fn: that one is unsafe in a threaded parent
+        _, hard = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (nofile, max(hard, nofile)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -84,24 +102,42 @@ def running_mosquitto(config: Path, port: int) -> Iterator[subprocess.Popen[byte
 
 
 class PrivateMosquitto:
-    """``mosquitto -c`` with anonymous access on 127.0.0.1 (local benchmarks and tests only)."""
+    """``mosquitto -c`` with anonymous access on 127.0.0.1 (local benchmarks and tests only).
 
-    def __init__(self, *, port: int | None = None, nodelay: bool = True) -> None:
+    For a fleet: ``nofile`` raises its open-file limit, ``max_connections`` lifts the cap
+    on clients (-1: none), and ``max_queued_messages``/``max_inflight_messages`` set the
+    per-client QoS 1 window and queue (Mosquitto's defaults: 20 in flight, 1000 queued,
+    beyond which it drops QoS 1 messages).
+    """
+
+    def __init__(
+        self, *, port: int | None = None, nodelay: bool = True, nofile: int | None = None,
+        max_connections: int | None = None, max_queued_messages: int | None = None,
+        max_inflight_messages: int | None = None,
+    ) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed: apt-get install mosquitto")
         self.binary = binary
         self.port = port or _free_port()
         self.nodelay = nodelay
+        self.nofile = nofile
         self._dir = tempfile.TemporaryDirectory(prefix="tether-mosquitto-")
         self.config_path = Path(self._dir.name) / "mosquitto.conf"
-        self.config_path.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            f"set_tcp_nodelay {'true' if nodelay else 'false'}\n"
-            "log_dest none\n"
-        )
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if max_connections is not None:
+            lines.append(f"max_connections {max_connections}")  # a listener option
+        lines += [
+            "allow_anonymous true",
+            "persistence false",
+            f"set_tcp_nodelay {'true' if nodelay else 'false'}",
+            "log_dest none",
+        ]
+        if max_queued_messages is not None:
+            lines.append(f"max_queued_messages {max_queued_messages}")
+        if max_inflight_messages is not None:
+            lines.append(f"max_inflight_messages {max_inflight_messages}")
+        self.config_path.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,7 +145,8 @@ class PrivateMosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 10.0) -> Self:
-        self.process = start_mosquitto(self.binary, self.config_path, self.port, timeout=timeout)
+        self.process = start_mosquitto(self.binary, self.config_path, self.port, timeout=timeout,
+                                       nofile=self.nofile)
         return self
 
     def stop(self) -> None:
