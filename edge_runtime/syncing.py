@@ -109,7 +109,10 @@ class ShadowSync:
         return self._outbox.latest
 
     def next_deadline(self) -> float | None:
-        dues = [d for d in (self._outbox.due, self._get_due, self._heartbeat_due, self._update_due()) if d is not None]
+        # a report can only go out once synced (get/accepted sends what is pending): until
+        # then its due time, maybe long past, is no deadline, or the runner would spin
+        report_due = self._outbox.due if self.synced else None
+        dues = [d for d in (report_due, self._get_due, self._heartbeat_due, self._update_due()) if d is not None]
         return min(dues) if dues else None
 
     # -- lifecycle -------------------------------------------------------------------

@@ -235,6 +235,24 @@ def test_reports_made_offline_are_cached_and_delivered_on_reconnect(
     assert transport.of(Suffix.SHADOW_UPDATE)[-1]["state"] == {"reported": {"temp": 30}}
 
 
+def test_a_report_waiting_offline_sets_no_deadline_in_the_past(
+    make_sync: MakeSync, transport: FakeTransport, clock: FakeClock
+) -> None:
+    """Offline, a pending report waits for the document: the runner must sleep, not spin
+    on a deadline it can never meet (an agent offline with a report pending burned a core)."""
+    sync = synced(make_sync, transport, {"properties": {"fan": "on"}}, version=4)
+    sync.disconnected()
+    sync.report({"node": FACTS, "properties": {"fan": "on"}, "temp": 30})
+    clock.advance(1)
+    sync.tick()
+    deadline = sync.next_deadline()
+    assert deadline is None or deadline > clock.now
+    sync.connected()  # connected but not synced yet: still nothing to send before get/accepted
+    sync.tick()
+    deadline = sync.next_deadline()
+    assert deadline is not None and deadline > clock.now
+
+
 def test_cached_desired_state_is_reconciled_before_any_connection(
     make_sync: MakeSync, transport: FakeTransport
 ) -> None:
