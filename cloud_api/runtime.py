@@ -36,6 +36,7 @@ from cloud_api.errors import ConfigError
 from cloud_api.functions import FunctionRelay, route_results
 from cloud_api.kicking import SessionKicker
 from cloud_api.limiting import RateLimiter
+from cloud_api.liveness import Liveness
 from cloud_api.models import (
     ActivationRequest,
     ActivationResponse,
@@ -106,6 +107,7 @@ class Cloud:
         self.app.state.revocations = self.revocations
         self.app.state.activation_limiter = RateLimiter(settings.activation_rate_per_minute)
         self.bridge: Bridge | None = None
+        self.liveness: Liveness | None = None
 
     @property
     def admin_token_path(self) -> str:
@@ -210,6 +212,13 @@ class Cloud:
             cut_off=self.revocations.announce,
         )
         handle = route_results(context.functions, self.settings.topics, server.handle_batch)
+        if self.settings.liveness_timeout_seconds > 0:
+            self.liveness = Liveness(
+                self.store, self.settings.topics, timeout=self.settings.liveness_timeout_seconds,
+                connected=lambda: bridge.connected, now=context.now,
+            )
+            handle = self.liveness.watching(handle)
+            self.liveness.start()
         bridge.start(handle, refuse=server.refuse)
         self.bridge = self.context.bridge = bridge
         self.context.publisher = bridge
@@ -218,6 +227,9 @@ class Cloud:
     def stop(self) -> None:
         """Stop the bridge (the store stays open)."""
         bridge, self.bridge = self.bridge, None
+        liveness, self.liveness = self.liveness, None
+        if liveness is not None:
+            liveness.close()
         self.context.publisher = NullPublisher()
         self.context.bridge = None
         if bridge is not None:

@@ -2,8 +2,8 @@
 
 It connects as ``tether-edge.NS.NODE`` with the credentials the cloud issued (where the
 broker takes them), leaves a retained ``online: false`` will, says ``online: true`` on
-connect, and optionally sends its reported state every ``heartbeat`` seconds, as the
-edge agent does. Replies land in an inbox the test reads with a deadline.
+connect, and optionally says it again every ``heartbeat`` seconds, as an idle edge agent
+does. Replies land in an inbox the test reads with a deadline.
 """
 
 from __future__ import annotations
@@ -82,11 +82,9 @@ class SuiteNode:
         self.send(Suffix.SHADOW_UPDATE, {"state": {"reported": reported}})
 
     def _beat(self, period: float) -> None:
-        beat = 0
         while not self._stop.wait(period):
-            beat += 1
             try:
-                self.report({"properties": {"beat": beat}})
+                self.send(Suffix.STATUS, {"online": True, "timestamp": int(time.time())}, retain=True)
             except (RuntimeError, ValueError):  # disconnected meanwhile
                 return
 
