@@ -57,6 +57,7 @@ from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
 from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
+from cloud_api.share_probing import ShareProbe
 from cloud_api.store.engine import Store
 from cloud_api.transport import NullPublisher
 from schemas.names import node_identity
@@ -219,15 +220,33 @@ class Cloud:
             )
             handle = self.liveness.watching(handle)
             self.liveness.start()
+        if self.settings.share_group:
+            probe = ShareProbe(self.settings.topics, self.settings.share_group,
+                               publish=lambda topic, payload: bridge.publish(topic, payload),
+                               timeout=self.settings.share_probe_seconds)
+            handle = probe.watching(handle)
+            self.context.share_probe = probe
         bridge.start(handle, refuse=server.refuse)
+        if self.context.share_probe is not None:
+            self.context.share_probe.start(bridge.wait_ready)
         self.bridge = self.context.bridge = bridge
         self.context.publisher = bridge
         return bridge
+
+    def verify_share_group(self, *, timeout: float = 15.0) -> str | None:
+        """With a share group: wait (up to ``timeout``) for the probe that proves the broker
+        delivers through it; what is wrong, or None (it works, or the bridge is not
+        connected yet: the probe then runs when it is, and reports in /healthz)."""
+        probe = self.context.share_probe
+        return None if probe is None else probe.verdict(timeout)
 
     def stop(self) -> None:
         """Stop the bridge (the store stays open)."""
         bridge, self.bridge = self.bridge, None
         liveness, self.liveness = self.liveness, None
+        probe, self.context.share_probe = self.context.share_probe, None
+        if probe is not None:
+            probe.close()
         if liveness is not None:
             liveness.close()
         self.context.publisher = NullPublisher()
