@@ -235,10 +235,19 @@ class Cloud:
 
     def verify_share_group(self, *, timeout: float = 15.0) -> str | None:
         """With a share group: wait (up to ``timeout``) for the probe that proves the broker
-        delivers through it; what is wrong, or None (it works, or the bridge is not
-        connected yet: the probe then runs when it is, and reports in /healthz)."""
-        probe = self.context.share_probe
-        return None if probe is None else probe.verdict(timeout)
+        delivers through it; what is wrong (the group's subscriptions refused, or nothing
+        delivered through them), or None (it works, or the bridge is not connected yet: the
+        probe then runs when it is, and reports in /healthz)."""
+        probe, bridge = self.context.share_probe, self.bridge
+        if probe is None or bridge is None:
+            return None
+        deadline = time.monotonic() + timeout
+        while not bridge.wait_ready(0.1):  # a refused SUBACK is as clear as a lost probe
+            if bridge.refused:
+                return bridge.problem
+            if time.monotonic() > deadline:
+                return None
+        return probe.verdict(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """Stop the bridge (the store stays open)."""

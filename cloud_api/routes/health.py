@@ -21,7 +21,10 @@ def _bridge_state(context: Context) -> dict[str, str]:
     probe = context.share_probe
     if probe is not None and probe.problem is not None:
         return {"bridge": "failed", "bridgeError": probe.problem}
-    return {"bridge": "connected" if context.bridge.connected else "disconnected"}
+    if context.bridge.connected:
+        return {"bridge": "connected"}
+    problem = context.bridge.problem
+    return {"bridge": "disconnected", **({"bridgeError": problem} if problem else {})}
 
 
 @router.get("/healthz")

@@ -129,20 +129,15 @@ def test_two_replicas_split_the_traffic_with_a_share_group(
 def test_a_share_group_is_proven_or_refused_loudly(
     clouds: Clouds, rest: Callable[[Cloud], httpx.Client], broker: RunningBroker
 ) -> None:
-    """``--share-group`` on a broker without shared subscriptions never looks healthy: a
-    refused SUBACK leaves the bridge disconnected; a granted one that delivers nothing
-    fails the probe, which /healthz and ``verify_share_group`` report."""
+    """``--share-group`` on a broker without shared subscriptions never looks healthy:
+    a refused SUBACK or a probe that never comes back is named by ``verify_share_group``
+    (what ``tether cloud serve`` prints before it exits) and by /healthz."""
     cloud = clouds.open(share_group="suite", share_probe_seconds=1.5, ready=False)
     api = rest(cloud)
-    assert cloud.bridge is not None
-    subscribed = cloud.bridge.wait_ready(5)
-    problem = cloud.verify_share_group(timeout=10) if subscribed else None
+    problem = cloud.verify_share_group(timeout=10)
     health = api.get(str(api.base_url.copy_with(path="/healthz"))).json()
     if broker.kind.lacking(Capability.SHARED_SUBSCRIPTIONS) is None:
-        assert subscribed and problem is None and health["bridge"] == "connected", health
+        assert problem is None and health["bridge"] == "connected", health
         return
-    assert health["bridge"] != "connected", health
-    if subscribed:
-        assert problem is not None and "$share/" in problem
-        assert health == {"status": "ok", "database": "ok", "bridge": "failed",
-                          "bridgeError": problem}
+    assert problem is not None and "$share/" in problem, problem
+    assert health["bridge"] in ("failed", "disconnected") and health["bridgeError"] == problem
