@@ -41,6 +41,9 @@ class RunningBroker:
     kind: BrokerKind
     url: str
     users: Mapping[str, str] = field(default_factory=dict)
+    disconnect: Disconnect | None = None
+    """Closes an identity's connections now, where the broker can be told to (embedded):
+    what a cloud's revocations are subscribed to in the same process (``tether up``)."""
 
     def login(self, username: str | None, password: str | None) -> tuple[str | None, str | None]:
         """The credentials a client with this identity presents here: its own where the
@@ -51,7 +54,11 @@ class RunningBroker:
         return None, None
 
 
-Starter = Callable[[Path, Mapping[str, str], Authenticator | None, str], AbstractContextManager[str]]
+Disconnect = Callable[[str], object]
+Started = tuple[str, Disconnect | None]  # the URL, and how to cut an identity off if any
+Starter = Callable[
+    [Path, Mapping[str, str], Authenticator | None, str], AbstractContextManager[Started]
+]
 
 
 @dataclass(frozen=True)
@@ -82,14 +89,14 @@ class BrokerKind:
         """A private instance for the ``with`` block. ``users``: username -> password it
         must accept (the cloud's bridge); ``authenticate``: the cloud's check, for brokers
         that ask the cloud; ``topic_root``: for brokers that enforce Tether's topic ACL."""
-        with self.start(directory, users, authenticate, topic_root) as url:
-            yield RunningBroker(self, url, dict(users))
+        with self.start(directory, users, authenticate, topic_root) as (url, disconnect):
+            yield RunningBroker(self, url, dict(users), disconnect)
 
 
 @contextmanager
 def _embedded(
     directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
-) -> Iterator[str]:
+) -> Iterator[Started]:
     def check(username: str | None, password: str | None) -> bool | object:
         if username is not None and username in users:
             return users[username] == password
@@ -97,31 +104,31 @@ def _embedded(
 
     settings = BrokerSettings(host="127.0.0.1", port=0, topic_root=topic_root)
     with run_in_thread(settings, check) as broker:  # type: ignore[arg-type]
-        yield broker.url
+        yield broker.url, broker.disconnect_user_threadsafe
 
 
 @contextmanager
 def _mosquitto(
     directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
-) -> Iterator[str]:
+) -> Iterator[Started]:
     with PrivateMosquitto() as mosquitto:
-        yield mosquitto.url
+        yield mosquitto.url, None
 
 
 @contextmanager
 def _nats(
     directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
-) -> Iterator[str]:
+) -> Iterator[Started]:
     with running_nats(directory / "nats") as url:
-        yield url
+        yield url, None
 
 
 @contextmanager
 def _rabbitmq(
     directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
-) -> Iterator[str]:
+) -> Iterator[Started]:
     with running_rabbitmq(directory / "rabbitmq", users=users) as url:
-        yield url
+        yield url, None
 
 
 def _binary_missing(find: Callable[[], str | None], package: str) -> Callable[[], str | None]:

@@ -88,6 +88,8 @@ class Clouds:
         cloud = Cloud(self.settings(**overrides))
         self.opened.append(cloud)
         self.gate.cloud = cloud
+        if self.broker.disconnect is not None:  # as `tether up` wires the embedded broker
+            cloud.revocations.subscribe(self.broker.disconnect)
         bridge = cloud.start_bridge()
         if ready:
             assert bridge.wait_ready(TIMEOUT), f"the bridge did not subscribe on {self.broker.url}"
@@ -124,11 +126,16 @@ class Nodes:
                 labels: dict[str, str] | None = None) -> SuiteNode:
         name = f"{self.unique}{suffix}"
         cloud.create_node(name, labels=labels, exist_ok=True)
-        activation = cloud.activate(cloud.issue_activation(name).token)
-        credentials = (activation.mqtt.username, activation.mqtt.password)
+        credentials = self.credentials(cloud, name)
         node = SuiteNode(self.broker, TOPICS, name, credentials=credentials, heartbeat=heartbeat)
         self.connected.append(node)
         return node
+
+    def credentials(self, cloud: Cloud, name: str) -> tuple[str, str | None]:
+        """A node ``name`` (created if need be) and a fresh password for it."""
+        cloud.create_node(name, exist_ok=True)
+        activation = cloud.activate(cloud.issue_activation(name).token)
+        return activation.mqtt.username, activation.mqtt.password
 
     def close_all(self) -> None:
         for node in self.connected:

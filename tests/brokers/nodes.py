@@ -129,3 +129,25 @@ class SuiteNode:
                 pass
             self.client.disconnect()
         self.client.loop_stop()
+
+
+def connect_reason(broker: RunningBroker, name: str, credentials: tuple[str, str | None]) -> str:
+    """Connect once as node ``name``; the CONNACK's reason ("Success" or why not)."""
+    answered: queue.Queue[str] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=node_client_id(NAMESPACE, name),
+                         protocol=mqtt.MQTTv311)
+    client.username_pw_set(*broker.login(*credentials))
+    client.on_connect = lambda c, u, flags, reason, props: answered.put(str(reason))
+    parts = urlsplit(broker.url)
+    try:
+        client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    except OSError as exc:
+        return f"connection failed: {exc}"
+    client.loop_start()
+    try:
+        return answered.get(timeout=TIMEOUT)
+    except queue.Empty:
+        return "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -16,6 +16,7 @@ from cloud_api.runtime import Cloud
 from launcher.brokers import Capability, RunningBroker
 from schemas.topics import Suffix
 from tests.brokers.conftest import Clouds, Nodes, is_online, needs, wait_for
+from tests.brokers.nodes import connect_reason
 
 
 def test_online_then_offline_by_will(clouds: Clouds, nodes: Nodes) -> None:
@@ -141,3 +142,42 @@ def test_a_share_group_is_proven_or_refused_loudly(
         return
     assert problem is not None and "$share/" in problem, problem
     assert health["bridge"] in ("failed", "disconnected") and health["bridgeError"] == problem
+
+
+def test_a_revoked_node_is_cut_off_and_refused_at_reconnect(
+    clouds: Clouds, nodes: Nodes, broker: RunningBroker
+) -> None:
+    needs(broker, Capability.CLOUD_AUTH)
+    cloud = clouds.open(kick_revoked_sessions=True)
+    node = nodes.connect(cloud)
+    credentials = nodes.credentials(cloud, node.name)
+    assert connect_reason(broker, f"{node.name}", credentials) == "Success"
+    node = nodes.connect(cloud)  # the check above took its session over
+    wait_for(lambda: is_online(cloud, node.name), what="online")
+    cloud.revoke_node(node.name)
+    wait_for(lambda: not node.client.is_connected(), what="the revoked node cut off")
+    assert connect_reason(broker, node.name, credentials) != "Success"
+    assert not node.client.is_connected(), "the revoked node got back in"
+
+
+def test_a_node_can_neither_read_nor_write_another_nodes_topics(
+    clouds: Clouds, nodes: Nodes, broker: RunningBroker, rest: Callable[[Cloud], httpx.Client]
+) -> None:
+    needs(broker, Capability.PER_NODE_ACL)
+    cloud = clouds.open()
+    victim = nodes.connect(cloud, "-b")
+    intruder = nodes.connect(cloud, "-a")
+    intruder.client.subscribe(f"{victim.topics.node_root('default', victim.name)}/#", 1)
+    api = rest(cloud)
+    assert api.patch(f"/nodes/{victim.name}/shadow",
+                     json={"state": {"desired": {"properties": {"secret": 1}}}}).status_code == 200
+    victim.expect(Suffix.SHADOW_UPDATE_DELTA)
+    intruder.client.publish(victim.topic(Suffix.SHADOW_UPDATE),
+                            b'{"state": {"reported": {"forged": true}}}', qos=1)
+    kind, _ = victim.request(Suffix.SHADOW_GET, {"clientToken": "after"})
+    assert kind == "accepted"
+    time.sleep(0.3)
+    leaked = [topic for topic, _ in list(intruder.inbox.queue) if victim.name in topic]
+    assert leaked == [], f"node A read node B's topics: {leaked}"
+    reported = api.get(f"/nodes/{victim.name}/shadow").json()["state"]["reported"]
+    assert "forged" not in reported, "node A wrote node B's reported state"
