@@ -4,7 +4,9 @@ a cloud per test against it, and nodes that speak to that cloud through the brok
 ``broker`` is parametrized over ``launcher.brokers.BROKERS`` with module scope, so each
 module starts each broker once (RabbitMQ takes ~10 s) and stops it at the module's end.
 A broker whose binary is missing skips with that reason; a scenario that needs a
-capability asks ``needs(broker, capability)``, which skips with the broker's own reason.
+capability asks ``needs(broker, capability)``, which skips with the broker's own reason;
+a module whose every test needs one names it in ``BROKER_NEEDS``, so the broker is not
+even started.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def broker(
     kind = next(kind for kind in BROKERS if kind.name == request.param)
     if (missing := kind.missing()) is not None:
         pytest.skip(f"{kind.name}: {missing}")
+    for capability in getattr(request.module, "BROKER_NEEDS", ()):  # before starting it
+        if (reason := kind.lacking(capability)) is not None:
+            pytest.skip(f"{kind.name} lacks {capability}: {reason}")
     directory = tmp_path_factory.mktemp(f"broker-{kind.name}")
     with kind.running(directory, users={BRIDGE_USER: BRIDGE_PASSWORD}, authenticate=gate,
                       topic_root=TOPICS.root) as running:
