@@ -7,15 +7,20 @@ needs is skipped with the broker's declared reason (``launcher.brokers``).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 
 from cloud_api.runtime import Cloud
 from launcher.brokers import Capability, RunningBroker
 from schemas.topics import Suffix
-from tests.brokers.conftest import Clouds, Nodes, is_online, needs, wait_for
+from tests.brokers.conftest import BRIDGE_PASSWORD, Clouds, Nodes, is_online, needs, wait_for
 from tests.brokers.nodes import connect_reason
 
 
@@ -181,3 +186,21 @@ def test_a_node_can_neither_read_nor_write_another_nodes_topics(
     assert leaked == [], f"node A read node B's topics: {leaked}"
     reported = api.get(f"/nodes/{victim.name}/shadow").json()["state"]["reported"]
     assert "forged" not in reported, "node A wrote node B's reported state"
+
+
+def test_cloud_serve_refuses_a_share_group_the_broker_cannot_serve(
+    broker: RunningBroker, tmp_path: Path
+) -> None:
+    """``tether cloud serve --share-group`` exits with one clear line, not silently."""
+    if broker.kind.lacking(Capability.SHARED_SUBSCRIPTIONS) is None:
+        pytest.skip(f"{broker.kind.name} has shared subscriptions: nothing to refuse")
+    env = {**os.environ, "TETHER_CLOUD_MQTT_PASSWORD": BRIDGE_PASSWORD,
+           "TETHER_CLOUD_SHARE_PROBE_SECONDS": "1.5"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tether", "cloud", "serve", "--share-group", "suite",
+         "--mqtt-url", broker.url, "--data-dir", str(tmp_path / "cloud"), "--http-port", "0"],
+        env=env, capture_output=True, timeout=60, check=False,
+    )
+    errors = [line for line in done.stderr.decode().splitlines() if line.startswith("error:")]
+    assert done.returncode == 1, done.stderr.decode()[-2000:]
+    assert len(errors) == 1 and "$share/" in errors[0], done.stderr.decode()[-2000:]
