@@ -71,6 +71,21 @@ class SuiteNode:
         if heartbeat is not None:
             threading.Thread(target=self._beat, args=(heartbeat,), daemon=True).start()
 
+    def serve_functions(self, answer: Callable[[Any], Any]) -> None:
+        """Answer every function invocation with ``answer(payload)``, as a runtime would."""
+        root = self.topics.node_root(NAMESPACE, self.name)
+
+        def on_invoke(client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+            body = json.loads(message.payload)
+            result = {"invokeId": body["invokeId"], "result": answer(body["payload"])}
+            client.publish(message.topic.rsplit("/", 1)[0] + "/result", json.dumps(result), qos=1)
+
+        self.client.message_callback_add(f"{root}/functions/+/+/invoke", on_invoke)
+        done = threading.Event()
+        self.client.on_subscribe = lambda *args: done.set()
+        self.client.subscribe(f"{root}/functions/+/+/invoke", 1)
+        assert done.wait(TIMEOUT), f"node {self.name}: no SUBACK for invocations"
+
     def topic(self, suffix: Suffix) -> str:
         return self.topics.topic(NAMESPACE, self.name, suffix)
 

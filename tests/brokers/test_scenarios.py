@@ -204,3 +204,15 @@ def test_cloud_serve_refuses_a_share_group_the_broker_cannot_serve(
     errors = [line for line in done.stderr.decode().splitlines() if line.startswith("error:")]
     assert done.returncode == 1, done.stderr.decode()[-2000:]
     assert len(errors) == 1 and "$share/" in errors[0], done.stderr.decode()[-2000:]
+
+
+def test_a_function_call_is_relayed_to_the_node_and_back(
+    clouds: Clouds, nodes: Nodes, rest: Callable[[Cloud], httpx.Client]
+) -> None:
+    cloud = clouds.open()
+    node = nodes.connect(cloud)
+    node.serve_functions(lambda payload: payload["a"] + payload["b"])
+    wait_for(lambda: is_online(cloud, node.name), what="online")
+    api = rest(cloud)
+    response = api.post(f"/nodes/{node.name}/functions/calc/add:invoke", json={"a": 2, "b": 3})
+    assert (response.status_code, response.json()) == (200, 5), response.text
