@@ -190,3 +190,16 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = TIMEOUT, what: s
             raise AssertionError(f"not within {timeout}s: {what}")
         time.sleep(0.02)
     return time.monotonic() - start
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures scenarios recorded (``record_property``), one line per test."""
+    lines = []
+    for report in terminalreporter.stats.get("passed", []):
+        if report.when == "call" and report.user_properties and "tests/brokers" in report.nodeid:
+            figures = ", ".join(f"{name} {value}" for name, value in report.user_properties)
+            lines.append(f"{report.nodeid.split('::')[-1]}: {figures}")
+    if lines:
+        terminalreporter.section("broker conformance figures")
+        for line in lines:
+            terminalreporter.line(line)

@@ -7,20 +7,16 @@ needs is skipped with the broker's declared reason (``launcher.brokers``).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
-import pytest
 
 from cloud_api.runtime import Cloud
 from launcher.brokers import Capability, RunningBroker
 from schemas.topics import Suffix
-from tests.brokers.conftest import BRIDGE_PASSWORD, Clouds, Nodes, is_online, needs, wait_for
+from tests.brokers.conftest import Clouds, Nodes, is_online, needs, wait_for
 from tests.brokers.nodes import connect_reason
 
 
@@ -32,29 +28,39 @@ def test_online_then_offline_by_will(clouds: Clouds, nodes: Nodes) -> None:
     wait_for(lambda: not is_online(cloud, node.name), what="offline by the will")
 
 
+ROUND_TRIPS = 20
+
+
 def test_desired_to_reported_round_trip(
-    clouds: Clouds, nodes: Nodes, rest: Callable[[Cloud], httpx.Client]
+    clouds: Clouds, nodes: Nodes, rest: Callable[[Cloud], httpx.Client],
+    record_property: Callable[[str, object], None],
 ) -> None:
+    """REST PATCH of desired -> delta to the node -> its report accepted, repeated; the
+    median goes in the suite's summary."""
     cloud = clouds.open()
     node = nodes.connect(cloud)
     api = rest(cloud)
-    kind, _ = node.request(Suffix.SHADOW_GET, {"clientToken": "g1"})
+    kind, _ = node.request(Suffix.SHADOW_GET, {"clientToken": "g"})
     assert kind == "accepted"
-    started = time.monotonic()
-    patched = api.patch(f"/nodes/{node.name}/shadow",
-                        json={"state": {"desired": {"properties": {"fan": "on"}}}})
-    assert patched.status_code == 200, patched.text
-    delta = node.expect(Suffix.SHADOW_UPDATE_DELTA)
-    assert delta["state"] == {"properties": {"fan": "on"}}
-    kind, accepted = node.request(
-        Suffix.SHADOW_UPDATE, {"state": {"reported": delta["state"]}, "clientToken": "u1"}
-    )
-    assert kind == "accepted", accepted
+    took = []
+    for seq in range(ROUND_TRIPS):
+        started = time.monotonic()
+        patched = api.patch(f"/nodes/{node.name}/shadow",
+                            json={"state": {"desired": {"properties": {"seq": seq}}}})
+        assert patched.status_code == 200, patched.text
+        delta = node.expect(Suffix.SHADOW_UPDATE_DELTA)
+        assert delta["state"] == {"properties": {"seq": seq}}
+        kind, accepted = node.request(
+            Suffix.SHADOW_UPDATE, {"state": {"reported": delta["state"]}, "clientToken": f"u{seq}"}
+        )
+        assert kind == "accepted", accepted
+        took.append(time.monotonic() - started)
     shadow = api.get(f"/nodes/{node.name}/shadow").json()
-    elapsed = time.monotonic() - started
-    assert shadow["state"]["reported"]["properties"] == {"fan": "on"}
+    assert shadow["state"]["reported"]["properties"] == {"seq": ROUND_TRIPS - 1}
     assert shadow["state"]["delta"] == {}
-    assert elapsed < 5, f"round trip took {elapsed:.2f}s"
+    p50 = statistics.median(took) * 1000
+    record_property("round trip p50 ms", round(p50, 1))
+    assert p50 < 1000, f"round trip p50 {p50:.0f} ms"
 
 
 def test_app_rollout_reaches_running(
@@ -92,7 +98,9 @@ HEARTBEAT = 0.5  # the nodes' heartbeat in the liveness scenario
 LIVENESS = 3 * HEARTBEAT  # the cloud's liveness_timeout_seconds there
 
 
-def test_cloud_restart_with_a_node_that_died_meanwhile(clouds: Clouds, nodes: Nodes) -> None:
+def test_cloud_restart_with_a_node_that_died_meanwhile(
+    clouds: Clouds, nodes: Nodes, record_property: Callable[[str, object], None]
+) -> None:
     """A node killed while the cloud is down is shown offline soon after the cloud restarts,
     whether or not the broker hands the cloud its retained will; a node alive all along
     stays online."""
@@ -107,6 +115,7 @@ def test_cloud_restart_with_a_node_that_died_meanwhile(clouds: Clouds, nodes: No
     cloud = clouds.open(liveness_timeout_seconds=LIVENESS)
     took = wait_for(lambda: not is_online(cloud, dead.name), timeout=15,
                     what="the node that died while the cloud was down shown offline")
+    record_property("offline after the restart s", round(took, 2))
     assert took < 3 * LIVENESS, f"offline only {took:.1f}s after the cloud restarted"
     time.sleep(LIVENESS)  # long enough for a wrong sweep of the live node too
     assert is_online(cloud, alive.name), "a node alive all along was marked offline"
@@ -186,24 +195,6 @@ def test_a_node_can_neither_read_nor_write_another_nodes_topics(
     assert leaked == [], f"node A read node B's topics: {leaked}"
     reported = api.get(f"/nodes/{victim.name}/shadow").json()["state"]["reported"]
     assert "forged" not in reported, "node A wrote node B's reported state"
-
-
-def test_cloud_serve_refuses_a_share_group_the_broker_cannot_serve(
-    broker: RunningBroker, tmp_path: Path
-) -> None:
-    """``tether cloud serve --share-group`` exits with one clear line, not silently."""
-    if broker.kind.lacking(Capability.SHARED_SUBSCRIPTIONS) is None:
-        pytest.skip(f"{broker.kind.name} has shared subscriptions: nothing to refuse")
-    env = {**os.environ, "TETHER_CLOUD_MQTT_PASSWORD": BRIDGE_PASSWORD,
-           "TETHER_CLOUD_SHARE_PROBE_SECONDS": "1.5"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tether", "cloud", "serve", "--share-group", "suite",
-         "--mqtt-url", broker.url, "--data-dir", str(tmp_path / "cloud"), "--http-port", "0"],
-        env=env, capture_output=True, timeout=60, check=False,
-    )
-    errors = [line for line in done.stderr.decode().splitlines() if line.startswith("error:")]
-    assert done.returncode == 1, done.stderr.decode()[-2000:]
-    assert len(errors) == 1 and "$share/" in errors[0], done.stderr.decode()[-2000:]
 
 
 def test_a_function_call_is_relayed_to_the_node_and_back(
