@@ -67,7 +67,10 @@ class Liveness:
         """``handle``, preceded by noting every node heard in the batch."""
         def watched(batch: Sequence[tuple[str, bytes]]) -> None:
             for topic, payload in batch:
-                self.heard(topic, payload)
+                try:
+                    self.heard(topic, payload)
+                except Exception:  # noting must never cost the batch its answers
+                    log.exception("liveness could not note a message on %r", topic)
             handle(batch)
 
         return watched
@@ -141,6 +144,6 @@ class Liveness:
 def _says_online(payload: bytes) -> bool:
     try:
         body = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # garbage is no sign of life (serving answers it)
         return False
     return isinstance(body, dict) and body.get("online") is True

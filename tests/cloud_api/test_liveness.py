@@ -80,3 +80,12 @@ def test_silence_counts_only_while_the_bridge_is_connected(opened: Cloud, clock:
     assert liveness.sweep() == []  # connected now: nodes get a full timeout to speak
     ticker.now += 91
     assert len(liveness.sweep()) == 2
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe", b"[" * 5000, b"", b"null", b'{"online": 1}'])
+def test_garbage_on_status_is_no_sign_of_life_and_never_raises(opened: Cloud, garbage: bytes) -> None:
+    liveness = Liveness(opened.store, TOPICS, timeout=90, connected=lambda: True,
+                        now=opened.context.now)
+    handled: list[object] = []
+    liveness.watching(handled.append)([(status("a"), garbage)])
+    assert handled == [[(status("a"), garbage)]] and liveness._heard == {}
