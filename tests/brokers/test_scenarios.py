@@ -16,7 +16,17 @@ import httpx
 from cloud_api.runtime import Cloud
 from launcher.brokers import Capability, RunningBroker
 from schemas.topics import Suffix
-from tests.brokers.conftest import Clouds, Nodes, is_online, needs, wait_for
+from tests.brokers import probes
+from tests.brokers.conftest import (
+    BRIDGE_PASSWORD,
+    BRIDGE_USER,
+    TOPICS,
+    Clouds,
+    Nodes,
+    is_online,
+    needs,
+    wait_for,
+)
 from tests.brokers.nodes import connect_reason
 
 
@@ -207,3 +217,16 @@ def test_a_function_call_is_relayed_to_the_node_and_back(
     api = rest(cloud)
     response = api.post(f"/nodes/{node.name}/functions/calc/add:invoke", json={"a": 2, "b": 3})
     assert (response.status_code, response.json()) == (200, 5), response.text
+
+
+def test_the_declared_capabilities_are_true(broker: RunningBroker) -> None:
+    """What each broker is declared to lack is what it really lacks, and no more."""
+    credentials = (BRIDGE_USER, BRIDGE_PASSWORD)
+    observed = {
+        Capability.RETAINED_ON_WILDCARD:
+            probes.delivers_retained_on_wildcard(broker, credentials, TOPICS.root),
+        Capability.SHARED_SUBSCRIPTIONS:
+            probes.delivers_through_share_groups(broker, credentials, TOPICS.root),
+    }
+    declared = {capability: capability in broker.kind.capabilities for capability in observed}
+    assert observed == declared
