@@ -152,7 +152,7 @@ MOSQUITTO = BrokerKind(
                             Capability.NODE_CREDENTIALS}),
     lacks={
         Capability.CLOUD_AUTH: f"this Mosquitto {NO_CLOUD_AUTH}; production Mosquitto uses "
-        "mTLS + CRL (tests/cloud_api/test_crl.py), no per-connect callback",
+        "mTLS + CRL (tests/broker/test_mosquitto_crl.py, test_mosquitto_kick.py), no per-connect callback",
         Capability.PER_NODE_ACL: "this Mosquitto is anonymous; its ACL file comes from "
         "`tether broker mosquitto-config` (tests/broker), not tried here yet",
     },
