@@ -11,8 +11,9 @@ The client speaks MQTT 3.1.1 at QoS 1, so it works with amqtt and Mosquitto alik
 share group it subscribes with ``$share/GROUP/...`` so several replicas split the traffic.
 It reconnects with backoff by itself, retries refused subscriptions with backoff too
 (``problem`` says why it is not serving, for ``/healthz``), and sets TCP_NODELAY on its
-socket (Nagle's algorithm was measured adding ~20 ms per hop to request/reply traffic). Sessions are clean: a node
-re-fetches its shadow and re-sends its reported state on every reconnect (DESIGN §4).
+socket (Nagle's algorithm was measured adding ~20 ms per hop to request/reply traffic).
+Sessions are clean: a node re-fetches its shadow and re-sends its reported state on every
+reconnect (DESIGN §4).
 """
 
 from __future__ import annotations
