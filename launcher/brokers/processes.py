@@ -61,8 +61,12 @@ def wait_listening(
 
 def stop_group(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
     """SIGTERM the process's group, wait up to ``grace`` seconds for every member of it to
-    end (RabbitMQ's start script exits before its Erlang VM), then SIGKILL what is left."""
+    end (RabbitMQ's start script exits before its Erlang VM), then SIGKILL what is left.
+    Descendants that left the group (Erlang's port helpers start sessions of their own)
+    are waited for, then killed, too: each is known by its pid and its start time, so a
+    pid reused meanwhile by some other process is never touched."""
     group = process.pid
+    strays = _descendants(group)
     _signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
@@ -73,6 +77,47 @@ def stop_group(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None
     else:
         _signal_group(group, signal.SIGKILL)
     process.wait()
+    while (alive := [pid for pid, started in strays.items() if _started(pid) == started]):
+        if time.monotonic() > deadline:
+            for pid in alive:
+                _kill(pid)
+            break
+        time.sleep(0.05)
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> start time of every process below ``root`` (from /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found: dict[int, str] = {}
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        if (started := _started(pid)) is not None:
+            found[pid] = started
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat), or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if fields[0] != "Z" else None  # a zombie is as good as gone
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _group_alive(group: int) -> bool:
