@@ -2,7 +2,8 @@
 a cloud per test against it, and nodes that speak to that cloud through the broker.
 
 ``broker`` is parametrized over ``launcher.brokers.BROKERS`` with module scope, so each
-module starts each broker once (RabbitMQ takes ~10 s) and stops it at the module's end.
+module starts each broker once and stops it at the module's end; all start together when
+the module begins (``started``), so RabbitMQ's ~10 s boot overlaps the other brokers' tests.
 A broker whose binary is missing skips with that reason; a scenario that needs a
 capability asks ``needs(broker, capability)``, which skips with the broker's own reason;
 a module whose every test needs one names it in ``BROKER_NEEDS``, so the broker is not
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from pydantic import SecretStr
 from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import get_node
 from cloud_api.settings import CloudSettings
-from launcher.brokers import BROKERS, Capability, RunningBroker
+from launcher.brokers import BROKERS, BrokerKind, Capability, RunningBroker
 from schemas.topics import DEFAULT_ROOT, TopicScheme
 from tests.brokers.nodes import NAMESPACE, TIMEOUT, SuiteNode
 from tests.cloud_api.conftest import admin_token, serving
@@ -48,20 +51,50 @@ def gate() -> Gate:
     return Gate()
 
 
+def _unusable(kind: BrokerKind, module: Any) -> str | None:
+    """Why the module's tests cannot run on ``kind`` at all (then it is never started)."""
+    if (missing := kind.missing()) is not None:
+        return f"{kind.name}: {missing}"
+    for capability in getattr(module, "BROKER_NEEDS", ()):
+        if (reason := kind.lacking(capability)) is not None:
+            return f"{kind.name} lacks {capability}: {reason}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, gate: Gate
+) -> Iterator[dict[str, Future[RunningBroker]]]:
+    """Every broker the module's selected tests use, starting at once in threads: RabbitMQ's
+    ~10 s boot overlaps the other brokers' tests. All stop when the module ends."""
+    wanted = {item.callspec.params.get("broker") for item in request.session.items
+              if getattr(item, "module", None) is request.module and hasattr(item, "callspec")}
+    kinds = [kind for kind in BROKERS
+             if kind.name in wanted and _unusable(kind, request.module) is None]
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=len(kinds) or 1) as pool:
+        def start(kind: BrokerKind) -> RunningBroker:
+            directory = tmp_path_factory.mktemp(f"broker-{kind.name}")
+            running = kind.running(directory, users={BRIDGE_USER: BRIDGE_PASSWORD},
+                                   authenticate=gate, topic_root=TOPICS.root)
+            broker = running.__enter__()
+            stack.push(running)  # stopped when the module ends (__exit__ is pushed)
+            return broker
+
+        futures = {kind.name: pool.submit(start, kind) for kind in kinds}
+        try:
+            yield futures
+        finally:
+            wait(futures.values())  # a broker still booting is stopped once it is up
+
+
 @pytest.fixture(scope="module", params=[kind.name for kind in BROKERS])
 def broker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, gate: Gate
-) -> Iterator[RunningBroker]:
+    request: pytest.FixtureRequest, started: dict[str, Future[RunningBroker]]
+) -> RunningBroker:
     kind = next(kind for kind in BROKERS if kind.name == request.param)
-    if (missing := kind.missing()) is not None:
-        pytest.skip(f"{kind.name}: {missing}")
-    for capability in getattr(request.module, "BROKER_NEEDS", ()):  # before starting it
-        if (reason := kind.lacking(capability)) is not None:
-            pytest.skip(f"{kind.name} lacks {capability}: {reason}")
-    directory = tmp_path_factory.mktemp(f"broker-{kind.name}")
-    with kind.running(directory, users={BRIDGE_USER: BRIDGE_PASSWORD}, authenticate=gate,
-                      topic_root=TOPICS.root) as running:
-        yield running
+    if (reason := _unusable(kind, request.module)) is not None:
+        pytest.skip(reason)
+    return started[kind.name].result(timeout=120)
 
 
 def needs(broker: RunningBroker, capability: Capability) -> None:
