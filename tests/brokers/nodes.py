@@ -38,7 +38,7 @@ class SuiteNode:
         credentials: tuple[str, str | None] | None = None,
         heartbeat: float | None = None,
     ) -> None:
-        self.topics, self.name = topics, name
+        self.topics, self.name, self.credentials = topics, name, credentials
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.refused: list[str] = []
         subscribed = threading.Event()
