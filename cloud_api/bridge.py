@@ -9,9 +9,11 @@ while different nodes are served in parallel. A full queue is answered with 429 
 
 The client speaks MQTT 3.1.1 at QoS 1, so it works with amqtt and Mosquitto alike; with a
 share group it subscribes with ``$share/GROUP/...`` so several replicas split the traffic.
-It reconnects with backoff by itself, and sets TCP_NODELAY on its socket (Nagle's algorithm
-was measured adding ~20 ms per hop to request/reply traffic). Sessions are clean: a node
-re-fetches its shadow and re-sends its reported state on every reconnect (DESIGN §4).
+It reconnects with backoff by itself, retries refused subscriptions with backoff too
+(``problem`` says why it is not serving, for ``/healthz``), and sets TCP_NODELAY on its
+socket (Nagle's algorithm was measured adding ~20 ms per hop to request/reply traffic).
+Sessions are clean: a node re-fetches its shadow and re-sends its reported state on every
+reconnect (DESIGN §4).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ _paho_log.addFilter(lambda record: not record.getMessage().startswith("Client is
 Handler = Callable[[Sequence[tuple[str, bytes]]], None]  # a batch, in arrival order
 Refuser = Callable[[str, bytes, Rejection], None]
 KEEPALIVE_SECONDS = 30
+RESUBSCRIBE_SECONDS = (1.0, 30.0)  # refused subscriptions are retried, doubling in between
 MAX_QUEUED_OUTGOING = 100_000  # while disconnected; beyond this publishes are dropped
 
 
@@ -68,6 +71,10 @@ class Bridge:
         self._workers: list[threading.Thread] = []
         self._handle: Handler | None = None
         self._refuse: Refuser | None = None
+        self.problem: str | None = None  # why the bridge is not serving, for /healthz
+        self.refused: list[str] = []  # the filters the broker refused last time
+        self._resubscribe_delay = RESUBSCRIBE_SECONDS[0]
+        self._resubscribe: threading.Timer | None = None
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id or default_client_id(),
@@ -115,6 +122,8 @@ class Bridge:
     def stop(self, timeout: float = 5.0) -> None:
         """Answer what is queued, then disconnect. New messages are dropped meanwhile."""
         self._stopping.set()
+        if self._resubscribe is not None:
+            self._resubscribe.cancel()
         for work in self._queues:
             try:
                 work.put(None, timeout=timeout)  # after what is queued: None means stop
@@ -146,21 +155,39 @@ class Bridge:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
+            self.problem = f"the broker refused the bridge's connection: {reason}"
             log.error("broker %s refused the bridge: %s", self.settings.mqtt_url, reason)
             return
         log.info("bridge connected to %s, subscribing to %s", self.settings.mqtt_url, self._filters)
-        client.subscribe([(topic_filter, 1) for topic_filter in self._filters])
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        self._resubscribe = None
+        if not self._stopping.is_set():
+            self.client.subscribe([(topic_filter, 1) for topic_filter in self._filters])
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.problem = f"cannot reach the broker at {self.settings.mqtt_url}"
         log.warning("bridge cannot reach the broker at %s; retrying", self.settings.mqtt_url)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any
     ) -> None:
-        failed = [str(reason) for reason in reasons if reason.is_failure]
+        failed = [f"{topic_filter} ({reason})" for topic_filter, reason in zip(self._filters, reasons)
+                  if reason.is_failure]
+        self.refused = failed
         if failed:
-            log.error("broker refused the bridge's subscriptions %s: %s", self._filters, failed)
+            delay = self._resubscribe_delay
+            self._resubscribe_delay = min(2 * delay, RESUBSCRIBE_SECONDS[1])
+            self.problem = f"the broker refused the bridge's subscriptions: {', '.join(failed)}"
+            log.error("%s; retrying in %gs", self.problem, delay)
+            if not self._stopping.is_set():
+                self._resubscribe = threading.Timer(delay, self._subscribe)
+                self._resubscribe.daemon = True
+                self._resubscribe.start()
             return
+        self.problem = None
+        self._resubscribe_delay = RESUBSCRIBE_SECONDS[0]
         self._ready.set()
 
     def _on_disconnect(
@@ -168,6 +195,7 @@ class Bridge:
     ) -> None:
         self._ready.clear()
         if not self._stopping.is_set():
+            self.problem = f"lost the broker ({reason}); reconnecting"
             log.warning("bridge lost %s (%s); reconnecting", self.settings.mqtt_url, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -151,6 +151,8 @@ def serve(
             raise fail(exc.message) from exc
         clouds.append(cloud)
         cloud.start_bridge()
+        if settings.share_group and (problem := cloud.verify_share_group()) is not None:
+            raise fail(problem)
         console.print(f"[bold]Tether cloud[/bold] API: {settings.public_url}")
         console.print(f"  admin token: {escape(cloud.admin_token_path)}")
         if embedded_broker:

@@ -17,6 +17,7 @@ from cloud_api.metrics import Metrics
 from cloud_api.rematching import Rematcher
 from cloud_api.services.mqtt_auth import authenticate_mqtt
 from cloud_api.settings import CloudSettings
+from cloud_api.share_probing import ShareProbe
 from cloud_api.store.engine import Store
 from cloud_api.transport import NullPublisher, Publisher
 
@@ -32,6 +33,7 @@ class Context:
     functions: FunctionRelay = field(default_factory=FunctionRelay)  # invocations in flight
     clock: Callable[[], float] = time.time
     rematcher: Rematcher | None = None  # does the matching writes owe, in the background
+    share_probe: ShareProbe | None = None  # with a share group: does the broker deliver?
 
     def now(self) -> int:
         """Epoch seconds, the unit of every timestamp the cloud stores and sends."""

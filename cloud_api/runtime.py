@@ -36,6 +36,7 @@ from cloud_api.errors import ConfigError
 from cloud_api.functions import FunctionRelay, route_results
 from cloud_api.kicking import SessionKicker
 from cloud_api.limiting import RateLimiter
+from cloud_api.liveness import Liveness
 from cloud_api.models import (
     ActivationRequest,
     ActivationResponse,
@@ -56,6 +57,7 @@ from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
 from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
+from cloud_api.share_probing import ShareProbe
 from cloud_api.store.engine import Store
 from cloud_api.transport import NullPublisher
 from schemas.names import node_identity
@@ -106,6 +108,7 @@ class Cloud:
         self.app.state.revocations = self.revocations
         self.app.state.activation_limiter = RateLimiter(settings.activation_rate_per_minute)
         self.bridge: Bridge | None = None
+        self.liveness: Liveness | None = None
 
     @property
     def admin_token_path(self) -> str:
@@ -210,14 +213,51 @@ class Cloud:
             cut_off=self.revocations.announce,
         )
         handle = route_results(context.functions, self.settings.topics, server.handle_batch)
+        if self.settings.liveness_timeout_seconds > 0:
+            self.liveness = Liveness(
+                self.store, self.settings.topics, timeout=self.settings.liveness_timeout_seconds,
+                connected=lambda: bridge.connected, now=context.now,
+            )
+            handle = self.liveness.watching(handle)
+            self.liveness.start()
+        if self.settings.share_group:
+            probe = ShareProbe(self.settings.topics, self.settings.share_group,
+                               publish=lambda topic, payload: bridge.publish(topic, payload),
+                               timeout=self.settings.share_probe_seconds)
+            handle = probe.watching(handle)
+            self.context.share_probe = probe
         bridge.start(handle, refuse=server.refuse)
+        if self.context.share_probe is not None:
+            self.context.share_probe.start(bridge.wait_ready)
         self.bridge = self.context.bridge = bridge
         self.context.publisher = bridge
         return bridge
 
+    def verify_share_group(self, *, timeout: float = 15.0) -> str | None:
+        """With a share group: wait (up to ``timeout``) for the probe that proves the broker
+        delivers through it; what is wrong (the group's subscriptions refused, or nothing
+        delivered through them), or None (it works, or the bridge is not connected yet: the
+        probe then runs when it is, and reports in /healthz)."""
+        probe, bridge = self.context.share_probe, self.bridge
+        if probe is None or bridge is None:
+            return None
+        deadline = time.monotonic() + timeout
+        while not bridge.wait_ready(0.1):  # a refused SUBACK is as clear as a lost probe
+            if bridge.refused:
+                return bridge.problem
+            if time.monotonic() > deadline:
+                return None
+        return probe.verdict(max(0.0, deadline - time.monotonic()))
+
     def stop(self) -> None:
         """Stop the bridge (the store stays open)."""
         bridge, self.bridge = self.bridge, None
+        liveness, self.liveness = self.liveness, None
+        probe, self.context.share_probe = self.context.share_probe, None
+        if probe is not None:
+            probe.close()
+        if liveness is not None:
+            liveness.close()
         self.context.publisher = NullPublisher()
         self.context.bridge = None
         if bridge is not None:

@@ -111,6 +111,17 @@ class CloudSettings(BaseSettings):
         "None: the cloud packs the code it runs (cloud_api.packaging)",
     )
 
+    share_probe_seconds: float = Field(
+        default=5.0, gt=0,
+        description="with a share group: how long the probe through it may take "
+        "(cloud_api.share_probing)",
+    )
+    liveness_timeout_seconds: float = Field(
+        default=90.0, ge=0,
+        description="a node online but silent this long is marked offline (3 edge "
+        "heartbeats; cloud_api.liveness); 0: only its status messages count",
+    )
+
     # -- function invocations relayed to nodes (cloud_api.functions) --------------------
     function_timeout_seconds: float = Field(
         default=30.0, gt=0, description="when an :invoke names no ?timeout="

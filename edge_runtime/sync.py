@@ -14,7 +14,8 @@ queue). What the link does own is the connection policy of DESIGN §4 and §8:
   no jitter, and a fleet reconnecting in lockstep after a broker restart is a stampede),
   from ``reconnect_min_seconds`` to ``reconnect_max_seconds``, reset on a good connect;
 - on every connect: drop what paho would re-send from the last session (the sync
-  decides afresh) and subscribe under the node's own root before the sync publishes;
+  decides afresh) and subscribe under the node's own root before the sync publishes; a
+  SUBACK that refuses a filter is logged with the filters and the broker's reason;
 - ``mqtts://``: the broker is verified against the node's ``ca.crt`` (hostname checked);
   a node activated with a CSR presents ``node.crt``/``node.key``, re-read before every
   connection attempt, so a renewed certificate is used from the next reconnect on.
@@ -98,6 +99,8 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._last_publish: mqtt.MQTTMessageInfo | None = None
         self.attempts = 0  # connection attempts so far (observability, tests)
+        self._filters: list[str] = []  # of the last subscribe, to name what a SUBACK refused
+        self.refused: list[str] = []  # what the broker refused at the last connect
         self._client = self._make_client()
 
     @property
@@ -135,6 +138,7 @@ class MqttLink:
         # threads writing one socket can interleave partial packets.
         client.on_socket_register_write = lambda client, userdata, sock: None
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -262,10 +266,23 @@ class MqttLink:
         filters = [f"{self._root}/{s.value}" for s in SUBSCRIBED] + [f"{self._root}/{RESOURCES_FILTER}"]
         if self._on_invoke is not None:
             filters.append(f"{self._root}/{INVOKE_FILTER}")
+        self._filters = filters
         client.subscribe([(topic_filter, QOS) for topic_filter in filters])
         self._connected.set()
         log.info("connected to %s as %s", self._identity.mqtt.url, self._identity.mqtt.username)
         self._deliver(Connected())
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        """A refused subscription means this node never hears the cloud: say which, and why."""
+        self.refused = [f"{topic_filter} ({reason})" for topic_filter, reason
+                        in zip(self._filters, reasons) if reason.is_failure]
+        if self.refused:
+            log.error("the broker at %s refused this node's subscriptions %s: it will not hear "
+                      "the cloud; check the broker's permissions for %s",
+                      self._identity.mqtt.url, ", ".join(self.refused),
+                      self._identity.mqtt.username)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         parsed = self._topics.parse(message.topic)

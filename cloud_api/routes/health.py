@@ -14,10 +14,17 @@ from cloud_api.services.nodes import count_online
 router = APIRouter(tags=["health"])
 
 
-def _bridge_state(context: Context) -> str:
+def _bridge_state(context: Context) -> dict[str, str]:
+    """``bridge``: off, connected, disconnected or failed; ``bridgeError`` says why it failed."""
     if context.bridge is None:
-        return "off"
-    return "connected" if context.bridge.connected else "disconnected"
+        return {"bridge": "off"}
+    probe = context.share_probe
+    if probe is not None and probe.problem is not None:
+        return {"bridge": "failed", "bridgeError": probe.problem}
+    if context.bridge.connected:
+        return {"bridge": "connected"}
+    problem = context.bridge.problem
+    return {"bridge": "disconnected", **({"bridgeError": problem} if problem else {})}
 
 
 @router.get("/healthz")
@@ -26,9 +33,9 @@ def healthz(context: ContextDep) -> JSONResponse:
     try:
         context.store.ping()
     except CloudError as exc:
-        body = {"status": "unavailable", "database": exc.message, "bridge": _bridge_state(context)}
+        body = {"status": "unavailable", "database": exc.message, **_bridge_state(context)}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
-    return JSONResponse({"status": "ok", "database": "ok", "bridge": _bridge_state(context)})
+    return JSONResponse({"status": "ok", "database": "ok", **_bridge_state(context)})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

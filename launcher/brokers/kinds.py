@@ -1,0 +1,198 @@
+"""The brokers of the conformance suite, what each can do, and how to run one privately.
+
+A capability a broker lacks is declared with the reason, so a scenario that needs it is
+skipped saying why instead of passing (or failing) without a word.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker.access import Authenticator
+from broker.embedded import run_in_thread
+from broker.settings import BrokerSettings
+from launcher.brokers.nats import nats_binary, running_nats
+from launcher.brokers.rabbitmq import rabbitmq_missing, running_rabbitmq
+from launcher.mosquitto import PrivateMosquitto, mosquitto_binary
+from schemas.topics import DEFAULT_ROOT
+
+
+class Capability(enum.StrEnum):
+    SHARED_SUBSCRIPTIONS = "shared_subscriptions"
+    """``$share/GROUP/filter`` splits messages between subscribers (cloud replicas)."""
+    RETAINED_ON_WILDCARD = "retained_on_wildcard"
+    """A retained message reaches a new subscription by wildcard (``+/+/status``)."""
+    NODE_CREDENTIALS = "node_credentials"
+    """A node may connect with the username and password the cloud issued it."""
+    CLOUD_AUTH = "cloud_auth"
+    """The broker asks the cloud about each client: a revoked node is refused."""
+    PER_NODE_ACL = "per_node_acl"
+    """A node can neither read nor publish another node's topics."""
+
+
+@dataclass(frozen=True)
+class RunningBroker:
+    """A started broker: where to connect, and which credentials a client should send."""
+
+    kind: BrokerKind
+    url: str
+    users: Mapping[str, str] = field(default_factory=dict)
+    disconnect: Disconnect | None = None
+    """Closes an identity's connections now, where the broker can be told to (embedded):
+    what a cloud's revocations are subscribed to in the same process (``tether up``)."""
+
+    def login(self, username: str | None, password: str | None) -> tuple[str | None, str | None]:
+        """The credentials a client with this identity presents here: its own where the
+        broker knows it (the users it was started with, or any where the cloud decides),
+        none (anonymous) elsewhere."""
+        if Capability.CLOUD_AUTH in self.kind.capabilities or username in self.users:
+            return username, password
+        return None, None
+
+
+Disconnect = Callable[[str], object]
+Started = tuple[str, Disconnect | None]  # the URL, and how to cut an identity off if any
+Starter = Callable[
+    [Path, Mapping[str, str], Authenticator | None, str], AbstractContextManager[Started]
+]
+
+
+@dataclass(frozen=True)
+class BrokerKind:
+    name: str
+    capabilities: frozenset[Capability]
+    lacks: Mapping[Capability, str]
+    """For every capability not in ``capabilities``: why the broker does not have it."""
+    start: Starter
+    missing: Callable[[], str | None]
+    """Why this broker cannot run on this machine (a binary is absent), or None."""
+
+    def lacking(self, capability: Capability) -> str | None:
+        """None if the broker has ``capability``, else the reason it has not."""
+        if capability in self.capabilities:
+            return None
+        return self.lacks.get(capability, f"{self.name} lacks {capability}")
+
+    @contextmanager
+    def running(
+        self,
+        directory: Path,
+        *,
+        users: Mapping[str, str] = {},
+        authenticate: Authenticator | None = None,
+        topic_root: str = DEFAULT_ROOT,
+    ) -> Iterator[RunningBroker]:
+        """A private instance for the ``with`` block. ``users``: username -> password it
+        must accept (the cloud's bridge); ``authenticate``: the cloud's check, for brokers
+        that ask the cloud; ``topic_root``: for brokers that enforce Tether's topic ACL."""
+        with self.start(directory, users, authenticate, topic_root) as (url, disconnect):
+            yield RunningBroker(self, url, dict(users), disconnect)
+
+
+@contextmanager
+def _embedded(
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+) -> Iterator[Started]:
+    def check(username: str | None, password: str | None) -> bool | object:
+        if username is not None and username in users:
+            return users[username] == password
+        return authenticate(username, password) if authenticate is not None else False
+
+    settings = BrokerSettings(host="127.0.0.1", port=0, topic_root=topic_root)
+    with run_in_thread(settings, check) as broker:  # type: ignore[arg-type]
+        yield broker.url, broker.disconnect_user_threadsafe
+
+
+@contextmanager
+def _mosquitto(
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+) -> Iterator[Started]:
+    with PrivateMosquitto() as mosquitto:
+        yield mosquitto.url, None
+
+
+@contextmanager
+def _nats(
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+) -> Iterator[Started]:
+    with running_nats(directory / "nats") as url:
+        yield url, None
+
+
+@contextmanager
+def _rabbitmq(
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+) -> Iterator[Started]:
+    with running_rabbitmq(directory / "rabbitmq", users=users) as url:
+        yield url, None
+
+
+def _binary_missing(find: Callable[[], str | None], package: str) -> Callable[[], str | None]:
+    return lambda: None if find() else f"{package} is not installed: apt-get install {package}"
+
+
+NO_CLOUD_AUTH = "asks no one about clients here (anonymous listener)"
+NO_SHARE = "grants the SUBACK for $share/ filters but stores them literally: nothing is delivered"
+
+EMBEDDED = BrokerKind(
+    name="embedded",
+    capabilities=frozenset({Capability.RETAINED_ON_WILDCARD, Capability.NODE_CREDENTIALS,
+                            Capability.CLOUD_AUTH, Capability.PER_NODE_ACL}),
+    lacks={Capability.SHARED_SUBSCRIPTIONS: "amqtt refuses $share/ subscriptions"},
+    start=_embedded,
+    missing=lambda: None,
+)
+MOSQUITTO = BrokerKind(
+    name="mosquitto",
+    capabilities=frozenset({Capability.SHARED_SUBSCRIPTIONS, Capability.RETAINED_ON_WILDCARD,
+                            Capability.NODE_CREDENTIALS}),
+    lacks={
+        Capability.CLOUD_AUTH: f"this Mosquitto {NO_CLOUD_AUTH}; production Mosquitto uses "
+        "mTLS + CRL (tests/broker/test_mosquitto_crl.py, test_mosquitto_kick.py), no per-connect callback",
+        Capability.PER_NODE_ACL: "this Mosquitto is anonymous; its ACL file comes from "
+        "`tether broker mosquitto-config` (tests/broker), not tried here yet",
+    },
+    start=_mosquitto,
+    missing=_binary_missing(mosquitto_binary, "mosquitto"),
+)
+NATS = BrokerKind(
+    name="nats",
+    capabilities=frozenset({Capability.RETAINED_ON_WILDCARD, Capability.NODE_CREDENTIALS}),
+    lacks={
+        Capability.SHARED_SUBSCRIPTIONS: f"NATS 2.9 {NO_SHARE}",
+        Capability.CLOUD_AUTH: "NATS before 2.10 has no auth callout: it cannot ask the cloud",
+        Capability.PER_NODE_ACL: "NATS users and permissions are written by hand per node; "
+        "no generator yet (issue 15, part 3)",
+    },
+    start=_nats,
+    missing=_binary_missing(nats_binary, "nats-server"),
+)
+RABBITMQ = BrokerKind(
+    name="rabbitmq",
+    capabilities=frozenset(),
+    lacks={
+        Capability.SHARED_SUBSCRIPTIONS: f"RabbitMQ 3.10 {NO_SHARE}",
+        Capability.RETAINED_ON_WILDCARD: "RabbitMQ delivers retained messages only to "
+        "exact-topic subscriptions",
+        Capability.NODE_CREDENTIALS: "RabbitMQ checks a username against its own users; "
+        "nodes' passwords live in the cloud (needs the HTTP auth webhook, issue 15 part 2)",
+        Capability.CLOUD_AUTH: "needs rabbitmq_auth_backend_http and the cloud's webhook "
+        "(issue 15, part 2)",
+        Capability.PER_NODE_ACL: "topic permissions need the cloud's webhook (issue 15, part 2)",
+    },
+    start=_rabbitmq,
+    missing=rabbitmq_missing,
+)
+
+BROKERS: tuple[BrokerKind, ...] = (EMBEDDED, MOSQUITTO, NATS, RABBITMQ)
+
+
+def broker_kind(name: str) -> BrokerKind:
+    for kind in BROKERS:
+        if kind.name == name:
+            return kind
+    raise KeyError(f"no broker kind {name!r}; known: {', '.join(k.name for k in BROKERS)}")

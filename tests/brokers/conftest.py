@@ -1,0 +1,238 @@
+"""Fixtures of the broker conformance suite: one private broker of each kind per module,
+a cloud per test against it, and nodes that speak to that cloud through the broker.
+
+``broker`` is parametrized over ``launcher.brokers.BROKERS`` with module scope, so each
+module starts each broker once and stops it at the module's end; all start together when
+the module begins (``started``), so RabbitMQ's ~10 s boot overlaps the other brokers' tests.
+A broker whose binary is missing skips with that reason; a scenario that needs a
+capability asks ``needs(broker, capability)``, which skips with the broker's own reason;
+a module whose every test needs one names it in ``BROKER_NEEDS``, so the broker is not
+even started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from cloud_api.runtime import Cloud
+from cloud_api.services.nodes import get_node
+from cloud_api.settings import CloudSettings
+from launcher.brokers import BROKERS, BrokerKind, Capability, RunningBroker
+from schemas.topics import DEFAULT_ROOT, TopicScheme
+from tests.brokers.nodes import NAMESPACE, TIMEOUT, SuiteNode
+from tests.cloud_api.conftest import admin_token, serving
+
+BRIDGE_USER = "tether-cloud"
+BRIDGE_PASSWORD = "suite-bridge-password"
+TOPICS = TopicScheme(root=DEFAULT_ROOT)
+
+
+class Gate:
+    """The embedded broker's password check: the cloud of the test at hand decides."""
+
+    def __init__(self) -> None:
+        self.cloud: Cloud | None = None
+
+    def __call__(self, username: str | None, password: str | None) -> bool:
+        return self.cloud is not None and self.cloud.authenticate_mqtt(username, password)
+
+
+@pytest.fixture(scope="module")
+def gate() -> Gate:
+    return Gate()
+
+
+def _unusable(kind: BrokerKind, module: Any) -> str | None:
+    """Why the module's tests cannot run on ``kind`` at all (then it is never started)."""
+    if (missing := kind.missing()) is not None:
+        return f"{kind.name}: {missing}"
+    for capability in getattr(module, "BROKER_NEEDS", ()):
+        if (reason := kind.lacking(capability)) is not None:
+            return f"{kind.name} lacks {capability}: {reason}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, gate: Gate
+) -> Iterator[dict[str, Future[RunningBroker]]]:
+    """Every broker the module's selected tests use, starting at once in threads: RabbitMQ's
+    ~10 s boot overlaps the other brokers' tests. All stop when the module ends."""
+    wanted = {item.callspec.params.get("broker") for item in request.session.items
+              if getattr(item, "module", None) is request.module and hasattr(item, "callspec")}
+    kinds = [kind for kind in BROKERS
+             if kind.name in wanted and _unusable(kind, request.module) is None]
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=len(kinds) or 1) as pool:
+        def start(kind: BrokerKind) -> RunningBroker:
+            directory = tmp_path_factory.mktemp(f"broker-{kind.name}")
+            running = kind.running(directory, users={BRIDGE_USER: BRIDGE_PASSWORD},
+                                   authenticate=gate, topic_root=TOPICS.root)
+            broker = running.__enter__()
+            stack.push(running)  # stopped when the module ends (__exit__ is pushed)
+            return broker
+
+        futures = {kind.name: pool.submit(start, kind) for kind in kinds}
+        try:
+            yield futures
+        finally:
+            wait(futures.values())  # a broker still booting is stopped once it is up
+
+
+@pytest.fixture(scope="module", params=[kind.name for kind in BROKERS])
+def broker(
+    request: pytest.FixtureRequest, started: dict[str, Future[RunningBroker]]
+) -> RunningBroker:
+    kind = next(kind for kind in BROKERS if kind.name == request.param)
+    if (reason := _unusable(kind, request.module)) is not None:
+        pytest.skip(reason)
+    return started[kind.name].result(timeout=120)
+
+
+def needs(broker: RunningBroker, capability: Capability) -> None:
+    """Skip, with the broker's reason, unless it has ``capability``."""
+    if (reason := broker.kind.lacking(capability)) is not None:
+        pytest.skip(f"{broker.kind.name} lacks {capability}: {reason}")
+
+
+class Clouds:
+    """Opens clouds against the broker (closing them at the test's end); ``gate`` follows
+    the last one opened."""
+
+    def __init__(self, broker: RunningBroker, gate: Gate, tmp_path: Path) -> None:
+        self.broker, self.gate, self.tmp_path = broker, gate, tmp_path
+        self.opened: list[Cloud] = []
+
+    def settings(self, **overrides: Any) -> CloudSettings:
+        values: dict[str, Any] = {
+            "data_dir": self.tmp_path / "cloud",
+            "mqtt_url": self.broker.url,
+            "mqtt_username": BRIDGE_USER,
+            "mqtt_password": SecretStr(BRIDGE_PASSWORD),
+            "topic_root": TOPICS.root,
+            "kick_revoked_sessions": False,
+        }
+        return CloudSettings(**{**values, **overrides})
+
+    def open(self, *, ready: bool = True, **overrides: Any) -> Cloud:
+        cloud = Cloud(self.settings(**overrides))
+        self.opened.append(cloud)
+        self.gate.cloud = cloud
+        if self.broker.disconnect is not None:  # as `tether up` wires the embedded broker
+            cloud.revocations.subscribe(self.broker.disconnect)
+        bridge = cloud.start_bridge()
+        if ready:
+            assert bridge.wait_ready(TIMEOUT), f"the bridge did not subscribe on {self.broker.url}"
+        return cloud
+
+    def close(self, cloud: Cloud) -> None:
+        if cloud in self.opened:
+            self.opened.remove(cloud)
+            cloud.close()
+
+    def close_all(self) -> None:
+        for cloud in list(reversed(self.opened)):
+            self.close(cloud)
+
+
+@pytest.fixture
+def clouds(broker: RunningBroker, gate: Gate, tmp_path: Path) -> Iterator[Clouds]:
+    opened = Clouds(broker, gate, tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close_all()
+        gate.cloud = None
+
+
+class Nodes:
+    """Creates nodes in a cloud, activates them and connects them (closed at the end)."""
+
+    def __init__(self, broker: RunningBroker, unique: str) -> None:
+        self.broker, self.unique = broker, unique
+        self.connected: list[SuiteNode] = []
+
+    def connect(self, cloud: Cloud, suffix: str = "", *, heartbeat: float | None = None,
+                labels: dict[str, str] | None = None) -> SuiteNode:
+        name = f"{self.unique}{suffix}"
+        cloud.create_node(name, labels=labels, exist_ok=True)
+        credentials = self.credentials(cloud, name)
+        node = SuiteNode(self.broker, TOPICS, name, credentials=credentials, heartbeat=heartbeat)
+        self.connected.append(node)
+        return node
+
+    def credentials(self, cloud: Cloud, name: str) -> tuple[str, str | None]:
+        """A node ``name`` (created if need be) and a fresh password for it."""
+        cloud.create_node(name, exist_ok=True)
+        activation = cloud.activate(cloud.issue_activation(name).token)
+        return activation.mqtt.username, activation.mqtt.password
+
+    def close_all(self) -> None:
+        for node in self.connected:
+            node.close()
+
+
+@pytest.fixture
+def nodes(broker: RunningBroker, unique_name: str) -> Iterator[Nodes]:
+    made = Nodes(broker, unique_name)
+    try:
+        yield made
+    finally:
+        made.close_all()
+
+
+@pytest.fixture
+def rest(clouds: Clouds) -> Iterator[Callable[[Cloud], httpx.Client]]:
+    """``rest(cloud)``: an admin HTTP client of that cloud's API, served for the test."""
+    stack: list[Any] = []
+
+    def client(cloud: Cloud) -> httpx.Client:
+        serve = serving(cloud.app)
+        url = serve.__enter__()
+        http = httpx.Client(base_url=f"{url}/v1/namespaces/{NAMESPACE}", timeout=TIMEOUT,
+                            headers={"Authorization": f"Bearer {admin_token(cloud)}"})
+        stack.append((serve, http))
+        return http
+
+    try:
+        yield client
+    finally:
+        for serve, http in reversed(stack):
+            http.close()
+            serve.__exit__(None, None, None)
+
+
+def is_online(cloud: Cloud, name: str) -> bool:
+    with cloud.store.session() as session:
+        return bool(get_node(session, NAMESPACE, name).online)
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float = TIMEOUT, what: str) -> float:
+    """Seconds until ``condition`` holds; fails saying ``what`` was awaited."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures scenarios recorded (``record_property``), one line per test."""
+    lines = []
+    for report in terminalreporter.stats.get("passed", []):
+        if report.when == "call" and report.user_properties and "tests/brokers" in report.nodeid:
+            figures = ", ".join(f"{name} {value}" for name, value in report.user_properties)
+            lines.append(f"{report.nodeid.split('::')[-1]}: {figures}")
+    if lines:
+        terminalreporter.section("broker conformance figures")
+        for line in lines:
+            terminalreporter.line(line)
