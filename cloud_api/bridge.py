@@ -1,11 +1,14 @@
-"""The MQTT bridge: one paho-mqtt client that feeds the shadow topics to worker threads.
+"""The MQTT bridge: a paho-mqtt client that feeds the shadow topics to worker threads, and
+a second one (``cloud_api.outbound``) that publishes the replies.
 
 Paho's callbacks run on its network thread, where any slow work would stall every node's
 traffic, so they only put messages on a queue. ``bridge_workers`` threads take them off, as
 many as are waiting at a time, and call the handler (``ShadowServer.handle_batch``) with the
-batch: one transaction and one commit serve them all (group commit, ``store/shadow_writing``). A message goes to the worker chosen by a hash
-of its ``(namespace, node)``: one node's requests are answered in the order it sent them,
-while different nodes are served in parallel. A full queue is answered with 429 at once.
+batch: one transaction and one commit serve them all (group commit,
+``store/shadow_writing``). A message goes to the worker chosen by a hash of its
+``(namespace, node)``: one node's requests are answered in the order it sent them,
+while different nodes are served in parallel. A request finding its queue full
+(``bridge_queue_size``) is answered with 429 at once; a ``status`` is always queued.
 
 The client speaks MQTT 3.1.1 at QoS 1, so it works with amqtt and Mosquitto alike; with a
 share group it subscribes with ``$share/GROUP/...`` so several replicas split the traffic.
@@ -23,18 +26,21 @@ import os
 import queue
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_api.errors import Busy
 from cloud_api.functions import result_filter
-from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
+from cloud_api.metrics import BRIDGE_ERRORS, Metrics
+from cloud_api.outbound import Outbound
 from cloud_api.settings import CloudSettings, mqtt_endpoint
 from schemas.errors import Rejection
+from schemas.topics import Suffix
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(f"{__name__}.paho")
@@ -45,7 +51,6 @@ Handler = Callable[[Sequence[tuple[str, bytes]]], None]  # a batch, in arrival o
 Refuser = Callable[[str, bytes, Rejection], None]
 KEEPALIVE_SECONDS = 30
 RESUBSCRIBE_SECONDS = (1.0, 30.0)  # refused subscriptions are retried, doubling in between
-MAX_QUEUED_OUTGOING = 100_000  # while disconnected; beyond this publishes are dropped
 
 
 def default_client_id() -> str:
@@ -65,8 +70,9 @@ class Bridge:
         self._host, self._port, tls = mqtt_endpoint(settings.mqtt_url)
         self._ready = threading.Event()
         self._stopping = threading.Event()
+        # unbounded: _on_message keeps requests to bridge_queue_size (statuses pass, see there)
         self._queues: list[queue.Queue[tuple[str, bytes] | None]] = [
-            queue.Queue(maxsize=settings.bridge_queue_size) for _ in range(settings.bridge_workers)
+            queue.Queue() for _ in range(settings.bridge_workers)
         ]
         self._workers: list[threading.Thread] = []
         self._handle: Handler | None = None
@@ -85,8 +91,6 @@ class Bridge:
         if tls:
             self.client.tls_set()
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.max_inflight_messages_set(256)
-        self.client.max_queued_messages_set(MAX_QUEUED_OUTGOING)
         self.client.suppress_exceptions = True  # a callback bug must not end the network loop
         self.client.enable_logger(_paho_log)
         self.client.on_socket_open = self._on_socket_open
@@ -95,6 +99,8 @@ class Bridge:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.outbound = Outbound(settings, host=self._host, port=self._port, tls=tls,
+                                 password=password, metrics=metrics)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, handle: Handler, *, refuse: Refuser) -> None:
@@ -106,18 +112,22 @@ class Bridge:
             )
             worker.start()
             self._workers.append(worker)
+        self.outbound.start()
         self.client.connect_async(self._host, self._port, keepalive=KEEPALIVE_SECONDS)
         self.client.loop_start()
         settings = self.settings
         log.info("bridge connecting to %s as %s", settings.mqtt_url, settings.mqtt_username)
 
     def wait_ready(self, timeout: float) -> bool:
-        """Wait until connected and subscribed; False on timeout."""
-        return self._ready.wait(timeout)
+        """Wait until connected and subscribed, and the publishing connection is up; False
+        on timeout."""
+        deadline = time.monotonic() + timeout
+        return self._ready.wait(timeout) and self.outbound.wait_ready(
+            max(0.0, deadline - time.monotonic()))
 
     @property
     def connected(self) -> bool:
-        return self._ready.is_set()
+        return self._ready.is_set() and self.outbound.connected
 
     def stop(self, timeout: float = 5.0) -> None:
         """Answer what is queued, then disconnect. New messages are dropped meanwhile."""
@@ -125,24 +135,20 @@ class Bridge:
         if self._resubscribe is not None:
             self._resubscribe.cancel()
         for work in self._queues:
-            try:
-                work.put(None, timeout=timeout)  # after what is queued: None means stop
-            except queue.Full:
-                log.warning("a bridge worker did not drain its queue in %ss; leaving it", timeout)
+            work.put(None)  # after what is queued: None means stop
         for worker in self._workers:
             worker.join(timeout)
+            if worker.is_alive():
+                log.warning("a bridge worker did not drain its queue in %ss; leaving it", timeout)
         self.client.disconnect()
         self.client.loop_stop()
+        self.outbound.stop()
         self._ready.clear()
 
     # -- Publisher ---------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            self.metrics.inc(BRIDGE_ERRORS, kind="publish")
-            log.warning("could not publish to %s: %s", topic, mqtt.error_string(info.rc))
-            return
-        self.metrics.inc(BRIDGE_MESSAGES, direction="out")
+        """On the publishing connection (``cloud_api.outbound``: why it is a second one)."""
+        self.outbound.publish(topic, payload, retain=retain)
 
     # -- paho callbacks: only bookkeeping and enqueueing ---------------------------------
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -209,9 +215,13 @@ class Bridge:
         parsed = self.topics.parse(topic)
         key = f"{parsed.namespace}/{parsed.node}" if parsed else topic
         work = self._queues[zlib.crc32(key.encode("utf-8", "surrogatepass")) % len(self._queues)]
-        try:
+        # a status has no reply to carry a 429, and dropping it loses a node's liveness: it
+        # is always queued (it is small); requests beyond the bound are refused at once
+        if work.qsize() < self.settings.bridge_queue_size or (
+            parsed is not None and parsed.suffix == Suffix.STATUS
+        ):
             work.put_nowait((topic, payload))
-        except queue.Full:
+        else:
             self.metrics.inc(BRIDGE_ERRORS, kind="overload")
             if self._refuse is not None:
                 busy = Busy("the cloud is overloaded; retry shortly", retry_after=1.0)

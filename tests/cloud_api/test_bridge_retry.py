@@ -26,6 +26,7 @@ def test_a_refused_subscription_is_retried_until_granted(
     bridge = Bridge(CloudSettings(data_dir=tmp_path), password="x", metrics=Metrics())
     asked: list[Any] = []
     monkeypatch.setattr(bridge.client, "subscribe", lambda filters: asked.append(filters))
+    bridge.outbound._ready.set()  # no broker here: the publishing connection counts as up
     try:
         filters = len(bridge._filters)
         bridge._on_subscribe(bridge.client, None, 1, [REFUSED] + [GRANTED] * (filters - 1), None)

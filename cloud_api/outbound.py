@@ -1,0 +1,138 @@
+"""The bridge's second MQTT connection: the one the cloud publishes on.
+
+Why a connection of its own: on one connection, the broker's PUBACKs for the cloud's
+replies come back on the socket that also carries every node's requests. When 10,000
+nodes connect at once, the reader falls behind (2.9 MB were seen waiting unread), the
+acknowledgements wait behind thousands of requests, paho's window of unacknowledged
+publishes stays full, its queue fills, and replies were dropped: 412,884 "message queue
+full" in one 10,000-node run. On this connection only the cloud's own publishes and their
+acknowledgements travel, so the window drains as fast as the broker answers.
+
+And when it is full all the same, ``publish`` waits (up to ``PUBLISH_WAIT_SECONDS``)
+instead of dropping: the bridge worker that publishes is held back, its queue fills, and
+new requests are answered 429, which nodes retry. A reply is dropped only after that
+wait, or when the client is stopping, and then it is counted and logged (at most once a
+second).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
+from cloud_api.settings import CloudSettings
+
+log = logging.getLogger(__name__)
+_paho_log = logging.getLogger(f"{__name__}.paho")
+_paho_log.addFilter(lambda record: not record.getMessage().startswith("Client is not connected"))
+
+KEEPALIVE_SECONDS = 30
+MAX_IN_FLIGHT = 1024  # publishes awaiting their PUBACK
+MAX_QUEUED = 100_000  # beyond the window, and while disconnected
+PUBLISH_WAIT_SECONDS = 10.0
+_QUEUED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # NO_CONN: kept for later
+
+
+def outbound_client_id(configured: str | None) -> str:
+    """``CONFIGURED.out``, or unique per process in at most 23 characters."""
+    return f"{configured}.out" if configured else f"tether-pub-{os.urandom(6).hex()}"
+
+
+class Outbound:
+    """Publishes at QoS 1 on a connection of its own; thread-safe."""
+
+    def __init__(
+        self, settings: CloudSettings, *, host: str, port: int, tls: bool, password: str,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._host, self._port = host, port
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._last_warning = 0.0
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=outbound_client_id(settings.mqtt_client_id),
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.username_pw_set(settings.mqtt_username, password)
+        if tls:
+            self.client.tls_set()
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.max_inflight_messages_set(MAX_IN_FLIGHT)
+        self.client.max_queued_messages_set(MAX_QUEUED)
+        self.client.suppress_exceptions = True
+        self.client.enable_logger(_paho_log)
+        self.client.on_socket_open = self._on_socket_open
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+
+    def start(self) -> None:
+        self.client.connect_async(self._host, self._port, keepalive=KEEPALIVE_SECONDS)
+        self.client.loop_start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._ready.clear()
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Queue one message at QoS 1; wait while paho's queue is full (see the docstring)."""
+        deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
+        while True:
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
+            if info.rc in _QUEUED:
+                self.metrics.inc(BRIDGE_MESSAGES, direction="out")
+                return
+            full = info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+            if not full or self._stopping.is_set() or time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+        self.metrics.inc(BRIDGE_ERRORS, kind="publish")
+        now = time.monotonic()
+        if now - self._last_warning >= 1.0:  # a flood of these must not become a flood of logs
+            self._last_warning = now
+            log.warning("could not publish to %s: %s (counted in %s)", topic,
+                        mqtt.error_string(info.rc), BRIDGE_ERRORS)
+
+    # -- paho callbacks ------------------------------------------------------------------
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):  # not a TCP socket
+            pass
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker %s refused the bridge's publishing connection: %s",
+                      self.settings.mqtt_url, reason)
+            return
+        self._ready.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self._ready.clear()
+        if not self._stopping.is_set():
+            log.warning("bridge lost its publishing connection to %s (%s); reconnecting",
+                        self.settings.mqtt_url, reason)
