@@ -48,6 +48,8 @@ _paho_log = logging.getLogger(f"{__name__}.paho")
 _paho_log.addFilter(lambda record: not record.getMessage().startswith("Client is not connected"))
 
 Handler = Callable[[Sequence[tuple[str, bytes]]], None]  # a batch, in arrival order
+_Queued = tuple[str, bytes, float | None]  # topic, payload, when it stops being worth answering
+_REQUESTS = frozenset({Suffix.SHADOW_GET, Suffix.SHADOW_UPDATE, Suffix.RESOURCES_GET})
 Refuser = Callable[[str, bytes, Rejection], None]
 KEEPALIVE_SECONDS = 30
 RESUBSCRIBE_SECONDS = (1.0, 30.0)  # refused subscriptions are retried, doubling in between
@@ -71,7 +73,7 @@ class Bridge:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         # unbounded: _on_message keeps requests to bridge_queue_size (statuses pass, see there)
-        self._queues: list[queue.Queue[tuple[str, bytes] | None]] = [
+        self._queues: list[queue.Queue[_Queued | None]] = [
             queue.Queue() for _ in range(settings.bridge_workers)
         ]
         self._workers: list[threading.Thread] = []
@@ -170,7 +172,11 @@ class Bridge:
     def _subscribe(self) -> None:
         self._resubscribe = None
         if not self._stopping.is_set():
-            self.client.subscribe([(topic_filter, 1) for topic_filter in self._filters])
+            # QoS 0 on the broker -> bridge hop: the session is clean, so QoS 1 would redeliver
+            # nothing after a lost connection anyway, and its PUBACKs cost the one network
+            # thread a quarter of its time; nodes publish at QoS 1 and re-send what goes
+            # unanswered (DESIGN §10)
+            self.client.subscribe([(topic_filter, 0) for topic_filter in self._filters])
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.problem = f"cannot reach the broker at {self.settings.mqtt_url}"
@@ -220,7 +226,8 @@ class Bridge:
         if work.qsize() < self.settings.bridge_queue_size or (
             parsed is not None and parsed.suffix == Suffix.STATUS
         ):
-            work.put_nowait((topic, payload))
+            stale_after = self._stale_after if parsed is not None and parsed.suffix in _REQUESTS else None
+            work.put_nowait((topic, payload, stale_after))
         else:
             self.metrics.inc(BRIDGE_ERRORS, kind="overload")
             if self._refuse is not None:
@@ -228,18 +235,30 @@ class Bridge:
                 self._refuse(topic, payload, busy)
 
     # -- workers -----------------------------------------------------------------------
-    def _work(self, work: queue.Queue[tuple[str, bytes] | None]) -> None:
+    @property
+    def _stale_after(self) -> float | None:
+        """When a request queued now stops being worth answering (None: never)."""
+        seconds = self.settings.bridge_stale_seconds
+        return time.monotonic() + seconds if seconds > 0 else None
+
+    def _work(self, work: queue.Queue[_Queued | None]) -> None:
         """Take every message waiting (up to ``bridge_batch_size``) and answer them as one
         batch: one transaction, one commit for all (``ShadowServer.handle_batch``). A worker
-        that is idle answers a lone message at once; under load, batches grow by themselves."""
+        that is idle answers a lone message at once; under load, batches grow by themselves.
+
+        A request that waited past ``bridge_stale_seconds`` is dropped unanswered: its node
+        has already re-sent it (the edge re-sends after 2 s, DESIGN §10), and answering both
+        copies is how an overloaded cloud used to collapse under its own retries (a
+        10,000-node rollout had 336,605 re-sent updates in the queue). Statuses and
+        function results are never dropped."""
         limit = self.settings.bridge_batch_size
         stop = False
         while not stop:
             first = work.get()
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < limit:
+            waiting = [first]
+            while len(waiting) < limit:
                 try:
                     item = work.get_nowait()
                 except queue.Empty:
@@ -247,7 +266,14 @@ class Bridge:
                 if item is None:  # answer what came before the stop, then stop
                     stop = True
                     break
-                batch.append(item)
+                waiting.append(item)
+            now = time.monotonic()
+            batch = [(topic, payload) for topic, payload, stale_after in waiting
+                     if stale_after is None or now < stale_after]
+            if len(batch) < len(waiting):
+                self.metrics.inc(BRIDGE_ERRORS, kind="stale", amount=len(waiting) - len(batch))
+            if not batch:
+                continue
             try:
                 assert self._handle is not None
                 self._handle(batch)

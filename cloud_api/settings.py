@@ -82,6 +82,10 @@ class CloudSettings(BaseSettings):
         default=2.0, gt=0,
         description="how often to look for matching owed that no one here was told of",
     )
+    bridge_stale_seconds: float = Field(
+        default=3.0, ge=0,
+        description="a node request queued longer is dropped (its node re-sent it); 0: never",
+    )
     bridge_batch_size: int = Field(
         default=256, ge=1, le=10_000,
         description="most messages a bridge worker answers with one transaction (group commit)",
