@@ -148,9 +148,9 @@ class Bridge:
         self._ready.clear()
 
     # -- Publisher ---------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         """On the publishing connection (``cloud_api.outbound``: why it is a second one)."""
-        self.outbound.publish(topic, payload, retain=retain)
+        self.outbound.publish(topic, payload, retain=retain, qos=qos)
 
     # -- paho callbacks: only bookkeeping and enqueueing ---------------------------------
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:

@@ -269,8 +269,9 @@ class ShadowServer:
 
     # -- replies -----------------------------------------------------------------------
     def _publish(self, request: NodeTopic, suffix: Suffix, body: dict[str, Any]) -> None:
+        """A reply to a node's request: QoS 0, the node asks again if it is lost."""
         topic = self.topics.topic(request.namespace, request.node, suffix)
-        self.publisher.publish(topic, encode_json(body))
+        self.publisher.publish(topic, encode_json(body), qos=0)
 
     def _refuse(self, request: NodeTopic, rejection: Rejection, client_token: str | None) -> None:
         self.metrics.inc(BRIDGE_ERRORS, kind=str(int(rejection.code)))

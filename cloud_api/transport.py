@@ -15,15 +15,19 @@ from typing import Any, Protocol
 
 
 class Publisher(Protocol):
-    """Sends one message at QoS 1. Must be safe to call from several threads."""
+    """Sends one message (QoS 1 unless told). Must be safe to call from several threads.
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+    QoS 0 is for what the receiver gets again by asking again: the replies to a node's own
+    requests (it re-sends what goes unanswered) and ``shadow/update/documents``. What a
+    node cannot ask for (a delta, a change of its desired state) goes at QoS 1."""
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None: ...
 
 
 class NullPublisher:
     """Drops every message: the REST API running with no bridge."""
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         return None
 
 
@@ -32,6 +36,7 @@ class Published:
     topic: str
     payload: bytes
     retain: bool = False
+    qos: int = 1
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -44,9 +49,9 @@ class MemoryPublisher:
         self._lock = threading.Lock()
         self._messages: list[Published] = []
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         with self._lock:
-            self._messages.append(Published(topic, bytes(payload), retain))
+            self._messages.append(Published(topic, bytes(payload), retain, qos))
 
     @property
     def messages(self) -> list[Published]:

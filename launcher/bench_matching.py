@@ -36,7 +36,7 @@ class CountingPublisher:
     def __init__(self) -> None:
         self.count = 0
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         self.count += 1
 
 

@@ -114,14 +114,17 @@ def publish_update(
     publisher: Publisher, outcome: UpdateOutcome, *, topics: TopicScheme, namespace: str, node: str
 ) -> None:
     """The messages of an accepted update: ``accepted``, ``delta`` if any, ``documents``."""
+    # a change of desired must reach the node (QoS 1); the answer to a node's own report
+    # and the documents of integrations are sent again if asked again (QoS 0)
+    desired = 1 if outcome.desired_changed else 0
     messages = [
-        (Suffix.SHADOW_UPDATE_ACCEPTED, outcome.accepted_payload()),
-        (Suffix.SHADOW_UPDATE_DELTA, outcome.delta_payload()),
-        (Suffix.SHADOW_UPDATE_DOCUMENTS, outcome.documents_payload()),
+        (Suffix.SHADOW_UPDATE_ACCEPTED, outcome.accepted_payload(), desired),
+        (Suffix.SHADOW_UPDATE_DELTA, outcome.delta_payload(), 1),
+        (Suffix.SHADOW_UPDATE_DOCUMENTS, outcome.documents_payload(), 0),
     ]
-    for suffix, body in messages:
+    for suffix, body, qos in messages:
         if body is not None:
-            publisher.publish(topics.topic(namespace, node, suffix), encode_json(body))
+            publisher.publish(topics.topic(namespace, node, suffix), encode_json(body), qos=qos)
 
 
 def clear_status(publisher: Publisher, *, topics: TopicScheme, namespace: str, node: str) -> None:
