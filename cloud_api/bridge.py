@@ -246,10 +246,12 @@ class Bridge:
         batch: one transaction, one commit for all (``ShadowServer.handle_batch``). A worker
         that is idle answers a lone message at once; under load, batches grow by themselves.
 
-        A request that waited past ``bridge_stale_seconds`` is dropped unanswered: its node
-        has already re-sent it (the edge re-sends after 2 s, DESIGN §10), and answering both
-        copies is how an overloaded cloud used to collapse under its own retries (a
-        10,000-node rollout had 336,605 re-sent updates in the queue). Statuses and
+        A request that waited past ``bridge_stale_seconds`` (1.5 s) is dropped unanswered:
+        its node gives up at 2 s and asks again (DESIGN §10), and a late answer costs as much
+        as a useful one and makes the node ask again once more (an accepted it cannot
+        account for sends it back to shadow/get). Answering those is how an overloaded cloud
+        used to collapse under its own retries (a 10,000-node rollout had 336,605 re-sent
+        updates in the queue). Statuses and
         function results are never dropped."""
         limit = self.settings.bridge_batch_size
         stop = False

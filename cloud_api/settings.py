@@ -83,8 +83,9 @@ class CloudSettings(BaseSettings):
         description="how often to look for matching owed that no one here was told of",
     )
     bridge_stale_seconds: float = Field(
-        default=3.0, ge=0,
-        description="a node request queued longer is dropped (its node re-sent it); 0: never",
+        default=1.5, ge=0,
+        description="a node request queued longer is dropped: below the edge's 2 s request "
+        "timeout, so the cloud never answers what its node has given up on; 0: never",
     )
     bridge_batch_size: int = Field(
         default=256, ge=1, le=10_000,

@@ -74,10 +74,18 @@ _SWAP = (
     .where(SHADOWS.c.namespace == bindparam("b_namespace"),
            SHADOWS.c.node == bindparam("b_node"),
            SHADOWS.c.version == bindparam("b_expected"))
-    .values(desired=bindparam("b_desired"), reported=bindparam("b_reported"),
-            metadata=bindparam("b_metadata"), version=bindparam("b_version"),
-            timestamp=bindparam("b_timestamp"))
 )
+_SET: dict[str, Any] = {"metadata": bindparam("b_metadata"), "version": bindparam("b_version"),
+        "timestamp": bindparam("b_timestamp")}
+# only the sections an update changed are written (and serialised): a node's report leaves
+# desired as it was, matching leaves reported
+_SWAPS = {
+    ("desired",): _SWAP.values(desired=bindparam("b_desired"), **_SET),
+    ("reported",): _SWAP.values(reported=bindparam("b_reported"), **_SET),
+    ("desired", "reported"): _SWAP.values(desired=bindparam("b_desired"),
+                                          reported=bindparam("b_reported"), **_SET),
+    (): _SWAP.values(**_SET),
+}
 _PRESENCE = (
     update(NODES)
     .where(NODES.c.namespace == bindparam("b_namespace"), NODES.c.name == bindparam("b_node"))
@@ -159,9 +167,9 @@ def locked_write(store: Store, keys: Iterable[tuple[str, str]], change: Change[T
             if connection.dialect.name == "sqlite":  # the writer lock now, not at the first write
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             documents = read_documents(connection, keys)
-            expected = {key: document.version for key, document in documents.items()}
+            originals = dict(documents)
             result = change(connection, documents)
-            if swap_documents(connection, documents, expected):
+            if swap_documents(connection, documents, originals):
                 connection.commit()
                 return result
             connection.rollback()
@@ -233,20 +241,30 @@ def read_documents(
 def swap_documents(
     connection: Connection,
     documents: dict[tuple[str, str], ShadowDocument],
-    expected: dict[tuple[str, str], int],
+    originals: dict[tuple[str, str], ShadowDocument],
 ) -> bool:
-    """Compare-and-swap every document whose version moved past ``expected``; False if any
-    row no longer held its expected version (nothing is committed here)."""
-    params = [
-        {"b_namespace": namespace, "b_node": node, "b_expected": expected[(namespace, node)],
-         "b_desired": document.desired, "b_reported": document.reported,
-         "b_metadata": document.metadata, "b_version": document.version,
-         "b_timestamp": document.timestamp}
-        for (namespace, node), document in documents.items()
-        if document.version != expected[(namespace, node)]
-    ]
-    if not params:
-        return True
-    if connection.dialect.supports_sane_multi_rowcount:
-        return bool(connection.execute(_SWAP, params).rowcount == len(params))
-    return all(connection.execute(_SWAP, one).rowcount == 1 for one in params)
+    """Compare-and-swap every document that is not its original any more, on the original's
+    version, writing only the sections that changed; False if any row no longer held that
+    version (nothing is committed here)."""
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for key, document in documents.items():
+        original = originals[key]
+        if document is original:
+            continue
+        # the algebra shares what an update leaves alone, so identity tells what changed
+        shape = tuple(section for section in ("desired", "reported")
+                      if getattr(document, section) is not getattr(original, section))
+        params = {"b_namespace": key[0], "b_node": key[1], "b_expected": original.version,
+                  "b_metadata": document.metadata, "b_version": document.version,
+                  "b_timestamp": document.timestamp}
+        for section in shape:
+            params[f"b_{section}"] = getattr(document, section)
+        by_shape.setdefault(shape, []).append(params)
+    for shape, params_list in by_shape.items():
+        statement = _SWAPS[shape]
+        if connection.dialect.supports_sane_multi_rowcount:
+            if connection.execute(statement, params_list).rowcount != len(params_list):
+                return False
+        elif not all(connection.execute(statement, one).rowcount == 1 for one in params_list):
+            return False
+    return True
