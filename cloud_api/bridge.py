@@ -127,6 +127,10 @@ class Bridge:
         return self._ready.wait(timeout) and self.outbound.wait_ready(
             max(0.0, deadline - time.monotonic()))
 
+    def backlog(self) -> int:
+        """Node messages waiting in the workers' queues (what matching paces itself on)."""
+        return sum(work.qsize() for work in self._queues)
+
     @property
     def connected(self) -> bool:
         return self._ready.is_set() and self.outbound.connected

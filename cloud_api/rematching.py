@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from cloud_api.services.matching import settle_owed
@@ -32,11 +33,13 @@ class Rematcher:
         *,
         publisher: Callable[[], Publisher],
         now: Callable[[], int],
+        backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self.store = store
         self.settings = settings
         self.publisher = publisher  # asked at each run: the bridge, once it is started
         self.now = now
+        self.backlog = backlog  # node messages waiting in the bridge's queues
         self._changed = threading.Condition()
         self._owed = True  # look once at start: a match may be owed from before
         self._running = False
@@ -64,6 +67,22 @@ class Rematcher:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def _pace(self) -> None:
+        """Between two batches of a fan-out: wait while the bridge has more than
+        ``rematch_backlog`` node messages waiting (at most ``rematch_pace_seconds``).
+
+        Why: every node of a batch answers its delta at once (resources/get, then reports);
+        fanning out 10,000 deltas faster than the bridge can serve their answers made
+        answers late, nodes ask again, and the cloud collapsed under the re-sent requests.
+        Waiting for the backlog to drain lets the fan-out go as fast as the answers are
+        served, and no faster."""
+        deadline = time.monotonic() + self.settings.rematch_pace_seconds
+        while self.backlog() > self.settings.rematch_backlog and time.monotonic() < deadline:
+            with self._changed:
+                if self._closed:
+                    return
+            time.sleep(0.02)
+
     def _loop(self) -> None:
         poll = self.settings.rematch_poll_seconds
         while True:
@@ -85,7 +104,7 @@ class Rematcher:
         """Do every match owed now; the number of nodes updated."""
         settings = self.settings
         updated = settle_owed(self.store, publisher=self.publisher(), topics=settings.topics,
-                              limits=settings.limits, now=self.now())
+                              limits=settings.limits, now=self.now(), pace=self._pace)
         if updated:
             log.info("matching updated the desired apps of %d node(s)", updated)
         return updated

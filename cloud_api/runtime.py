@@ -99,8 +99,10 @@ class Cloud:
         if settings.kick_revoked_sessions:
             self._kicker = SessionKicker(settings, password=bridge_password)
             self.revocations.subscribe(self._kicker)
-        self.rematcher = Rematcher(self.store, settings, publisher=lambda: self.context.publisher,
-                                   now=self.context.now)
+        self.rematcher = Rematcher(
+            self.store, settings, publisher=lambda: self.context.publisher, now=self.context.now,
+            backlog=lambda: self.bridge.backlog() if self.bridge is not None else 0,
+        )
         self.context.rematcher = self.rematcher
         self.rematcher.start()
         self.app: FastAPI = create_app(self.context)

@@ -87,6 +87,13 @@ class CloudSettings(BaseSettings):
         description="a node request queued longer is dropped: below the edge's 2 s request "
         "timeout, so the cloud never answers what its node has given up on; 0: never",
     )
+    rematch_backlog: int = Field(
+        default=500, ge=0,
+        description="a fan-out waits between batches while more node messages are queued",
+    )
+    rematch_pace_seconds: float = Field(
+        default=10.0, ge=0, description="the longest a fan-out waits for the backlog per batch",
+    )
     bridge_batch_size: int = Field(
         default=256, ge=1, le=10_000,
         description="most messages a bridge worker answers with one transaction (group commit)",

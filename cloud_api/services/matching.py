@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,11 +117,13 @@ def sync_desired_apps(
     limits: ShadowLimits,
     now: int,
     nodes: Collection[str] | None = None,
+    pace: Callable[[], None] | None = None,
 ) -> int:
     """Bring ``desired.apps`` of the nodes (all of the namespace, or ``nodes``) up to date.
 
     Returns how many nodes were updated (each got one update, and its messages, published
-    after the commit of its batch).
+    after the commit of its batch). ``pace`` is called before each batch but the first: the
+    rematcher waits there while the bridge still digests what the last batch's nodes asked.
     """
     with store.session() as session:
         wanted = desired_apps(session, namespace, nodes)
@@ -129,6 +131,8 @@ def sync_desired_apps(
     updated = 0
     for start in range(0, len(names), BATCH):
         chunk = names[start : start + BATCH]
+        if start and pace is not None:
+            pace()
 
         def change(
             connection: Connection, documents: dict[tuple[str, str], ShadowDocument]
@@ -226,7 +230,8 @@ def settle(session: Session, owed: Owed) -> None:
 
 
 def settle_owed(
-    store: Store, *, publisher: Publisher, topics: TopicScheme, limits: ShadowLimits, now: int
+    store: Store, *, publisher: Publisher, topics: TopicScheme, limits: ShadowLimits, now: int,
+    pace: Callable[[], None] | None = None,
 ) -> int:
     """Do every match owed, on every namespace; the number of nodes updated."""
     with store.session() as session:
@@ -234,7 +239,7 @@ def settle_owed(
     updated = 0
     for entry in owed:
         updated += sync_desired_apps(store, entry.namespace, publisher=publisher, topics=topics,
-                                     limits=limits, now=now, nodes=entry.nodes)
+                                     limits=limits, now=now, nodes=entry.nodes, pace=pace)
         with store.session() as session:
             settle(session, entry)
     return updated
