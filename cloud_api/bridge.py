@@ -38,6 +38,7 @@ from cloud_api.errors import Busy
 from cloud_api.functions import result_filter
 from cloud_api.metrics import BRIDGE_ERRORS, Metrics
 from cloud_api.outbound import Outbound
+from cloud_api.paho_reading import BufferedClient
 from cloud_api.settings import CloudSettings, mqtt_endpoint
 from schemas.errors import Rejection
 from schemas.topics import Suffix
@@ -83,7 +84,7 @@ class Bridge:
         self.refused: list[str] = []  # the filters the broker refused last time
         self._resubscribe_delay = RESUBSCRIBE_SECONDS[0]
         self._resubscribe: threading.Timer | None = None
-        self.client = mqtt.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id or default_client_id(),
             clean_session=True,

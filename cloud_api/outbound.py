@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
+from cloud_api.paho_reading import BufferedClient
 from cloud_api.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Outbound:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._last_warning = 0.0
-        self.client = mqtt.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=outbound_client_id(settings.mqtt_client_id),
             clean_session=True,
