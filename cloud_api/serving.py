@@ -1,8 +1,10 @@
 """The cloud's side of the shadow protocol (DESIGN §4): what answers each topic a node uses.
 
-``ShadowServer.handle(topic, payload)`` is the whole of it: decode, dispatch on the topic,
-run the service, publish the replies. It knows nothing of paho: the bridge's worker
-threads call it, and tests call it directly with a ``MemoryPublisher``. It never raises:
+``ShadowServer.handle_batch(messages)`` is the whole of it: decode each message, serve the
+shadow reads and writes of the batch with one transaction (``store.shadow_writing``), the
+``resources/get`` with one session, then publish the replies in arrival order.
+``handle(topic, payload)`` is a batch of one. It knows nothing of paho: the bridge's
+worker threads call it, and tests call it directly with a ``MemoryPublisher``. It never raises:
 whatever a node sends, the answer is a rejection on the request's ``/rejected`` topic (or,
 for ``status``, which has none, a log line and a counter), and the worker lives on.
 
