@@ -21,7 +21,6 @@ from sqlmodel import Session
 
 from cloud_api.errors import NotFound
 from cloud_api.models import Node, ResourceVersion, Shadow
-from cloud_api.models.resources import AppNodeStatus, AppRollout, AppRolloutCounts
 from cloud_api.services.resources import get_resource, get_version, open_version
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.store.engine import table_of
@@ -163,52 +162,36 @@ def fetch_resources(
     return reply
 
 
-def app_rollout(session: Session, namespace: str, name: str) -> AppRollout:
-    """The nodes an app is matched to, with what they report of it.
+def app_rollout(session: Session, namespace: str, name: str) -> dict[str, Any]:
+    """The nodes an app is matched to, with what they report of it: the JSON of an
+    ``AppRollout``, built as plain data (10,000 pydantic rows cost 100 ms to make and dump).
 
     Only the three values it needs leave the database (``desired.apps.NAME``,
-    ``reported.apps.NAME``, ``reported.appstats.NAME.status``, extracted by SQLite's
-    ``json_extract`` or PostgreSQL's ``#>``), not every node's documents: 10,000 nodes
-    answer in tens of milliseconds.
+    ``reported.apps.NAME``, ``reported.appstats.NAME.status``, extracted as text by
+    SQLite's ``json_extract`` or PostgreSQL's ``#>>``), not every node's documents.
     """
     app, _ = get_resource(session, namespace, ResourceKind.APP, name)
     shadows, nodes_table = table_of(Shadow), table_of(Node)
-    desired = shadows.c.desired[(APPS_KEY, name)]
+    desired = shadows.c.desired[(APPS_KEY, name)].as_string()
     query = (
-        select(shadows.c.node, desired, shadows.c.reported[(APPS_KEY, name)],
-               shadows.c.reported[("appstats", name, "status")], nodes_table.c.online)
+        select(shadows.c.node, desired, shadows.c.reported[(APPS_KEY, name)].as_string(),
+               shadows.c.reported[("appstats", name, "status")].as_string(), nodes_table.c.online)
         .join(nodes_table, and_(nodes_table.c.namespace == shadows.c.namespace,
                                 nodes_table.c.name == shadows.c.node))
-        .where(shadows.c.namespace == namespace, desired.as_string().is_not(None))
+        .where(shadows.c.namespace == namespace, desired.is_not(None))
         .order_by(shadows.c.node)
     )
-    # model_construct: the values are already checked; validating 10,000 rows costs 100 ms
     nodes = [
-        AppNodeStatus.model_construct(
-            node=node,
-            desired_version=str(desired_version),
-            reported_version=_text(reported_version),
-            status=_text(status),
-            online=bool(online),
-        )
+        {"node": node, "desiredVersion": desired_version, "reportedVersion": reported_version,
+         "status": status, "online": bool(online)}
         for node, desired_version, reported_version, status, online
         in session.connection().execute(query)
-        if desired_version is not None
     ]
-    counts = AppRolloutCounts(
-        matched=len(nodes),
-        updated=sum(n.reported_version == n.desired_version for n in nodes),
-        running=sum(n.status == "Running" for n in nodes),
-        failed=sum(n.status == "Failed" for n in nodes),
-        offline=sum(not n.online for n in nodes),
-    )
-    return AppRollout(app=name, version=str(app.version), counts=counts, nodes=nodes)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _object(value: object) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else ``{}`` (a node may report anything)."""
-    return value if isinstance(value, dict) else {}
+    counts = {
+        "matched": len(nodes),
+        "updated": sum(n["reportedVersion"] == n["desiredVersion"] for n in nodes),
+        "running": sum(n["status"] == "Running" for n in nodes),
+        "failed": sum(n["status"] == "Failed" for n in nodes),
+        "offline": sum(not n["online"] for n in nodes),
+    }
+    return {"app": name, "version": str(app.version), "counts": counts, "nodes": nodes}
