@@ -12,7 +12,7 @@ which loads ``crlfile``, from ``listeners__reload_all_certificates`` on SIGHUP):
 
 - SIGHUP re-reads ``crlfile``: new handshakes are checked against the new list; no
   restart is needed. Connections already open are *not* checked again (the cloud cuts
-  those off itself: ``cloud_api.kicking``).
+  those off itself: ``cloud_api.mqtt.kicking``).
 - A missing or unreadable ``crlfile`` stops Mosquitto from starting (so run
   ``crl-sync --once`` before it); at a reload the old list stays in force.
 - A list past its ``next_update``, or from another CA, makes every handshake fail, so

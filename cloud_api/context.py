@@ -11,15 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cloud_api.bridge import Bridge
-from cloud_api.functions import FunctionRelay
 from cloud_api.metrics import Metrics
+from cloud_api.mqtt.bridge import Bridge
+from cloud_api.mqtt.functions import FunctionRelay
+from cloud_api.mqtt.share_probing import ShareProbe
+from cloud_api.mqtt.transport import NullPublisher, Publisher
 from cloud_api.rematching import Rematcher
 from cloud_api.services.mqtt_auth import authenticate_mqtt
 from cloud_api.settings import CloudSettings
-from cloud_api.share_probing import ShareProbe
 from cloud_api.store.engine import Store
-from cloud_api.transport import NullPublisher, Publisher
 
 
 @dataclass

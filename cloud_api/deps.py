@@ -30,9 +30,9 @@ from cloud_api.models import (
     NamespaceCreate,
     NodeCreate,
 )
-from cloud_api.payloads import decode_payload
+from cloud_api.mqtt.payloads import decode_payload
+from cloud_api.mqtt.transport import Publisher
 from cloud_api.services.tokens import authenticate_api_token
-from cloud_api.transport import Publisher
 
 M = TypeVar("M", bound=BaseModel)
 

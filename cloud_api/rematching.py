@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from cloud_api.mqtt.transport import Publisher
 from cloud_api.services.matching import settle_owed
 from cloud_api.settings import CloudSettings
 from cloud_api.store.engine import Store
-from cloud_api.transport import Publisher
 
 log = logging.getLogger(__name__)
 

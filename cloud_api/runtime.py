@@ -29,14 +29,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from cloud_api.app import create_app
-from cloud_api.bridge import Bridge
 from cloud_api.context import Context
 from cloud_api.credentials import read_or_create_secret_file
 from cloud_api.errors import ConfigError
-from cloud_api.functions import FunctionRelay, route_results
-from cloud_api.kicking import SessionKicker
 from cloud_api.limiting import RateLimiter
-from cloud_api.liveness import Liveness
 from cloud_api.models import (
     ActivationRequest,
     ActivationResponse,
@@ -45,6 +41,13 @@ from cloud_api.models import (
     NodeMode,
     NodePublic,
 )
+from cloud_api.mqtt.bridge import Bridge
+from cloud_api.mqtt.functions import FunctionRelay, route_results
+from cloud_api.mqtt.kicking import SessionKicker
+from cloud_api.mqtt.liveness import Liveness
+from cloud_api.mqtt.serving import ShadowServer
+from cloud_api.mqtt.share_probing import ShareProbe
+from cloud_api.mqtt.transport import NullPublisher
 from cloud_api.rematching import Rematcher
 from cloud_api.revocation import Revocations
 from cloud_api.server_certificates import ServerFiles, issue_server_files, load_authority
@@ -55,11 +58,8 @@ from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import create_node, ensure_node, to_public
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
-from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
-from cloud_api.share_probing import ShareProbe
 from cloud_api.store.engine import Store
-from cloud_api.transport import NullPublisher
 from schemas.names import node_identity
 
 log = logging.getLogger(__name__)

@@ -111,7 +111,7 @@ class CloudSettings(BaseSettings):
     tls_keyfile: Path | None = Field(default=None, description="HTTPS key of the API")
     activation_rate_per_minute: int = Field(default=10, ge=1, description="per client IP")
     kick_revoked_sessions: bool = Field(
-        default=True, description="take over a revoked node's MQTT session (cloud_api.kicking)"
+        default=True, description="take over a revoked node's MQTT session (cloud_api.mqtt.kicking)"
     )
     edge_image: str = Field(
         default=TETHER_IMAGE, min_length=1, max_length=1024,
@@ -126,15 +126,15 @@ class CloudSettings(BaseSettings):
     share_probe_seconds: float = Field(
         default=5.0, gt=0,
         description="with a share group: how long the probe through it may take "
-        "(cloud_api.share_probing)",
+        "(cloud_api.mqtt.share_probing)",
     )
     liveness_timeout_seconds: float = Field(
         default=90.0, ge=0,
         description="a node online but silent this long is marked offline (3 edge "
-        "heartbeats; cloud_api.liveness); 0: only its status messages count",
+        "heartbeats; cloud_api.mqtt.liveness); 0: only its status messages count",
     )
 
-    # -- function invocations relayed to nodes (cloud_api.functions) --------------------
+    # -- function invocations relayed to nodes (cloud_api.mqtt.functions) --------------------
     function_timeout_seconds: float = Field(
         default=30.0, gt=0, description="when an :invoke names no ?timeout="
     )

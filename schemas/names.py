@@ -44,7 +44,7 @@ def node_identity(namespace: str, node: str) -> str:
 def node_client_id(namespace: str, node: str) -> str:
     """The MQTT client id a node connects with: stable, so the broker keeps its persistent
     session, and known to the cloud, which takes that session over to cut off a revoked
-    node on a broker it cannot command (``cloud_api.kicking``)."""
+    node on a broker it cannot command (``cloud_api.mqtt.kicking``)."""
     return f"tether-edge.{namespace}.{node}"
 
 

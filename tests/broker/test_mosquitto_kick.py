@@ -1,4 +1,4 @@
-"""A revoked node still connected to Mosquitto is cut off at once (``cloud_api.kicking``).
+"""A revoked node still connected to Mosquitto is cut off at once (``cloud_api.mqtt.kicking``).
 
 Mosquitto cannot ask the cloud, and its CRL is only checked at a handshake, so a node
 connected when it is revoked would otherwise keep its session. The cloud takes the

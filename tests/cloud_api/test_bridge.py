@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_api.metrics import BRIDGE_MESSAGES
+from cloud_api.mqtt.serving import ShadowServer
 from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import get_node
-from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
 from schemas.topics import Suffix, TopicScheme
 from tests.cloud_api.conftest import BACKENDS, admin_token, postgres_schema, serving

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from cloud_api.bridge import Bridge
 from cloud_api.metrics import BRIDGE_ERRORS, Metrics
+from cloud_api.mqtt.bridge import Bridge
 from cloud_api.settings import CloudSettings
 from schemas.errors import Rejection
 from schemas.topics import Suffix

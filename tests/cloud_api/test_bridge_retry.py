@@ -10,9 +10,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from cloud_api import bridge as bridging
-from cloud_api.bridge import Bridge
 from cloud_api.metrics import Metrics
+from cloud_api.mqtt import bridge as bridging
+from cloud_api.mqtt.bridge import Bridge
 from cloud_api.settings import CloudSettings
 
 GRANTED = ReasonCode(PacketTypes.SUBACK, identifier=1)

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from cloud_api.metrics import Metrics
+from cloud_api.mqtt.serving import ShadowServer
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.runtime import Cloud
 from cloud_api.services.shadows import get_document
-from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
-from cloud_api.transport import MemoryPublisher
 from schemas.topics import Suffix
 from tests.cloud_api.conftest import BACKENDS, admin_token, postgres_schema, seed_shadow, serving
 from tests.schemas.conformance import VECTORS

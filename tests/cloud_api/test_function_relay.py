@@ -23,11 +23,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_api.errors import AlreadyExists, Busy, NodeOffline
-from cloud_api.functions import FunctionRelay, parse_result, refuse_if_offline, result_filter
+from cloud_api.mqtt.functions import FunctionRelay, parse_result, refuse_if_offline, result_filter
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import set_online
 from cloud_api.settings import CloudSettings
-from cloud_api.transport import MemoryPublisher
 from schemas.messages import status_payload
 from schemas.topics import TopicScheme
 from tests.cloud_api.conftest import Clock, admin_token, serving

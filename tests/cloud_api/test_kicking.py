@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_api.kicking import SessionKicker
+from cloud_api.mqtt.kicking import SessionKicker
 from cloud_api.settings import CloudSettings
 from tests.conftest import free_port
 

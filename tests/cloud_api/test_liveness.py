@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_api.liveness import Liveness
+from cloud_api.mqtt.liveness import Liveness
 from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import get_node, set_online
 from cloud_api.settings import CloudSettings

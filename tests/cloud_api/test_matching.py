@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.runtime import Cloud
-from cloud_api.transport import MemoryPublisher
 from schemas.topics import Suffix
 
 NS = "/v1/namespaces/default"

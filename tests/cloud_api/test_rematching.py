@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import select
 
 from cloud_api.models import PendingMatch
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.rematching import Rematcher
 from cloud_api.runtime import Cloud
 from cloud_api.services import matching
@@ -17,7 +18,6 @@ from cloud_api.services.resources import put_resource
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.shadows import get_document
 from cloud_api.settings import CloudSettings
-from cloud_api.transport import MemoryPublisher
 from schemas.resources import ResourceKind
 
 APP = {"name": "web", "selector": "", "services": [{"name": "main", "image": "nginx:1"}]}

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud_api.metrics import Metrics
+from cloud_api.mqtt.serving import ShadowServer
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.runtime import Cloud
-from cloud_api.serving import ShadowServer
-from cloud_api.transport import MemoryPublisher
 from schemas.topics import REPLIES, Suffix
 
 NODE = "/v1/namespaces/default/nodes/n1"

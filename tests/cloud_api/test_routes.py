@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.runtime import Cloud
 from cloud_api.store.engine import create_store_engine
-from cloud_api.transport import MemoryPublisher
 from schemas.topics import Suffix
 from tests.conftest import free_port
 

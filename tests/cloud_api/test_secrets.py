@@ -10,11 +10,11 @@ import httpx
 from sqlalchemy import inspect, text
 
 from cloud_api.metrics import Metrics
+from cloud_api.mqtt.serving import ShadowServer
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.runtime import Cloud
 from cloud_api.services.node_certificates import record_certificate
 from cloud_api.services.secrets_crypto import SecretBox
-from cloud_api.serving import ShadowServer
-from cloud_api.transport import MemoryPublisher
 from edge_runtime.activation import new_key_and_csr
 from schemas.topics import Suffix
 
@@ -137,7 +137,7 @@ def test_a_revoked_node_still_connected_gets_nothing_and_is_cut_off_again(
 ) -> None:
     """On a broker that cannot ask the cloud (Mosquitto before its CRL lists the node), a
     revoked node may be connected: it is refused resources, and its presence is reported
-    so it is cut off again (cloud_api.kicking)."""
+    so it is cut off again (cloud_api.mqtt.kicking)."""
     seed(api)
     _, csr = new_key_and_csr("default/n1")
     signed = cloud.authority.sign_csr(csr, common_name="default/n1", days=30)

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from cloud_api import serving
 from cloud_api.errors import Busy
 from cloud_api.metrics import BRIDGE_ERRORS, UPDATES_ACCEPTED, UPDATES_REJECTED, Metrics
+from cloud_api.mqtt import serving
+from cloud_api.mqtt.serving import ShadowServer
+from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import get_node
-from cloud_api.serving import ShadowServer
-from cloud_api.transport import MemoryPublisher
 from schemas.topics import Suffix
 from tests.cloud_api.conftest import Clock
 

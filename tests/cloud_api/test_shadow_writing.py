@@ -16,14 +16,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from cloud_api.metrics import UPDATES_ACCEPTED, UPDATES_REJECTED, Metrics
+from cloud_api.mqtt.serving import ShadowServer
+from cloud_api.mqtt.transport import MemoryPublisher, Published
 from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import get_node
 from cloud_api.services.shadows import get_document, update_shadow
-from cloud_api.serving import ShadowServer
 from cloud_api.settings import CloudSettings
 from cloud_api.store.engine import Store
 from cloud_api.store.shadow_writing import Fetch, Update, write_batch
-from cloud_api.transport import MemoryPublisher, Published
 from schemas.shadow import DEFAULT_LIMITS, ShadowLimits, UpdateRequest
 from schemas.topics import Suffix, TopicScheme
 

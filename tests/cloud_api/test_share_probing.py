@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cloud_api.share_probing import ShareProbe
+from cloud_api.mqtt.share_probing import ShareProbe
 from schemas.topics import TopicScheme
 
 TOPICS = TopicScheme()

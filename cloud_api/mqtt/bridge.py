@@ -1,5 +1,5 @@
 """The MQTT bridge: a paho-mqtt client that feeds the shadow topics to worker threads, and
-a second one (``cloud_api.outbound``) that publishes the replies.
+a second one (``cloud_api.mqtt.outbound``) that publishes the replies.
 
 Paho's callbacks run on its network thread, where any slow work would stall every node's
 traffic, so they only put messages on a queue. ``bridge_workers`` threads take them off, as
@@ -35,10 +35,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_api.errors import Busy
-from cloud_api.functions import result_filter
 from cloud_api.metrics import BRIDGE_ERRORS, Metrics
-from cloud_api.outbound import Outbound
-from cloud_api.paho_reading import BufferedClient
+from cloud_api.mqtt.functions import result_filter
+from cloud_api.mqtt.outbound import Outbound
+from cloud_api.mqtt.paho_reading import BufferedClient
 from cloud_api.settings import CloudSettings, mqtt_endpoint
 from schemas.errors import Rejection
 from schemas.topics import Suffix
@@ -69,7 +69,7 @@ class Bridge:
         self.metrics = metrics
         self.topics = settings.topics
         self._filters = self.topics.cloud_filters(share_group=settings.share_group)
-        self._filters.append(result_filter(self.topics))  # unshared: see cloud_api.functions
+        self._filters.append(result_filter(self.topics))  # unshared: see cloud_api.mqtt.functions
         self._host, self._port, tls = mqtt_endpoint(settings.mqtt_url)
         self._ready = threading.Event()
         self._stopping = threading.Event()
@@ -154,7 +154,7 @@ class Bridge:
 
     # -- Publisher ---------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
-        """On the publishing connection (``cloud_api.outbound``: why it is a second one)."""
+        """On the publishing connection (``cloud_api.mqtt.outbound``: why it is a second one)."""
         self.outbound.publish(topic, payload, retain=retain, qos=qos)
 
     # -- paho callbacks: only bookkeeping and enqueueing ---------------------------------

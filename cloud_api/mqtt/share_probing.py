@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 
-from cloud_api.bridge import Handler
+from cloud_api.mqtt.bridge import Handler
 from schemas.topics import TopicScheme
 
 log = logging.getLogger(__name__)

@@ -30,14 +30,14 @@ from cloud_api.metrics import (
     UPDATES_REJECTED,
     Metrics,
 )
-from cloud_api.payloads import decode_payload
+from cloud_api.mqtt.payloads import decode_payload
+from cloud_api.mqtt.transport import Publisher
 from cloud_api.services.node_certificates import cut_off_among
 from cloud_api.services.rollout import VersionCache, desired_apps_of, fetch_resources
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.shadows import publish_update
 from cloud_api.store.engine import Store
 from cloud_api.store.shadow_writing import Fetch, Presence, ShadowOp, Update, write_batch
-from cloud_api.transport import Publisher
 from schemas.errors import ErrorCode, Rejection
 from schemas.messages import parse_get_request, parse_status
 from schemas.names import node_identity

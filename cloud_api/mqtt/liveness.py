@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import bindparam
 
-from cloud_api.bridge import Handler
 from cloud_api.models import Node
+from cloud_api.mqtt.bridge import Handler
 from cloud_api.store.engine import Store, table_of
 from schemas.topics import Suffix, TopicScheme
 

@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
-from cloud_api.paho_reading import BufferedClient
+from cloud_api.mqtt.paho_reading import BufferedClient
 from cloud_api.settings import CloudSettings
 
 log = logging.getLogger(__name__)

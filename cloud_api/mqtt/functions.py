@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud_api.errors import AlreadyExists, Busy, NodeOffline
-from cloud_api.transport import Publisher
+from cloud_api.mqtt.transport import Publisher
 from schemas.errors import ErrorCode, Rejection
 from schemas.payloads import decode_json, encode_json
 from schemas.topics import Suffix, TopicScheme
