@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 import zlib
@@ -32,13 +31,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_api.errors import Busy
 from cloud_api.metrics import BRIDGE_ERRORS, Metrics
 from cloud_api.mqtt.functions import result_filter
 from cloud_api.mqtt.outbound import Outbound
-from cloud_api.mqtt.paho_reading import BufferedClient
+from cloud_api.mqtt.paho_reading import bridge_client
 from cloud_api.settings import CloudSettings, mqtt_endpoint
 from schemas.errors import Rejection
 from schemas.topics import Suffix
@@ -84,19 +82,10 @@ class Bridge:
         self.refused: list[str] = []  # the filters the broker refused last time
         self._resubscribe_delay = RESUBSCRIBE_SECONDS[0]
         self._resubscribe: threading.Timer | None = None
-        self.client = BufferedClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt_client_id or default_client_id(),
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+        self.client = bridge_client(
+            settings, client_id=settings.mqtt_client_id or default_client_id(),
+            password=password, tls=tls, logger=_paho_log,
         )
-        self.client.username_pw_set(settings.mqtt_username, password)
-        if tls:
-            self.client.tls_set()
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.suppress_exceptions = True  # a callback bug must not end the network loop
-        self.client.enable_logger(_paho_log)
-        self.client.on_socket_open = self._on_socket_open
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_subscribe = self._on_subscribe
@@ -158,12 +147,6 @@ class Bridge:
         self.outbound.publish(topic, payload, retain=retain, qos=qos)
 
     # -- paho callbacks: only bookkeeping and enqueueing ---------------------------------
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):  # not a TCP socket (unix, websockets)
-            pass
-
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:

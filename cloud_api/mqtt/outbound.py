@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from cloud_api.metrics import BRIDGE_ERRORS, BRIDGE_MESSAGES, Metrics
-from cloud_api.mqtt.paho_reading import BufferedClient
+from cloud_api.mqtt.paho_reading import bridge_client
 from cloud_api.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -64,21 +63,12 @@ class Outbound:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._last_warning = 0.0
-        self.client = BufferedClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=outbound_client_id(settings.mqtt_client_id),
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+        self.client = bridge_client(
+            settings, client_id=outbound_client_id(settings.mqtt_client_id), password=password,
+            tls=tls, logger=_paho_log,
         )
-        self.client.username_pw_set(settings.mqtt_username, password)
-        if tls:
-            self.client.tls_set()
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.max_inflight_messages_set(MAX_IN_FLIGHT)
         self.client.max_queued_messages_set(MAX_QUEUED)
-        self.client.suppress_exceptions = True
-        self.client.enable_logger(_paho_log)
-        self.client.on_socket_open = self._on_socket_open
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
 
@@ -119,12 +109,6 @@ class Outbound:
                         mqtt.error_string(info.rc), BRIDGE_ERRORS)
 
     # -- paho callbacks ------------------------------------------------------------------
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):  # not a TCP socket
-            pass
-
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:

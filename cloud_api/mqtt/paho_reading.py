@@ -12,10 +12,14 @@ own; only where the bytes come from changes.
 
 from __future__ import annotations
 
+import logging
+import socket
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from cloud_api.settings import CloudSettings
 
 READ_SIZE = 64 * 1024
 
@@ -51,3 +55,31 @@ class BufferedClient(mqtt.Client):
 
     def _buffered(self) -> bool:
         return self._sock is not None and self._read_at < len(self._read_buffer)
+
+
+def bridge_client(
+    settings: CloudSettings, *, client_id: str, password: str, tls: bool, logger: logging.Logger
+) -> BufferedClient:
+    """A client as both of the bridge's connections want it: MQTT 3.1.1 with a clean
+    session and the bridge's credentials, TLS when the URL says so, reconnecting by itself
+    (1 s doubling to 30 s), TCP_NODELAY (Nagle's algorithm was measured adding ~20 ms per
+    hop), and a bug in a callback kept from ending the network loop."""
+    client = BufferedClient(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+        protocol=mqtt.MQTTv311,
+    )
+    client.username_pw_set(settings.mqtt_username, password)
+    if tls:
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.suppress_exceptions = True
+    client.enable_logger(logger)
+    client.on_socket_open = _no_delay
+    return client
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (unix, websockets)
+        pass
