@@ -204,7 +204,8 @@ def _apply(
                 op.error = exc
             else:
                 documents[op.key] = op.outcome.document
-    if presences:
+    if presences:  # in key order, like the shadow rows: replicas lock rows in one order
+        presences.sort(key=lambda row: (row["b_namespace"], row["b_node"]))
         connection.execute(_PRESENCE, presences)
 
 
