@@ -260,6 +260,9 @@ class ShadowServer:
                                          desired=desired)
         except Rejection as exc:
             step.error = exc
+        except Exception:  # a bug must cost this request only, not the batch's answers
+            log.exception("failed to answer resources/get of %s/%s", request.namespace, request.node)
+            step.error = Rejection(ErrorCode.INTERNAL, "internal error; retry later")
 
     def _revoked_node_spoke(self, request: NodeTopic) -> None:
         """A revoked node is connected (a broker that cannot ask us let it back in before

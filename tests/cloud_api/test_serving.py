@@ -197,3 +197,20 @@ def test_refuse_answers_without_handling(node: Node) -> None:
         {"code": 429, "message": "overloaded", "clientToken": "t", "timestamp": node.server.now()}
     ]
     assert len(node.publisher.messages) == 1
+
+
+def test_a_bug_in_resources_get_costs_that_request_only(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(serving, "fetch_resources", broken)
+    get = {"clientToken": "r1", "items": [UNKNOWN_APP]}
+    node.server.handle_batch([
+        (node.topic(Suffix.RESOURCES_GET), json.dumps(get).encode()),
+        (node.topic(Suffix.SHADOW_GET), json.dumps({"clientToken": TOKEN}).encode()),
+    ])
+    (rejected,) = node.received(Suffix.RESOURCES_GET_REJECTED)
+    assert (rejected["code"], rejected["clientToken"]) == (500, "r1")
+    assert node.received(Suffix.SHADOW_GET_ACCEPTED)[0]["clientToken"] == TOKEN
