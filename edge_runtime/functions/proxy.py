@@ -182,6 +182,8 @@ def _request_handler(proxy: FunctionProxy) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             if invoke_id is not None:
                 self.send_header(INVOKE_ID_HEADER, invoke_id)
+            if self.close_connection:  # say so, or a client reuses the connection and finds it
+                self.send_header("Connection", "close")  # closed (seen in CI after a 413)
             self.end_headers()
             self.wfile.write(body)
 
