@@ -78,7 +78,7 @@ class Bridge:
         self._workers: list[threading.Thread] = []
         self._handle: Handler | None = None
         self._refuse: Refuser | None = None
-        self.problem: str | None = None  # why the bridge is not serving, for /healthz
+        self._problem: str | None = None  # why the subscribing side is not serving
         self.refused: list[str] = []  # the filters the broker refused last time
         self._resubscribe_delay = RESUBSCRIBE_SECONDS[0]
         self._resubscribe: threading.Timer | None = None
@@ -117,6 +117,12 @@ class Bridge:
         return self._ready.wait(timeout) and self.outbound.wait_ready(
             max(0.0, deadline - time.monotonic()))
 
+    @property
+    def problem(self) -> str | None:
+        """Why the bridge is not serving, for ``/healthz``: its subscribing connection, or else
+        its publishing one (``cloud_api.mqtt.outbound``)."""
+        return self._problem or self.outbound.problem
+
     def backlog(self) -> int:
         """Node messages waiting in the workers' queues (what matching paces itself on)."""
         return sum(work.qsize() for work in self._queues)
@@ -151,7 +157,7 @@ class Bridge:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
-            self.problem = f"the broker refused the bridge's connection: {reason}"
+            self._problem = f"the broker refused the bridge's connection: {reason}"
             log.error("broker %s refused the bridge: %s", self.settings.mqtt_url, reason)
             return
         log.info("bridge connected to %s, subscribing to %s", self.settings.mqtt_url, self._filters)
@@ -167,7 +173,7 @@ class Bridge:
             self.client.subscribe([(topic_filter, 0) for topic_filter in self._filters])
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self.problem = f"cannot reach the broker at {self.settings.mqtt_url}"
+        self._problem = f"cannot reach the broker at {self.settings.mqtt_url}"
         log.warning("bridge cannot reach the broker at %s; retrying", self.settings.mqtt_url)
 
     def _on_subscribe(
@@ -179,14 +185,14 @@ class Bridge:
         if failed:
             delay = self._resubscribe_delay
             self._resubscribe_delay = min(2 * delay, RESUBSCRIBE_SECONDS[1])
-            self.problem = f"the broker refused the bridge's subscriptions: {', '.join(failed)}"
-            log.error("%s; retrying in %gs", self.problem, delay)
+            self._problem = f"the broker refused the bridge's subscriptions: {', '.join(failed)}"
+            log.error("%s; retrying in %gs", self._problem, delay)
             if not self._stopping.is_set():
                 self._resubscribe = threading.Timer(delay, self._subscribe)
                 self._resubscribe.daemon = True
                 self._resubscribe.start()
             return
-        self.problem = None
+        self._problem = None
         self._resubscribe_delay = RESUBSCRIBE_SECONDS[0]
         self._ready.set()
 
@@ -195,7 +201,7 @@ class Bridge:
     ) -> None:
         self._ready.clear()
         if not self._stopping.is_set():
-            self.problem = f"lost the broker ({reason}); reconnecting"
+            self._problem = f"lost the broker ({reason}); reconnecting"
             log.warning("bridge lost %s (%s); reconnecting", self.settings.mqtt_url, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

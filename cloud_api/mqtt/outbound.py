@@ -63,6 +63,7 @@ class Outbound:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._last_warning = 0.0
+        self.problem: str | None = None  # why this connection is down, for /healthz
         self.client = bridge_client(
             settings, client_id=outbound_client_id(settings.mqtt_client_id), password=password,
             tls=tls, logger=_paho_log,
@@ -113,9 +114,11 @@ class Outbound:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
+            self.problem = f"the broker refused the bridge's publishing connection: {reason}"
             log.error("broker %s refused the bridge's publishing connection: %s",
                       self.settings.mqtt_url, reason)
             return
+        self.problem = None
         self._ready.set()
 
     def _on_disconnect(
@@ -123,5 +126,6 @@ class Outbound:
     ) -> None:
         self._ready.clear()
         if not self._stopping.is_set():
+            self.problem = f"lost the broker's publishing connection ({reason}); reconnecting"
             log.warning("bridge lost its publishing connection to %s (%s); reconnecting",
                         self.settings.mqtt_url, reason)
