@@ -22,7 +22,10 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from cloud_api.context import Context
-from cloud_api.models import (
+from cloud_api.mqtt.payloads import decode_payload
+from cloud_api.mqtt.transport import Publisher
+from cloud_api.services.tokens import authenticate_api_token
+from cloud_api.store.models import (
     ActivationRequest,
     ApiToken,
     ApiTokenCreate,
@@ -30,9 +33,6 @@ from cloud_api.models import (
     NamespaceCreate,
     NodeCreate,
 )
-from cloud_api.mqtt.payloads import decode_payload
-from cloud_api.mqtt.transport import Publisher
-from cloud_api.services.tokens import authenticate_api_token
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -33,14 +33,6 @@ from cloud_api.context import Context
 from cloud_api.credentials import read_or_create_secret_file
 from cloud_api.errors import ConfigError
 from cloud_api.limiting import RateLimiter
-from cloud_api.models import (
-    ActivationRequest,
-    ActivationResponse,
-    InitResponse,
-    NodeCreate,
-    NodeMode,
-    NodePublic,
-)
 from cloud_api.mqtt.bridge import Bridge
 from cloud_api.mqtt.functions import FunctionRelay, route_results
 from cloud_api.mqtt.kicking import SessionKicker
@@ -60,6 +52,14 @@ from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
 from cloud_api.settings import CloudSettings
 from cloud_api.store.engine import Store
+from cloud_api.store.models import (
+    ActivationRequest,
+    ActivationResponse,
+    InitResponse,
+    NodeCreate,
+    NodeMode,
+    NodePublic,
+)
 from schemas.names import node_identity
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,13 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 
-from cloud_api.models import Node, Shadow
 from cloud_api.services.matching import sync_desired_apps
 from cloud_api.services.namespaces import ensure_namespace
 from cloud_api.services.resources import put_resource
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.settings import sqlalchemy_url
 from cloud_api.store.engine import Store, table_of
+from cloud_api.store.models import Node, Shadow
 from schemas.resources import App, ResourceKind, Service
 from schemas.shadow import DEFAULT_LIMITS
 from schemas.topics import TopicScheme

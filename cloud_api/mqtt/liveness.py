@@ -31,9 +31,9 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import bindparam
 
-from cloud_api.models import Node
 from cloud_api.mqtt.bridge import Handler
 from cloud_api.store.engine import Store, table_of
+from cloud_api.store.models import Node
 from schemas.topics import Suffix, TopicScheme
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from sqlmodel import Session
 
 from cloud_api.context import Context
 from cloud_api.deps import SessionDep
-from cloud_api.models.resources import AppCreate, AppRollout
 from cloud_api.routes.resources import ReadNamespace, resource_router
 from cloud_api.services.resources import pin_app
 from cloud_api.services.rollout import app_rollout
+from cloud_api.store.models.resources import AppCreate, AppRollout
 from schemas.resources import ResourceKind
 
 

@@ -21,11 +21,11 @@ from fastapi.responses import Response
 
 from cloud_api.deps import BrokerAuthBody, ContextDep, CurrentToken, SessionDep
 from cloud_api.errors import ConfigError, Unauthorized
-from cloud_api.models import BrokerAuthResponse
 from cloud_api.routes.activation import AuthorityDep
 from cloud_api.services.mqtt_auth import authenticate_certificate
 from cloud_api.services.node_certificates import revocation_list
 from cloud_api.services.tokens import authorize
+from cloud_api.store.models import BrokerAuthResponse
 
 router = APIRouter(prefix="/v1/broker", tags=["broker"])
 

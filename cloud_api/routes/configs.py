@@ -5,8 +5,8 @@ A config's new version re-pins and bumps every app that mounts it (``services.re
 
 from __future__ import annotations
 
-from cloud_api.models.resources import ConfigCreate
 from cloud_api.routes.resources import plain_wire, resource_router
+from cloud_api.store.models.resources import ConfigCreate
 from schemas.resources import ResourceKind
 
 router = resource_router(ResourceKind.CONFIG, ConfigCreate, plain_wire)

@@ -19,7 +19,6 @@ from cloud_api.deps import (
     SessionDep,
     body_of,
 )
-from cloud_api.models import NodeBulkCreate, NodeBulkResult, NodePublic, NodeUpdate
 from cloud_api.revocation import Revocations
 from cloud_api.routes.resources import WriteNamespace
 from cloud_api.services.node_certificates import revoke_node_credentials
@@ -34,6 +33,7 @@ from cloud_api.services.nodes import (
 )
 from cloud_api.services.shadows import clear_status
 from cloud_api.services.tokens import authorize
+from cloud_api.store.models import NodeBulkCreate, NodeBulkResult, NodePublic, NodeUpdate
 from schemas.names import node_identity
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/nodes", tags=["nodes"])

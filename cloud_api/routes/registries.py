@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cloud_api.models.resources import RegistryCreate
 from cloud_api.routes.resources import plain_wire, resource_router
+from cloud_api.store.models.resources import RegistryCreate
 from schemas.resources import ResourceKind
 
 router = resource_router(ResourceKind.REGISTRY, RegistryCreate, plain_wire)

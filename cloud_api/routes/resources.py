@@ -24,7 +24,6 @@ from sqlmodel import Session
 from cloud_api.context import Context
 from cloud_api.deps import ContextDep, CurrentToken, JsonBody, PublisherDep, SessionDep, body_of
 from cloud_api.errors import CloudError
-from cloud_api.models.resources import ResourceMeta, ResourceStatus
 from cloud_api.mqtt.transport import Publisher
 from cloud_api.services.matching import count_changes
 from cloud_api.services.resources import (
@@ -37,6 +36,7 @@ from cloud_api.services.resources import (
 )
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import authorize
+from cloud_api.store.models.resources import ResourceMeta, ResourceStatus
 from schemas.errors import ErrorCode
 from schemas.resources import RESOURCE_MODELS, ResourceKind
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from cloud_api.deps import ApiTokenCreateBody, ContextDep, CurrentToken, SessionDep
-from cloud_api.models import ApiTokenIssued
 from cloud_api.services.tokens import authorize, create_api_token
+from cloud_api.store.models import ApiTokenIssued
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 

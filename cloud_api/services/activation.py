@@ -20,7 +20,11 @@ from sqlmodel import Session, col
 
 from cloud_api.credentials import hash_secret, new_secret
 from cloud_api.errors import Busy, Unauthorized
-from cloud_api.models import (
+from cloud_api.pki import CertificateAuthority
+from cloud_api.services.install import install_command
+from cloud_api.services.node_certificates import record_certificate, revoke_node_credentials
+from cloud_api.services.nodes import get_node
+from cloud_api.store.models import (
     ActivationRequest,
     ActivationResponse,
     ActivationToken,
@@ -29,10 +33,6 @@ from cloud_api.models import (
     NodeCredential,
     NodeMode,
 )
-from cloud_api.pki import CertificateAuthority
-from cloud_api.services.install import install_command
-from cloud_api.services.node_certificates import record_certificate, revoke_node_credentials
-from cloud_api.services.nodes import get_node
 from schemas.errors import ErrorCode, Rejection
 from schemas.names import node_identity
 

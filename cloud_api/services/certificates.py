@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloud_api.errors import CloudError
-from cloud_api.models.resources import CertificateCreate, CertificateGenerate
 from cloud_api.pki import CertificateAuthority, describe, san_entries
+from cloud_api.store.models.resources import CertificateCreate, CertificateGenerate
 from schemas.errors import ErrorCode
 from schemas.resources import Certificate
 

@@ -25,7 +25,7 @@ import shlex
 from typing import Any
 from urllib.parse import quote
 
-from cloud_api.models import NodeMode
+from cloud_api.store.models import NodeMode
 from schemas.images import TETHER_IMAGE
 
 __all__ = [

@@ -31,12 +31,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
-from cloud_api.models import Node, PendingMatch, Shadow
-from cloud_api.models.matching import EVERY_NODE
-from cloud_api.models.resources import Resource
 from cloud_api.mqtt.transport import Publisher
 from cloud_api.services.shadows import publish_update
 from cloud_api.store.engine import Store, table_of
+from cloud_api.store.models import Node, PendingMatch, Shadow
+from cloud_api.store.models.matching import EVERY_NODE
+from cloud_api.store.models.resources import Resource
 from cloud_api.store.shadow_writing import locked_write
 from schemas.errors import Rejection
 from schemas.labels import match_all, parse_selector

@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from cloud_api.credentials import hash_secret, same_secret, secret_matches
-from cloud_api.models import NodeCredential
 from cloud_api.services.node_certificates import certificate_allowed
+from cloud_api.store.models import NodeCredential
 from schemas.names import parse_node_identity
 
 # Compared against when there is no credential, so that an unknown node costs the same

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import AlreadyExists, NotFound
-from cloud_api.models import Namespace
+from cloud_api.store.models import Namespace
 from schemas.names import validate_name
 
 DEFAULT_NAMESPACE = "default"

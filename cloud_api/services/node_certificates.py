@@ -32,8 +32,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import Unauthorized
-from cloud_api.models import NodeCertificate, NodeCredential, RenewalRequest, RenewalResponse
 from cloud_api.pki import CertificateAuthority, describe
+from cloud_api.store.models import NodeCertificate, NodeCredential, RenewalRequest, RenewalResponse
 from schemas.names import node_identity, parse_node_identity
 
 

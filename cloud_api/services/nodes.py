@@ -15,7 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import AlreadyExists, NotFound
-from cloud_api.models import (
+from cloud_api.services.matching import apps_for_labels, desired_apps, request_match
+from cloud_api.services.namespaces import get_namespace
+from cloud_api.services.node_certificates import revoke_node_credentials
+from cloud_api.store.engine import table_of
+from cloud_api.store.models import (
     ActivationToken,
     Node,
     NodeBulkItem,
@@ -26,10 +30,6 @@ from cloud_api.models import (
     NodeUpdate,
     Shadow,
 )
-from cloud_api.services.matching import apps_for_labels, desired_apps, request_match
-from cloud_api.services.namespaces import get_namespace
-from cloud_api.services.node_certificates import revoke_node_credentials
-from cloud_api.store.engine import table_of
 from schemas.errors import Rejection
 from schemas.names import validate_name
 

@@ -28,7 +28,11 @@ from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import AlreadyExists, CloudError, NotFound
-from cloud_api.models.resources import (
+from cloud_api.services.certificates import certificate_view
+from cloud_api.services.matching import request_match
+from cloud_api.services.namespaces import get_namespace
+from cloud_api.services.secrets_crypto import SecretBox
+from cloud_api.store.models.resources import (
     AppCreate,
     AppPublic,
     CertificatePublic,
@@ -40,10 +44,6 @@ from cloud_api.models.resources import (
     ResourceVersion,
     SecretPublic,
 )
-from cloud_api.services.certificates import certificate_view
-from cloud_api.services.matching import request_match
-from cloud_api.services.namespaces import get_namespace
-from cloud_api.services.secrets_crypto import SecretBox
 from schemas.errors import ErrorCode
 from schemas.names import validate_name
 from schemas.resources import App, ResourceKind

@@ -20,10 +20,10 @@ from sqlalchemy import and_, select
 from sqlmodel import Session
 
 from cloud_api.errors import NotFound
-from cloud_api.models import Node, ResourceVersion, Shadow
 from cloud_api.services.resources import get_resource, get_version, open_version
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.store.engine import table_of
+from cloud_api.store.models import Node, ResourceVersion, Shadow
 from schemas.errors import ErrorCode, Rejection
 from schemas.resources import App, ResourceItem, ResourceKind
 from schemas.shadow import APPS_KEY, ShadowLimits, parse_client_token

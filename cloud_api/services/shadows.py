@@ -23,8 +23,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from cloud_api.errors import Busy, NotFound
-from cloud_api.models import Shadow
 from cloud_api.mqtt.transport import Publisher
+from cloud_api.store.models import Shadow
 from schemas.names import validate_name
 from schemas.payloads import encode_json
 from schemas.shadow import (

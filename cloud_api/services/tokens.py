@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from cloud_api.credentials import hash_secret, new_secret, read_or_create_secret_file
 from cloud_api.errors import Forbidden, Unauthorized
-from cloud_api.models import ApiToken, ApiTokenCreate, ApiTokenIssued, Role
+from cloud_api.store.models import ApiToken, ApiTokenCreate, ApiTokenIssued, Role
 
 MAX_TOKEN_LENGTH = 512
 

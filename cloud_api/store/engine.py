@@ -26,9 +26,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
-import cloud_api.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from cloud_api import migrations
+import cloud_api.store.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from cloud_api.errors import CloudError, StoreError, StoreUnavailable
+from cloud_api.store import migrations
 from schemas.payloads import encode_json
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Store:
         return self.engine.dialect.name == "sqlite"
 
     def create_schema(self) -> None:
-        """Bring the schema up to date: ``alembic upgrade head`` (``cloud_api.migrations``)."""
+        """Bring the schema up to date: ``alembic upgrade head`` (``cloud_api.store.migrations``)."""
         with self._errors_wrapped(), self.engine.begin() as connection:
             if not self.is_sqlite:
                 lock = text("SELECT pg_advisory_xact_lock(:id)")

@@ -40,8 +40,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, select, update
 
 from cloud_api.errors import NotFound, StoreError
-from cloud_api.models import Node, Shadow
 from cloud_api.store.engine import Store, table_of
+from cloud_api.store.models import Node, Shadow
 from schemas.errors import Rejection
 from schemas.shadow import (
     ShadowDocument,

@@ -27,9 +27,9 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from cloud_api.models import Shadow
 from cloud_api.runtime import Cloud, bind_http
 from cloud_api.settings import CloudSettings
+from cloud_api.store.models import Shadow
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

@@ -16,8 +16,8 @@ from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
 from cloud_api.admin_cli import app
-from cloud_api.models import Node
 from cloud_api.runtime import Cloud
+from cloud_api.store.models import Node
 from tests.cloud_api.conftest import admin_token, seed_shadow
 
 Tether = Callable[..., Result]

@@ -149,7 +149,7 @@ def check_wheel(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         for name in ("tether.py", "edge_runtime/__init__.py", "cloud_api/packaging.py",
-                     "schemas/shadow.py", "cloud_api/migrations/script.py.mako"):
+                     "schemas/shadow.py", "cloud_api/store/migrations/script.py.mako"):
             assert name in names
         assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
         assert "Tag: py3-none-any" in archive.read(f"{info}/WHEEL").decode()

@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from cloud_api import migrations
 from cloud_api.settings import sqlalchemy_url
+from cloud_api.store import migrations
 from cloud_api.store.engine import Store
 
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import pytest
 from sqlmodel import select
 
-from cloud_api.models import PendingMatch
 from cloud_api.mqtt.transport import MemoryPublisher
 from cloud_api.rematching import Rematcher
 from cloud_api.runtime import Cloud
@@ -18,6 +17,7 @@ from cloud_api.services.resources import put_resource
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.shadows import get_document
 from cloud_api.settings import CloudSettings
+from cloud_api.store.models import PendingMatch
 from schemas.resources import ResourceKind
 
 APP = {"name": "web", "selector": "", "services": [{"name": "main", "image": "nginx:1"}]}

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from cloud_api.cli import app
 from cloud_api.errors import AlreadyExists, ConfigError, NotFound, Unauthorized
-from cloud_api.models import NodeMode
 from cloud_api.runtime import Cloud, bind_http
 from cloud_api.services.shadows import get_document, update_shadow
 from cloud_api.settings import CloudSettings
+from cloud_api.store.models import NodeMode
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]

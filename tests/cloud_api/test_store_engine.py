@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from cloud_api.errors import StoreError, StoreUnavailable
-from cloud_api.models import Namespace
 from cloud_api.store.engine import Store
+from cloud_api.store.models import Namespace
 from tests.conftest import free_port
 
 

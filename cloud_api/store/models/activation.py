@@ -16,7 +16,7 @@ from pydantic import ConfigDict
 from sqlalchemy import ForeignKeyConstraint, String
 from sqlmodel import Field, SQLModel
 
-from cloud_api.models.nodes import NodeMode
+from cloud_api.store.models.nodes import NodeMode
 
 
 class ActivationToken(SQLModel, table=True):

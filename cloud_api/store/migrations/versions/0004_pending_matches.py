@@ -1,4 +1,4 @@
-"""Pending matches (``cloud_api.models.matching``): recomputes of desired apps still owed.
+"""Pending matches (``cloud_api.store.models.matching``): recomputes of desired apps still owed.
 
 Revision ID: 0004
 Revises: 0003

@@ -5,7 +5,7 @@ the API returns). Importing this package registers every table on ``SQLModel.met
 
 from __future__ import annotations
 
-from cloud_api.models.activation import (
+from cloud_api.store.models.activation import (
     ActivationRequest,
     ActivationResponse,
     ActivationToken,
@@ -18,8 +18,8 @@ from cloud_api.models.activation import (
     RenewalRequest,
     RenewalResponse,
 )
-from cloud_api.models.matching import PendingMatch
-from cloud_api.models.nodes import (
+from cloud_api.store.models.matching import PendingMatch
+from cloud_api.store.models.nodes import (
     Namespace,
     NamespaceCreate,
     NamespacePublic,
@@ -32,9 +32,15 @@ from cloud_api.models.nodes import (
     NodePublic,
     NodeUpdate,
 )
-from cloud_api.models.resources import Resource, ResourceVersion
-from cloud_api.models.shadows import Shadow
-from cloud_api.models.tokens import ApiToken, ApiTokenCreate, ApiTokenIssued, ApiTokenPublic, Role
+from cloud_api.store.models.resources import Resource, ResourceVersion
+from cloud_api.store.models.shadows import Shadow
+from cloud_api.store.models.tokens import (
+    ApiToken,
+    ApiTokenCreate,
+    ApiTokenIssued,
+    ApiTokenPublic,
+    Role,
+)
 
 __all__ = [
     "ActivationRequest",

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, String
 from sqlmodel import Field, SQLModel
 
-from cloud_api.models.nodes import check_text
+from cloud_api.store.models.nodes import check_text
 from schemas.errors import Rejection
 from schemas.names import validate_name
 
