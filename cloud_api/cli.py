@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from cloud_api.errors import CloudError
 from cloud_api.runtime import Cloud, bind_http, serve_http
-from cloud_api.server_certificates import issue_server_files, load_authority
+from cloud_api.security.server_certificates import issue_server_files, load_authority
 from cloud_api.settings import CloudSettings
 
 app = typer.Typer(help="The cloud: REST API and MQTT bridge.", no_args_is_help=True)

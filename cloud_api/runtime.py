@@ -30,9 +30,7 @@ from fastapi import FastAPI
 
 from cloud_api.app import create_app
 from cloud_api.context import Context
-from cloud_api.credentials import read_or_create_secret_file
 from cloud_api.errors import ConfigError
-from cloud_api.limiting import RateLimiter
 from cloud_api.mqtt.bridge import Bridge
 from cloud_api.mqtt.functions import FunctionRelay, route_results
 from cloud_api.mqtt.kicking import SessionKicker
@@ -41,8 +39,10 @@ from cloud_api.mqtt.serving import ShadowServer
 from cloud_api.mqtt.share_probing import ShareProbe
 from cloud_api.mqtt.transport import NullPublisher
 from cloud_api.rematching import Rematcher
-from cloud_api.revocation import Revocations
-from cloud_api.server_certificates import ServerFiles, issue_server_files, load_authority
+from cloud_api.security.credentials import read_or_create_secret_file
+from cloud_api.security.limiting import RateLimiter
+from cloud_api.security.revocation import Revocations
+from cloud_api.security.server_certificates import ServerFiles, issue_server_files, load_authority
 from cloud_api.services.activation import activate, issue_activation_token
 from cloud_api.services.mqtt_auth import authenticate_certificate
 from cloud_api.services.namespaces import DEFAULT_NAMESPACE, ensure_namespace

@@ -99,7 +99,7 @@ class CloudSettings(BaseSettings):
         description="most messages a bridge worker answers with one transaction (group commit)",
     )
 
-    # -- PKI and TLS (cloud_api.pki, activation with a CSR, HTTPS) ------------------------
+    # -- PKI and TLS (cloud_api.security.pki, activation with a CSR, HTTPS) ------------------------
     ca_certfile: Path | None = Field(default=None, description="an operator's CA; None: DATA_DIR/ca")
     ca_keyfile: Path | None = Field(default=None, description="the key of ca_certfile")
     node_certificate_days: int = Field(default=30, gt=0, le=825)

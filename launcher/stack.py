@@ -21,8 +21,8 @@ import httpx
 
 from broker.embedded import EmbeddedBroker, run_in_thread
 from broker.settings import BrokerSettings
-from cloud_api.pki import CertificateAuthority
 from cloud_api.runtime import Cloud, bind_http
+from cloud_api.security.pki import CertificateAuthority
 from cloud_api.settings import CloudSettings
 from edge_runtime.activation import activate
 from edge_runtime.backends.native import NativeBackend

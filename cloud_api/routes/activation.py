@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Request
 
 from cloud_api.deps import ActivationBody, ContextDep, CurrentToken, SessionDep, body_of
 from cloud_api.errors import ConfigError
-from cloud_api.limiting import RateLimiter
-from cloud_api.pki import CertificateAuthority
+from cloud_api.security.limiting import RateLimiter
+from cloud_api.security.pki import CertificateAuthority
 from cloud_api.services.activation import activate, issue_activation_token
 from cloud_api.services.node_certificates import renew
 from cloud_api.services.tokens import authorize

@@ -19,8 +19,8 @@ from cloud_api.deps import (
     SessionDep,
     body_of,
 )
-from cloud_api.revocation import Revocations
 from cloud_api.routes.resources import WriteNamespace
+from cloud_api.security.revocation import Revocations
 from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import (
     create_node,

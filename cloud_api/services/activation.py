@@ -18,9 +18,9 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from cloud_api.credentials import hash_secret, new_secret
 from cloud_api.errors import Busy, Unauthorized
-from cloud_api.pki import CertificateAuthority
+from cloud_api.security.credentials import hash_secret, new_secret
+from cloud_api.security.pki import CertificateAuthority
 from cloud_api.services.install import install_command
 from cloud_api.services.node_certificates import record_certificate, revoke_node_credentials
 from cloud_api.services.nodes import get_node

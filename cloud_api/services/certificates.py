@@ -3,7 +3,7 @@
 Why it exists: a certificate resource is a PEM certificate and its private key that apps
 mount (TLS servers on the edge). The cloud refuses a pair that does not parse or does not
 belong together (400), can generate a self-signed one or one signed by the cloud's CA
-(``cloud_api.pki``), and shows subject, SANs and validity without ever returning the key.
+(``cloud_api.security.pki``), and shows subject, SANs and validity without ever returning the key.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloud_api.errors import CloudError
-from cloud_api.pki import CertificateAuthority, describe, san_entries
+from cloud_api.security.pki import CertificateAuthority, describe, san_entries
 from cloud_api.store.models.resources import CertificateCreate, CertificateGenerate
 from schemas.errors import ErrorCode
 from schemas.resources import Certificate

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from cloud_api.credentials import hash_secret, same_secret, secret_matches
+from cloud_api.security.credentials import hash_secret, same_secret, secret_matches
 from cloud_api.services.node_certificates import certificate_allowed
 from cloud_api.store.models import NodeCredential
 from schemas.names import parse_node_identity

@@ -1,6 +1,6 @@
 """Node client certificates as records: issuing, checking at connect, revoking, renewing.
 
-The CA (``cloud_api.pki``) only signs; this module remembers. Every certificate issued to
+The CA (``cloud_api.security.pki``) only signs; this module remembers. Every certificate issued to
 a node is a ``NodeCertificate`` row (serial, node, expiry). The broker admits a client
 certificate only if its serial is such a row, of the node named by its CN, not revoked
 and not expired: an allow-list, so a certificate this cloud never recorded (a CA key
@@ -32,7 +32,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import Unauthorized
-from cloud_api.pki import CertificateAuthority, describe
+from cloud_api.security.pki import CertificateAuthority, describe
 from cloud_api.store.models import NodeCertificate, NodeCredential, RenewalRequest, RenewalResponse
 from schemas.names import node_identity, parse_node_identity
 

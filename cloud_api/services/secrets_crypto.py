@@ -19,8 +19,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from cloud_api.credentials import read_or_create_secret_file
 from cloud_api.errors import ConfigError
+from cloud_api.security.credentials import read_or_create_secret_file
 from cloud_api.settings import CloudSettings
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from cloud_api.credentials import hash_secret, new_secret, read_or_create_secret_file
 from cloud_api.errors import Forbidden, Unauthorized
+from cloud_api.security.credentials import hash_secret, new_secret, read_or_create_secret_file
 from cloud_api.store.models import ApiToken, ApiTokenCreate, ApiTokenIssued, Role
 
 MAX_TOKEN_LENGTH = 512
@@ -60,7 +60,7 @@ def authenticate_api_token(session: Session, token: str | None) -> ApiToken:
     """The stored token matching a bearer token; 401 if missing or unknown.
 
     The lookup is by SHA-256 of a 256-bit secret: a match on the hash is a match on the
-    secret, and timing reveals nothing usable about either (see ``cloud_api.credentials``).
+    secret, and timing reveals nothing usable about either (see ``cloud_api.security.credentials``).
     """
     if not token:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")

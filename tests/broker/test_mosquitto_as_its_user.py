@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 from broker.cli import app
 from broker.mosquitto import MosquittoConfig, render_config
 from cloud_api.runtime import Cloud
-from cloud_api.server_certificates import ServerFiles
+from cloud_api.security.server_certificates import ServerFiles
 from tests.broker.mosquitto_users import mosquitto_account, reachable_dir, running_as
 from tests.broker.tls_clients import ClientFiles, TlsProbe, certified_node, client_context
 from tests.cloud_api.conftest import admin_token, serving

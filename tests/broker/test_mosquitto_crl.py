@@ -25,9 +25,9 @@ from typer.testing import CliRunner, Result
 from broker.cli import app
 from broker.crl_sync import needs_update, reload_mosquitto
 from broker.mosquitto import MosquittoConfig, render_config
-from cloud_api.pki import CertificateAuthority
 from cloud_api.runtime import Cloud
-from cloud_api.server_certificates import ServerFiles
+from cloud_api.security.pki import CertificateAuthority
+from cloud_api.security.server_certificates import ServerFiles
 from launcher.mosquitto import mosquitto_binary, running_mosquitto
 from tests.broker.mosquitto_users import as_ourselves
 from tests.broker.tls_clients import ClientFiles, Pki, TlsProbe, certified_node, client_context

@@ -1,6 +1,6 @@
 """TLS material and clients for the TLS tests: a CA, a broker certificate, node certificates.
 
-Certificates come from the cloud's own CA code (``cloud_api.pki``: tests may import every
+Certificates come from the cloud's own CA code (``cloud_api.security.pki``: tests may import every
 package), so the broker is tested against exactly what the cloud issues.
 """
 
@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cloud_api.pki import CertificateAuthority, describe
 from cloud_api.runtime import Cloud
+from cloud_api.security.pki import CertificateAuthority, describe
 from edge_runtime.activation import new_key_and_csr
 from schemas.names import node_identity
 from tests.broker.clients import WAIT, Probe

@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cloud_api.pki import describe
 from cloud_api.runtime import Cloud
+from cloud_api.security.pki import describe
 from cloud_api.settings import CloudSettings
 from schemas.errors import Rejection
 from tests.cloud_api.conftest import Clock

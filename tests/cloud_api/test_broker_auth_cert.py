@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from cloud_api.pki import describe
 from cloud_api.runtime import Cloud
+from cloud_api.security.pki import describe
 from cloud_api.settings import CloudSettings
 from edge_runtime.activation import new_key_and_csr
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from cloud_api.credentials import (
+from cloud_api.errors import ConfigError
+from cloud_api.security.credentials import (
     hash_secret,
     new_secret,
     read_or_create_secret_file,
     same_secret,
     secret_matches,
 )
-from cloud_api.errors import ConfigError
 
 
 def test_secrets_are_256_random_bits_and_stored_as_sha256() -> None:

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 
-from cloud_api.pki import CertificateAuthority
 from cloud_api.runtime import Cloud
+from cloud_api.security.pki import CertificateAuthority
 from cloud_api.settings import CloudSettings
 from cloud_api.store.models import NodeCertificate
 

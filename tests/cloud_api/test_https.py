@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud_api.pki import CertificateAuthority
+from cloud_api.security.pki import CertificateAuthority
 
 
 def serve(tmp_path: Path, *flags: str) -> subprocess.Popen[str]:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_api.errors import CloudError, ConfigError
-from cloud_api.pki import CertificateAuthority, describe
+from cloud_api.security.pki import CertificateAuthority, describe
 
 
 def csr_for(common_name: str, key: object | None = None) -> str:

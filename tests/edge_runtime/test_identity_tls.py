@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud_api.pki import CertificateAuthority
+from cloud_api.security.pki import CertificateAuthority
 from edge_runtime.activation import activate
 from edge_runtime.errors import ActivationError
 from edge_runtime.identity import load_identity

@@ -4,7 +4,7 @@ An operator asks for a node's install command; it carries a one-time activation 
 (stored hashed, single use, expiring). The node exchanges it for its MQTT identity
 ``NS/NODE`` and a fresh password, whose hash replaces any earlier credential of the node.
 The broker checks node passwords against ``NodeCredential`` (``services/mqtt_auth.py``).
-A node that sends a CSR gets a client certificate instead (``cloud_api.pki``); every
+A node that sends a CSR gets a client certificate instead (``cloud_api.security.pki``); every
 certificate issued to a node is a ``NodeCertificate`` row, which is how the broker tells
 a current certificate from a revoked one (the revoked list is the rows with
 ``revoked_at`` set; they outlive the node, so a deleted node's certificate stays refused).
@@ -35,7 +35,7 @@ class ActivationToken(SQLModel, table=True):
 
 
 class NodeCredential(SQLModel, table=True):
-    """The one MQTT password a node has; its SHA-256 only (see ``cloud_api.credentials``)."""
+    """The one MQTT password a node has; its SHA-256 only (see ``cloud_api.security.credentials``)."""
 
     __tablename__ = "node_credentials"
     __table_args__ = (

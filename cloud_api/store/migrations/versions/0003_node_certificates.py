@@ -1,4 +1,4 @@
-"""Node client certificates (``cloud_api.pki``): the issued and the revoked ones.
+"""Node client certificates (``cloud_api.security.pki``): the issued and the revoked ones.
 
 Revision ID: 0003
 Revises: 0002

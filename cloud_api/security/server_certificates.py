@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cloud_api.errors import CloudError
-from cloud_api.pki import CertificateAuthority, describe
+from cloud_api.security.pki import CertificateAuthority, describe
 from cloud_api.settings import CloudSettings
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -1,0 +1,1 @@
+"""The cloud's security: its CA, node credentials, revocation, server certificates, rate limits."""
