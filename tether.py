@@ -18,12 +18,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "broker": ("broker.cli", "app", "The embedded MQTT broker."),
     "cloud": ("launcher.cloud", "app", "The cloud API and MQTT bridge."),
     "edge": ("edge_runtime.cli", "app", "The edge agent: activate and run a node."),
-    "apply": ("cloud_api.admin_cli", "apply", "Create or update what manifests describe (-f FILE)."),
-    "get": ("cloud_api.admin_cli", "get", "List or show nodes, apps, configs, secrets, ..."),
-    "describe": ("cloud_api.admin_cli", "describe", "Show one object in detail (a node: apps, status, delta)."),
-    "delete": ("cloud_api.admin_cli", "delete", "Delete objects by kind and name, or those in -f FILE."),
-    "shadow": ("cloud_api.admin_cli", "shadow_app", "Read or patch a node's shadow document."),
-    "rollout": ("cloud_api.admin_cli", "rollout_app", "Where an app's rollout stands (--wait)."),
+    "apply": ("cloud_api.admin.cli", "apply", "Create or update what manifests describe (-f FILE)."),
+    "get": ("cloud_api.admin.cli", "get", "List or show nodes, apps, configs, secrets, ..."),
+    "describe": ("cloud_api.admin.cli", "describe", "Show one object in detail (a node: apps, status, delta)."),
+    "delete": ("cloud_api.admin.cli", "delete", "Delete objects by kind and name, or those in -f FILE."),
+    "shadow": ("cloud_api.admin.cli", "shadow_app", "Read or patch a node's shadow document."),
+    "rollout": ("cloud_api.admin.cli", "rollout_app", "Where an app's rollout stands (--wait)."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 

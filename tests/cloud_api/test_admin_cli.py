@@ -15,7 +15,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
-from cloud_api.admin_cli import app
+from cloud_api.admin.cli import app
 from cloud_api.runtime import Cloud
 from cloud_api.store.models import Node
 from tests.cloud_api.conftest import admin_token, seed_shadow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_api.client import (
+from cloud_api.admin.client import (
     ClientConfig,
     ClientError,
     ConfigError,

@@ -1,7 +1,7 @@
 """How the admin CLI shows objects: tables per kind, ``describe node``, rollouts, YAML/JSON.
 
 Why it exists: rendering is the CLI layer's (STYLE §11) but would swamp the commands in
-``admin_cli``; here each kind's columns are a small table of (header, getter), so a new
+``cli``; here each kind's columns are a small table of (header, getter), so a new
 kind is a new entry, and the rendering is tested by the CLI tests.
 """
 

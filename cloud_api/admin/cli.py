@@ -1,7 +1,7 @@
 """``tether apply|get|describe|delete|shadow|rollout``: the kubectl-like admin client.
 
 Thin, as every CLI here (STYLE §11): parse flags, call ``client``/``applying``, render
-with ``admin_views``. Every ``ClientError`` (refused request, unreachable server,
+with ``views``. Every ``ClientError`` (refused request, unreachable server,
 malformed manifest, bad config) is one line ``error: ...`` on stderr and exit 1.
 
 The root ``tether.py`` mounts, at the top level: the commands ``apply``, ``get``,
@@ -24,10 +24,10 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cloud_api import admin_views
-from cloud_api.applying import FAILED, apply_manifests, delete_manifest, rollout_state
-from cloud_api.client import ClientConfig, ClientError, TetherClient, kind_of
-from cloud_api.manifests import APPLY_ORDER, Manifest, ManifestError, parse_manifests
+from cloud_api.admin import views
+from cloud_api.admin.applying import FAILED, apply_manifests, delete_manifest, rollout_state
+from cloud_api.admin.client import ClientConfig, ClientError, TetherClient, kind_of
+from cloud_api.admin.manifests import APPLY_ORDER, Manifest, ManifestError, parse_manifests
 
 WHERE = ("Server and token: --server/--token, else TETHER_SERVER/TETHER_TOKEN, else "
          "server:/token:/namespace: in $XDG_CONFIG_HOME/tether/config.yaml "
@@ -111,9 +111,9 @@ def get(kind: Annotated[str, typer.Argument(help="nodes, apps, configs, secrets,
         found = kind_of(kind)
         items = [client.get(kind, name, namespace=ns)] if name else client.list_all(kind, namespace=ns)
         if output == "table":
-            console().print(admin_views.object_table(found.plural, items))
+            console().print(views.object_table(found.plural, items))
         else:
-            typer.echo(admin_views.dump(items[0] if name else items, output))
+            typer.echo(views.dump(items[0] if name else items, output))
 
 
 def describe(kind: Annotated[str, typer.Argument(help="node, app or any other kind")],
@@ -124,11 +124,11 @@ def describe(kind: Annotated[str, typer.Argument(help="node, app or any other ki
         found = kind_of(kind)
         item = client.get(kind, name, namespace=ns)
         if found.singular == "node":
-            console().print(admin_views.describe_node(item, client.shadow_get(name, namespace=ns)))
+            console().print(views.describe_node(item, client.shadow_get(name, namespace=ns)))
             return
-        typer.echo(admin_views.dump(item, "yaml"))
+        typer.echo(views.dump(item, "yaml"))
         if found.singular == "app":
-            console().print(admin_views.rollout_table(client.app_nodes(name, namespace=ns)))
+            console().print(views.rollout_table(client.app_nodes(name, namespace=ns)))
 
 
 def delete(kind: Annotated[str | None, typer.Argument(help="the kind, e.g. app")] = None,
@@ -155,7 +155,7 @@ def shadow_get(node: str, output: Annotated[str, typer.Option("--output", "-o", 
                server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
     """Print the node's shadow document (desired, reported, delta, metadata, version)."""
     with connected(server, token, namespace) as (client, ns):
-        typer.echo(admin_views.dump(client.shadow_get(node, namespace=ns), output))
+        typer.echo(views.dump(client.shadow_get(node, namespace=ns), output))
 
 
 @shadow_app.command("patch")
@@ -205,7 +205,7 @@ def rollout_status(
         rollout = client.app_nodes(app_name, namespace=ns)
         if wait:
             rollout = _follow(client, app_name, ns, rollout, timeout=timeout, interval=interval)
-        console().print(admin_views.rollout_table(rollout))
+        console().print(views.rollout_table(rollout))
         state = rollout_state(rollout)
         if state.failed:
             raise ClientError(500, f"rollout of app/{app_name} failed on: {'; '.join(state.failed)}")

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from cloud_api.client import DEFAULT_NAMESPACE, KINDS, ClientError, Kind, kind_of
+from cloud_api.admin.client import DEFAULT_NAMESPACE, KINDS, ClientError, Kind, kind_of
 
 APPLY_ORDER = {kind.name: index for index, kind in enumerate(KINDS)}
 TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec"})

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cloud_api.client import ClientError, TetherClient
-from cloud_api.manifests import Manifest, node_changes, resource_unchanged
+from cloud_api.admin.client import ClientError, TetherClient
+from cloud_api.admin.manifests import Manifest, node_changes, resource_unchanged
 
 CREATED, CONFIGURED, UNCHANGED, DELETED, NOT_FOUND, FAILED = (
     "created", "configured", "unchanged", "deleted", "not found", "failed")

@@ -1,0 +1,1 @@
+"""The operator's tools: the admin CLI, its views, its REST client, manifests and apply."""
