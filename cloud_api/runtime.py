@@ -28,8 +28,6 @@ from typing import Self
 import uvicorn
 from fastapi import FastAPI
 
-from cloud_api.app import create_app
-from cloud_api.context import Context
 from cloud_api.errors import ConfigError
 from cloud_api.mqtt.bridge import Bridge
 from cloud_api.mqtt.functions import FunctionRelay, route_results
@@ -39,6 +37,8 @@ from cloud_api.mqtt.serving import ShadowServer
 from cloud_api.mqtt.share_probing import ShareProbe
 from cloud_api.mqtt.transport import NullPublisher
 from cloud_api.rematching import Rematcher
+from cloud_api.rest.app import create_app
+from cloud_api.rest.context import Context
 from cloud_api.security.credentials import read_or_create_secret_file
 from cloud_api.security.limiting import RateLimiter
 from cloud_api.security.revocation import Revocations

@@ -21,10 +21,17 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from cloud_api.context import Context
-from cloud_api.deps import ContextDep, CurrentToken, JsonBody, PublisherDep, SessionDep, body_of
 from cloud_api.errors import CloudError
 from cloud_api.mqtt.transport import Publisher
+from cloud_api.rest.context import Context
+from cloud_api.rest.deps import (
+    ContextDep,
+    CurrentToken,
+    JsonBody,
+    PublisherDep,
+    SessionDep,
+    body_of,
+)
 from cloud_api.services.matching import count_changes
 from cloud_api.services.resources import (
     PUBLIC_MODELS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloud_api.routes.resources import plain_wire, resource_router
+from cloud_api.rest.routes.resources import plain_wire, resource_router
 from cloud_api.store.models.resources import RegistryCreate
 from schemas.resources import ResourceKind
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from cloud_api.context import Context
-from cloud_api.routes.resources import resource_router
+from cloud_api.rest.context import Context
+from cloud_api.rest.routes.resources import resource_router
 from cloud_api.services.certificates import certificate_wire
 from cloud_api.store.models.resources import CertificateCreate
 from schemas.resources import ResourceKind

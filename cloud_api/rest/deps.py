@@ -21,9 +21,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
-from cloud_api.context import Context
 from cloud_api.mqtt.payloads import decode_payload
 from cloud_api.mqtt.transport import Publisher
+from cloud_api.rest.context import Context
 from cloud_api.services.tokens import authenticate_api_token
 from cloud_api.store.models import (
     ActivationRequest,

@@ -16,10 +16,10 @@ import yaml
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from cloud_api.deps import ContextDep, SessionDep
 from cloud_api.errors import NotFound
 from cloud_api.packaging import ServedWheel
-from cloud_api.routes.activation import limit_activations
+from cloud_api.rest.deps import ContextDep, SessionDep
+from cloud_api.rest.routes.activation import limit_activations
 from cloud_api.services.activation import pending_token
 from cloud_api.services.install import render_install_script, render_manifest
 

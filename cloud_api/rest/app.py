@@ -19,12 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud_api.context import Context
 from cloud_api.errors import Retryable
-from cloud_api.middleware import BodyLimitMiddleware
-from cloud_api.openapi import install_openapi
 from cloud_api.packaging import ServedWheel
-from cloud_api.routes import (
+from cloud_api.rest.context import Context
+from cloud_api.rest.middleware import BodyLimitMiddleware
+from cloud_api.rest.openapi import install_openapi
+from cloud_api.rest.routes import (
     activation,
     apps,
     broker,

@@ -11,8 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from cloud_api.deps import ContextDep, CurrentToken, PublisherDep, RawBody, SessionDep
 from cloud_api.mqtt.payloads import decode_payload
+from cloud_api.rest.deps import ContextDep, CurrentToken, PublisherDep, RawBody, SessionDep
 from cloud_api.services.shadows import get_document, publish_update, update_shadow
 from cloud_api.services.tokens import authorize
 

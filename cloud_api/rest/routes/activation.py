@@ -12,8 +12,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from cloud_api.deps import ActivationBody, ContextDep, CurrentToken, SessionDep, body_of
 from cloud_api.errors import ConfigError
+from cloud_api.rest.deps import ActivationBody, ContextDep, CurrentToken, SessionDep, body_of
 from cloud_api.security.limiting import RateLimiter
 from cloud_api.security.pki import CertificateAuthority
 from cloud_api.services.activation import activate, issue_activation_token

@@ -5,7 +5,7 @@ A config's new version re-pins and bumps every app that mounts it (``services.re
 
 from __future__ import annotations
 
-from cloud_api.routes.resources import plain_wire, resource_router
+from cloud_api.rest.routes.resources import plain_wire, resource_router
 from cloud_api.store.models.resources import ConfigCreate
 from schemas.resources import ResourceKind
 

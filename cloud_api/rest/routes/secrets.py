@@ -5,7 +5,7 @@ The values leave the cloud only in ``resources/get`` answers to matched nodes.
 
 from __future__ import annotations
 
-from cloud_api.routes.resources import plain_wire, resource_router
+from cloud_api.rest.routes.resources import plain_wire, resource_router
 from cloud_api.store.models.resources import SecretCreate
 from schemas.resources import ResourceKind
 

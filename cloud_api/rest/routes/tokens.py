@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from cloud_api.deps import ApiTokenCreateBody, ContextDep, CurrentToken, SessionDep
+from cloud_api.rest.deps import ApiTokenCreateBody, ContextDep, CurrentToken, SessionDep
 from cloud_api.services.tokens import authorize, create_api_token
 from cloud_api.store.models import ApiTokenIssued
 

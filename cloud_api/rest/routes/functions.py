@@ -21,9 +21,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from cloud_api.deps import ContextDep, CurrentToken, PublisherDep, RawBody, SessionDep
 from cloud_api.mqtt.functions import check_invoke_id, refuse_if_offline
 from cloud_api.mqtt.payloads import decode_payload
+from cloud_api.rest.deps import ContextDep, CurrentToken, PublisherDep, RawBody, SessionDep
 from cloud_api.services.nodes import get_node
 from cloud_api.services.tokens import authorize
 from schemas.names import validate_name

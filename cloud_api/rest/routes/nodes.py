@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from cloud_api.deps import (
+from cloud_api.rest.deps import (
     ContextDep,
     CurrentToken,
     NodeCreateBody,
@@ -19,7 +19,7 @@ from cloud_api.deps import (
     SessionDep,
     body_of,
 )
-from cloud_api.routes.resources import WriteNamespace
+from cloud_api.rest.routes.resources import WriteNamespace
 from cloud_api.security.revocation import Revocations
 from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import (

@@ -19,9 +19,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from cloud_api.deps import BrokerAuthBody, ContextDep, CurrentToken, SessionDep
 from cloud_api.errors import ConfigError, Unauthorized
-from cloud_api.routes.activation import AuthorityDep
+from cloud_api.rest.deps import BrokerAuthBody, ContextDep, CurrentToken, SessionDep
+from cloud_api.rest.routes.activation import AuthorityDep
 from cloud_api.services.mqtt_auth import authenticate_certificate
 from cloud_api.services.node_certificates import revocation_list
 from cloud_api.services.tokens import authorize

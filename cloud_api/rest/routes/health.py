@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from cloud_api.context import Context
-from cloud_api.deps import ContextDep
 from cloud_api.errors import CloudError
 from cloud_api.metrics import BRIDGE_CONNECTED, NODES_ONLINE
+from cloud_api.rest.context import Context
+from cloud_api.rest.deps import ContextDep
 from cloud_api.services.nodes import count_online
 
 router = APIRouter(tags=["health"])

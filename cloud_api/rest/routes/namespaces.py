@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from cloud_api.deps import ContextDep, CurrentToken, NamespaceCreateBody, SessionDep
+from cloud_api.rest.deps import ContextDep, CurrentToken, NamespaceCreateBody, SessionDep
 from cloud_api.services.namespaces import create_namespace, get_namespace, list_namespaces
 from cloud_api.services.tokens import authorize
 from cloud_api.store.models import Namespace, NamespacePublic, Role

@@ -14,9 +14,9 @@ import orjson
 from fastapi import Response
 from sqlmodel import Session
 
-from cloud_api.context import Context
-from cloud_api.deps import SessionDep
-from cloud_api.routes.resources import ReadNamespace, resource_router
+from cloud_api.rest.context import Context
+from cloud_api.rest.deps import SessionDep
+from cloud_api.rest.routes.resources import ReadNamespace, resource_router
 from cloud_api.services.resources import pin_app
 from cloud_api.services.rollout import app_rollout
 from cloud_api.store.models.resources import AppCreate, AppRollout
