@@ -88,6 +88,36 @@ def matching(
 
 
 @app.command()
+def serving(
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes in the store.")] = 10_000,
+    messages: Annotated[int, typer.Option(min=10, help="Messages of each kind and batch size.")] = 5_000,
+    batch: Annotated[list[int] | None, typer.Option(help="Batch sizes [default: 1, 8, 64].")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="postgresql://... server to measure PostgreSQL on (a database of "
+                                      "its own is created and dropped) [default: a scratch SQLite file].")
+    ] = None,
+    profile: Annotated[bool, typer.Option(help="Also print where lone updates spend their CPU.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """CPU per node message in the cloud's shadow server (no broker): updates, gets, statuses."""
+    from launcher.bench_serving import run_serving_bench
+
+    result = run_serving_bench(nodes=nodes, messages=messages, batch_sizes=batch or (1, 8, 64),
+                               database_url=database_url, profile=profile)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"Shadow server, {nodes} nodes on {result['database']}: CPU µs per message")
+    table.add_column("message x batch size")
+    table.add_column("CPU µs", justify="right")
+    for key, value in result["cpu_us_per_message"].items():
+        table.add_row(key, str(value))
+    console.print(table)
+    if profile:
+        console.print(result["profile"], markup=False, highlight=False)
+
+
+@app.command()
 def functions(
     count: Annotated[int, typer.Option(min=1, help="Invocations measured.")] = 2000,
     concurrency: Annotated[int, typer.Option(min=1, help="Callers invoking at once.")] = 4,

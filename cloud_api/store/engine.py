@@ -13,7 +13,9 @@ an ``IntegrityError``) before that.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,8 +40,24 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SCHEMA_LOCK_ID = 0x7E7E_0001
 
 
-def _to_json(value: Any) -> str:
+# 19 digits or more: an integer that may not fit 64 bits, which orjson would turn into a float
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
+def encode_stored_json(value: Any) -> str:
+    """A JSON column's text: compact, as every message is (``schemas.payloads.encode_json``)."""
     return encode_json(value).decode("utf-8")
+
+
+def decode_stored_json(text: str | bytes) -> Any:
+    """A JSON column's value. orjson, several times faster than the standard library, reads
+    integers beyond 64 bits as floats and loses their digits; a text holding a number that
+    long (rare) is read by the standard library instead, which keeps them."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if _LONG_NUMBER.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -61,14 +79,15 @@ def create_store_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            json_serializer=_to_json,
-            json_deserializer=orjson.loads,
+            json_serializer=encode_stored_json,
+            json_deserializer=decode_stored_json,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
     return create_engine(
-        url, json_serializer=_to_json, json_deserializer=orjson.loads, pool_pre_ping=True
+        url, json_serializer=encode_stored_json, json_deserializer=decode_stored_json,
+        pool_pre_ping=True,
     )
 
 
@@ -81,6 +100,8 @@ class Store:
         # SQLite has one writer: the hot paths of this process queue for it on a Python lock,
         # which wakes a waiter at once, instead of in SQLite's busy handler, which sleeps
         self.write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
+        # the DBAPI module: ``store.shadow_sql`` sends statements to it directly
+        self._driver: Any = self.engine.dialect.dbapi
 
     @property
     def is_sqlite(self) -> bool:
@@ -127,6 +148,14 @@ class Store:
                 "the database is unavailable; retry shortly", retry_after=2.0
             ) from exc
         except SQLAlchemyError as exc:
+            log.exception("database error")
+            raise StoreError(f"database error: {type(exc).__name__}") from exc
+        except self._driver.Error as exc:  # raised by statements sent to the driver itself
+            if isinstance(exc, self._driver.OperationalError):
+                log.warning("database unavailable: %s", exc)
+                raise StoreUnavailable(
+                    "the database is unavailable; retry shortly", retry_after=2.0
+                ) from exc
             log.exception("database error")
             raise StoreError(f"database error: {type(exc).__name__}") from exc
 

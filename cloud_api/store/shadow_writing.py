@@ -10,7 +10,8 @@ every message waiting in its queue and hands the shadow operations among them to
    one writer lock, so nobody commits between our read and our write), ``SELECT ... ORDER BY
    node FOR UPDATE`` on PostgreSQL (row locks in one global order, so two replicas' batches
    cannot deadlock);
-2. one ``SELECT`` reads every document the batch touches (SQLAlchemy Core, no ORM objects);
+2. one ``SELECT`` reads every document the batch touches (a fixed statement sent to the
+   driver, ``store.shadow_sql``: no ORM objects, no SQL compiled per batch);
 3. the operations are applied in arrival order with the pure algebra of ``schemas.shadow``,
    so a node's second update in a batch builds on its first, and a ``shadow/get`` sees what
    came before it. Each update keeps its own version and its own rejection (409, 413);
@@ -35,13 +36,13 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection
 
 from cloud_api.errors import NotFound, StoreError
-from cloud_api.store.engine import Store, table_of
-from cloud_api.store.models import Node, Shadow
+from cloud_api.store.engine import Store
+from cloud_api.store.shadow_sql import ShadowStatements
 from schemas.errors import Rejection
 from schemas.shadow import (
     ShadowDocument,
@@ -57,41 +58,12 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 5
 _CHUNK = 500  # nodes per SELECT: keeps the IN list well under every driver's parameter cap
 
-SHADOWS = table_of(Shadow)
-NODES = table_of(Node)
+_STATEMENTS = {dialect: ShadowStatements(dialect) for dialect in ("sqlite", "postgresql")}
 
-_COLUMNS = (
-    SHADOWS.c.node, SHADOWS.c.desired, SHADOWS.c.reported, SHADOWS.c.metadata,
-    SHADOWS.c.version, SHADOWS.c.timestamp,
-)
-_READ = (
-    select(*_COLUMNS)
-    .where(SHADOWS.c.namespace == bindparam("namespace"),
-           SHADOWS.c.node.in_(bindparam("nodes", expanding=True)))
-    .order_by(SHADOWS.c.node)
-)
-_SWAP = (
-    update(SHADOWS)
-    .where(SHADOWS.c.namespace == bindparam("b_namespace"),
-           SHADOWS.c.node == bindparam("b_node"),
-           SHADOWS.c.version == bindparam("b_expected"))
-)
-_SET: dict[str, Any] = {"metadata": bindparam("b_metadata"), "version": bindparam("b_version"),
-        "timestamp": bindparam("b_timestamp")}
-# only the sections an update changed are written (and serialised): a node's report leaves
-# desired as it was, matching leaves reported
-_SWAPS = {
-    ("desired",): _SWAP.values(desired=bindparam("b_desired"), **_SET),
-    ("reported",): _SWAP.values(reported=bindparam("b_reported"), **_SET),
-    ("desired", "reported"): _SWAP.values(desired=bindparam("b_desired"),
-                                          reported=bindparam("b_reported"), **_SET),
-    (): _SWAP.values(**_SET),
-}
-_PRESENCE = (
-    update(NODES)
-    .where(NODES.c.namespace == bindparam("b_namespace"), NODES.c.name == bindparam("b_node"))
-    .values(online=bindparam("b_online"), last_seen=bindparam("b_now"))
-)
+
+def statements_of(connection: Connection) -> ShadowStatements:
+    """The hot path's statements for ``connection``'s database (``store.shadow_sql``)."""
+    return _STATEMENTS[connection.dialect.name]
 
 
 # -- operations --------------------------------------------------------------------------
@@ -165,6 +137,7 @@ def locked_write(store: Store, keys: Iterable[tuple[str, str]], change: Change[T
     keys = list(keys)
     for attempt in range(MAX_ATTEMPTS):
         with store.write_lock or nullcontext(), store.connect() as connection:
+            connection.begin()  # the statements of store.shadow_sql bypass SQLAlchemy's autobegin
             if connection.dialect.name == "sqlite":  # the writer lock now, not at the first write
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             documents = read_documents(connection, keys)
@@ -183,15 +156,14 @@ def _apply(
     documents: dict[tuple[str, str], ShadowDocument], *, now: int, limits: ShadowLimits,
 ) -> None:
     """Apply ``ops`` in order to ``documents``; record the statuses of known nodes."""
-    presences: list[dict[str, Any]] = []
+    presences: list[tuple[str, str, bool, int]] = []
     for op in ops:
         _reset(op)  # a retried batch starts from nothing
         document = documents.get(op.key)
         if isinstance(op, Presence):
             op.known = document is not None
             if op.known:
-                presences.append({"b_namespace": op.namespace, "b_node": op.node,
-                                  "b_online": op.online, "b_now": now})
+                presences.append((op.namespace, op.node, op.online, now))
             continue
         if document is None:
             op.error = NotFound(f"node {op.namespace}/{op.node} not found")
@@ -205,8 +177,8 @@ def _apply(
             else:
                 documents[op.key] = op.outcome.document
     if presences:  # in key order, like the shadow rows: replicas lock rows in one order
-        presences.sort(key=lambda row: (row["b_namespace"], row["b_node"]))
-        connection.execute(_PRESENCE, presences)
+        presences.sort(key=lambda row: (row[0], row[1]))
+        statements_of(connection).record_presences(connection, presences)
 
 
 def _reset(op: ShadowOp) -> None:
@@ -225,18 +197,12 @@ def read_documents(
     by_namespace: dict[str, set[str]] = {}
     for namespace, node in keys:
         by_namespace.setdefault(namespace, set()).add(node)
-    lock = connection.dialect.name != "sqlite"
+    statements = statements_of(connection)
     documents: dict[tuple[str, str], ShadowDocument] = {}
     for namespace in sorted(by_namespace):
         nodes = sorted(by_namespace[namespace])
         for start in range(0, len(nodes), _CHUNK):
-            query = _READ.with_for_update() if lock else _READ
-            params = {"namespace": namespace, "nodes": nodes[start : start + _CHUNK]}
-            for node, desired, reported, meta, version, timestamp in connection.execute(query, params):
-                documents[(namespace, node)] = ShadowDocument(
-                    desired=desired, reported=reported, metadata=meta, version=version,
-                    timestamp=timestamp,
-                )
+            documents.update(statements.read(connection, namespace, nodes[start : start + _CHUNK]))
     return documents
 
 
@@ -248,7 +214,7 @@ def swap_documents(
     """Compare-and-swap every document that is not its original any more, on the original's
     version, writing only the sections that changed; False if any row no longer held that
     version (nothing is committed here)."""
-    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    by_shape: dict[tuple[str, ...], list[tuple[tuple[str, str], ShadowDocument, int]]] = {}
     for key, document in documents.items():
         original = originals[key]
         if document is original:
@@ -256,17 +222,6 @@ def swap_documents(
         # the algebra shares what an update leaves alone, so identity tells what changed
         shape = tuple(section for section in ("desired", "reported")
                       if getattr(document, section) is not getattr(original, section))
-        params = {"b_namespace": key[0], "b_node": key[1], "b_expected": original.version,
-                  "b_metadata": document.metadata, "b_version": document.version,
-                  "b_timestamp": document.timestamp}
-        for section in shape:
-            params[f"b_{section}"] = getattr(document, section)
-        by_shape.setdefault(shape, []).append(params)
-    for shape, params_list in by_shape.items():
-        statement = _SWAPS[shape]
-        if connection.dialect.supports_sane_multi_rowcount:
-            if connection.execute(statement, params_list).rowcount != len(params_list):
-                return False
-        elif not all(connection.execute(statement, one).rowcount == 1 for one in params_list):
-            return False
-    return True
+        by_shape.setdefault(shape, []).append((key, document, original.version))
+    statements = statements_of(connection)
+    return all(statements.swap(connection, shape, swaps) for shape, swaps in by_shape.items())

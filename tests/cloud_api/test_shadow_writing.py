@@ -193,3 +193,16 @@ def test_published_messages_carry_the_stored_versions(cloud: Cloud) -> None:
     assert [m.json()["version"] for m in accepted] == list(range(1, 21))
     with cloud.store.session() as session:
         assert get_document(session, "default", "n1").reported == {"i": 19}
+
+
+def test_integers_beyond_64_bits_keep_their_digits_through_the_store(cloud: Cloud) -> None:
+    # orjson reads such integers as floats; the store reads them with the standard library
+    cloud.create_node("n1")
+    big = 2**70 + 1
+    server, _, _ = serve(cloud)
+    server.handle(*message(cloud.settings.topics, "n1", Suffix.SHADOW_UPDATE,
+                           {"state": {"reported": {"big": big, "small": 1.5}}}))
+    with cloud.store.session() as session:
+        reported = get_document(session, "default", "n1").reported
+    assert reported["big"] == big and isinstance(reported["big"], int)
+    assert reported["small"] == 1.5
