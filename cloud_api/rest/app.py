@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud_api.console.pages import install_console
 from cloud_api.errors import Retryable
 from cloud_api.packaging import ServedWheel
 from cloud_api.rest.context import Context
@@ -118,4 +119,5 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(nodes.bulk_router)
     app.include_router(functions.router)
     install_openapi(app)
+    install_console(app)
     return app
