@@ -39,6 +39,7 @@ from schemas.errors import Rejection
 HERE = Path(__file__).parent
 STATIC = "/ui/static"
 POLL_SECONDS = 2
+POLL_FLEET_SECONDS = 5  # panels that aggregate the whole fleet (~0.1-0.25 s at 10k nodes)
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                         autoescape=select_autoescape(["html"]), trim_blocks=True,
@@ -83,6 +84,7 @@ templates.filters["date"] = _date
 templates.filters["pretty"] = _pretty
 templates.globals["STATIC"] = STATIC
 templates.globals["POLL"] = POLL_SECONDS
+templates.globals["POLL_FLEET"] = POLL_FLEET_SECONDS
 
 pages = APIRouter(prefix="/ui", include_in_schema=False)
 fragments = APIRouter(prefix="/ui/f", include_in_schema=False)

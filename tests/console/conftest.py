@@ -10,6 +10,7 @@ of the pages it visits under ``tests/console/screenshots/`` (git-ignored), print
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,9 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+    expect.set_options(timeout=15_000)  # a panel polls every 2-5 s
 except ImportError:  # pragma: no cover - the dev extras install it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -62,9 +65,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterato
                   "TETHER_EDGE_RESTART_BACKOFF_MAX_SECONDS": "0.5"})
     started = LocalStack(config).start()
     try:
+        wait_online(started)
         yield started
     finally:
         started.stop()
+
+
+def wait_online(stack: LocalStack, timeout: float = 20.0) -> None:
+    """Until the agent ``local`` has said it is online (the pages start from there)."""
+    headers = {"Authorization": f"Bearer {stack.admin_token()}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        node = httpx.get(f"{stack.api_url}/v1/namespaces/default/nodes/local", headers=headers,
+                         timeout=5)
+        if node.status_code == 200 and node.json()["online"]:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the agent did not come online within {timeout} s; see {stack.edge_log}")
 
 
 @pytest.fixture(scope="session")

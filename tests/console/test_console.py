@@ -11,7 +11,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from launcher.stack import LocalStack
-from tests.console.conftest import native_app
+from tests.console.conftest import native_app, wait_online
 
 Shoot = Callable[[Page, str], Path]
 SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(3600)"
@@ -74,8 +74,9 @@ def test_a_failing_app_comes_first_and_its_page_says_why(
     rest.put("/apps/crasher", json=native_app("crasher", CRASHER)).raise_for_status()
     page.goto("/ui/ns/default")
     mark(page)
+    expect(page.locator("tr.failing[data-app=crasher]")).to_be_visible(timeout=30_000)
     first = page.locator("table.apps tbody tr").first
-    expect(first).to_have_attribute("data-app", "crasher", timeout=30_000)
+    expect(first).to_have_attribute("data-app", "crasher")  # failing apps come first
     expect(first.locator(".badge")).to_have_text("Failing")
     assert_not_reloaded(page)
     shoot(page, "04-fleet-with-a-failing-app")
@@ -126,6 +127,7 @@ def test_a_node_goes_offline_when_its_agent_stops(
         expect(page.locator(".node-head .badge.offline")).to_be_visible()
     finally:
         stack.start_edge()
+        wait_online(stack)
 
 
 def test_a_missing_node_is_a_panel_that_says_so(signed_in: Page, shoot: Shoot) -> None:
