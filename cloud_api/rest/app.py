@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud_api.console.pages import install_console
 from cloud_api.errors import Retryable
 from cloud_api.packaging import ServedWheel
 from cloud_api.rest.context import Context
@@ -40,6 +41,7 @@ from cloud_api.rest.routes import (
     shadows,
     tokens,
 )
+from cloud_api.rest.timing import RequestTimingMiddleware
 from cloud_api.services.secrets_crypto import SecretBox
 from schemas.errors import ErrorCode, Rejection
 
@@ -105,6 +107,7 @@ def create_app(context: Context) -> FastAPI:
     app.state.secret_box = SecretBox.from_settings(context.settings)
     app.state.wheel = ServedWheel(context.settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes)
+    app.add_middleware(RequestTimingMiddleware, metrics=context.metrics)
     app.add_exception_handler(Rejection, _on_rejection)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
@@ -116,4 +119,5 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(nodes.bulk_router)
     app.include_router(functions.router)
     install_openapi(app)
+    install_console(app)
     return app

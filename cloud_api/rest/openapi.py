@@ -14,13 +14,16 @@ one payload decoder), so FastAPI sees no request body; validation errors are 400
   500 always; replaces FastAPI's 422;
 - describes the tags; shadow documents get a schema.
 
-``/docs`` is Swagger UI from the ``swagger-ui-bundle`` package, mounted at
-``/docs/assets``, so the docs work on an offline edge site or an air-gapped cloud.
+``/docs`` is Swagger UI 5 (it reads OpenAPI 3.1, which this document is; the 4.x of the
+``swagger-ui-bundle`` package rendered it blank), vendored from npm's ``swagger-ui-dist``
+into ``rest/swagger_ui/`` and mounted at ``/docs/assets``, so the docs work on an offline
+edge site or an air-gapped cloud.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,9 +34,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from swagger_ui_bundle import swagger_ui_path
 
 DOCS_ASSETS = "/docs/assets"
+SWAGGER_UI = Path(__file__).with_name("swagger_ui")
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_TEXT = {
     400: "Bad request: malformed JSON, a field that fails validation, a bad name",
@@ -99,7 +102,7 @@ def install_openapi(app: FastAPI) -> None:
     """Serve ``/docs`` from local assets and build ``/openapi.json`` with ``build_openapi``.
 
     Create the app with ``docs_url=None, redoc_url=None`` so FastAPI's CDN pages are off."""
-    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=SWAGGER_UI), name="docs-assets")
 
     async def docs(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")

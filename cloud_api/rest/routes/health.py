@@ -1,15 +1,17 @@
-"""``GET /healthz`` (liveness and the database) and ``GET /metrics`` (Prometheus text)."""
+"""``GET /healthz`` (liveness and the database) and ``GET /metrics`` (Prometheus text, with
+the fleet gauges of ``services.fleet_status`` read at each scrape)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client.core import Metric
 
 from cloud_api.errors import CloudError
-from cloud_api.metrics import BRIDGE_CONNECTED, NODES_ONLINE
+from cloud_api.metrics import BRIDGE_CONNECTED, CONTENT_TYPE, NODES_ONLINE, gauge
 from cloud_api.rest.context import Context
 from cloud_api.rest.deps import ContextDep
-from cloud_api.services.nodes import count_online
+from cloud_api.services.fleet_status import app_counts, node_states
 
 router = APIRouter(tags=["health"])
 
@@ -39,13 +41,35 @@ def healthz(context: ContextDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(context: ContextDep) -> PlainTextResponse:
-    gauges: dict[str, float] = {}
+def metrics(context: ContextDep) -> Response:
+    """Prometheus text: this process's counters and histograms, and the fleet's gauges read
+    from the database now (the same on every replica)."""
+    return Response(context.metrics.render(fleet_gauges(context)), media_type=CONTENT_TYPE)
+
+
+def fleet_gauges(context: Context) -> list[Metric]:
+    """The gauges of this scrape; without a database, only the bridge's."""
+    families: list[Metric] = []
     if context.bridge is not None:
-        gauges[BRIDGE_CONNECTED] = 1 if context.bridge.connected else 0
+        families.append(gauge(BRIDGE_CONNECTED, "1 if this process's MQTT bridge is connected.",
+                              (), [((), 1 if context.bridge.connected else 0)]))
     try:
         with context.store.session() as session:
-            gauges[NODES_ONLINE] = count_online(session)
+            states = node_states(session)
+            apps = app_counts(session)
     except CloudError:
-        pass  # the counters are still worth scraping while the database is away
-    return PlainTextResponse(context.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+        return families  # the counters are still worth scraping while the database is away
+    online = sum(counts["online"] for counts in states.values())
+    families.append(gauge(NODES_ONLINE, "Nodes whose last status said online.", (), [((), online)]))
+    families.append(gauge(
+        "tether_nodes", "Nodes by namespace and state (online|offline|revoked|new).",
+        ("namespace", "state"),
+        [((ns, state), number) for ns, counts in sorted(states.items())
+         for state, number in counts.items()]))
+    families.append(gauge(
+        "tether_app_nodes", "Nodes an app is matched to, by the status they report of it.",
+        ("namespace", "app", "status"),
+        [((ns, app, status), number) for ns, by_app in sorted(apps.items())
+         for app, counts in sorted(by_app.items())
+         for status, number in sorted(counts.by_status.items())]))
+    return families
