@@ -104,6 +104,12 @@ class Metrics:
     def observe_update(self, source: str, seconds: float) -> None:
         self.update_seconds.labels(source=source).observe(seconds)
 
+    def observe_updates(self, source: str, seconds: float, count: int) -> None:
+        """``count`` updates that each took ``seconds`` (the updates of one batch)."""
+        histogram = self.update_seconds.labels(source=source)
+        for _ in range(count):
+            histogram.observe(seconds)
+
     @contextmanager
     def counting_update(self, source: str) -> Iterator[None]:
         """Count the shadow update done in the block as accepted, or rejected by its code,

@@ -109,6 +109,7 @@ class ShadowServer:
         published after its commit, in arrival order, so a node sees its answers in the
         order it asked. ``resources/get`` only reads, and is answered after that.
         """
+        started = time.perf_counter()
         steps = [step for topic, payload in messages if (step := self._step(topic, payload))]
         self._refuse_revoked(steps)
         ops = [step.op for step in steps if step.op is not None and step.error is None]
@@ -122,6 +123,9 @@ class ShadowServer:
                        if step.request.suffix == Suffix.RESOURCES_GET and step.error is None])
         for step in steps:
             self._answer(step)
+        updates = sum(1 for step in steps if step.request.suffix == Suffix.SHADOW_UPDATE)
+        if updates:  # each update of the batch waited for all of it: that is its latency
+            self.metrics.observe_updates("mqtt", time.perf_counter() - started, updates)
 
     def refuse(self, topic: str, payload: bytes, rejection: Rejection) -> None:
         """Answer a message with ``rejection`` without handling it (e.g. 429 when overloaded)."""

@@ -206,3 +206,16 @@ def test_integers_beyond_64_bits_keep_their_digits_through_the_store(cloud: Clou
         reported = get_document(session, "default", "n1").reported
     assert reported["big"] == big and isinstance(reported["big"], int)
     assert reported["small"] == 1.5
+
+
+def test_updates_over_mqtt_are_timed_one_observation_each(cloud: Cloud) -> None:
+    cloud.create_node("n1")
+    server, _, metrics = serve(cloud)
+    topics = cloud.settings.topics
+    server.handle_batch([
+        message(topics, "n1", Suffix.SHADOW_UPDATE, {"state": {"reported": {"a": i}}}) for i in range(3)
+    ] + [message(topics, "n1", Suffix.SHADOW_GET, {})])
+    histogram = metrics.update_seconds.labels(source="mqtt")
+    count = next(sample.value for metric in histogram.collect() for sample in metric.samples
+                 if sample.name.endswith("_count"))
+    assert count == 3
