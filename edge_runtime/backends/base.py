@@ -50,6 +50,8 @@ class InstanceStatus:
     restarts: int = 0
     cpu_percent: float | None = None
     memory_bytes: int | None = None
+    service: str = ""  # the app's service it runs (events name it; not reported)
+    last_exit: str = ""  # how its last run ended, e.g. "exit code 3" (events; not reported)
 
     def wire(self) -> dict[str, Any]:
         body: dict[str, Any] = {"name": self.name, "status": self.status.value, "restarts": self.restarts}
