@@ -132,7 +132,7 @@ class EventWriter:
         self.dropped = 0
         self.stored = 0
         self._touched: set[tuple[str, str]] = set()
-        self._next_prune = 0.0
+        self._next_prune = time.monotonic() + prune_seconds
         self._thread = threading.Thread(target=self._run, name="tether-events", daemon=True)
         self._idle = threading.Condition()
         self._busy = False
@@ -173,7 +173,7 @@ class EventWriter:
             try:
                 first = self._queue.get(timeout=self.prune_seconds)
             except queue.Empty:
-                self._prune()
+                self.prune_now()
                 continue
             with self._idle:
                 self._busy = True
@@ -193,7 +193,7 @@ class EventWriter:
             if batch:
                 self._store(batch)
             if time.monotonic() >= self._next_prune:
-                self._prune()
+                self.prune_now()
             with self._idle:
                 self._busy = False
                 self._idle.notify_all()
@@ -207,7 +207,8 @@ class EventWriter:
         except Exception:  # a database hiccup loses this batch, never the writer
             log.exception("could not store %d events", len(batch))
 
-    def _prune(self) -> None:
+    def prune_now(self) -> None:
+        """Apply the retention (the writer's thread does, every ``prune_seconds``)."""
         self._next_prune = time.monotonic() + self.prune_seconds
         nodes, self._touched = sorted(self._touched), set()
         try:

@@ -6,7 +6,8 @@ whole tail (the last ``tail`` lines, 100 by default, at most 10,000, of each ins
 most 1 MiB), 504 after ``logs_timeout_seconds`` (10 s) without it. With ``follow=true``: a
 ``text/event-stream`` whose events carry ``{"lines": [...]}`` (``"truncated": true`` when
 the node skipped lines), first the tail, then new lines as they are written; the stream
-renews its lease on the node every 5 s and closes it when the client goes away.
+renews its lease on the node every ``logs_renew_seconds`` (5 s; the lease is 3 times that)
+and closes it when the client goes away; a comment line keeps the connection alive.
 
 A node the cloud knows is offline: 503 ``{"code": "NodeOffline", "message", "lastSeen"}``
 at once, nothing sent. What the node refuses comes back with its code (404: no such app
@@ -34,7 +35,7 @@ from cloud_api.rest.deps import ContextDep, CurrentToken, PublisherDep, SessionD
 from cloud_api.services.nodes import get_node
 from cloud_api.services.tokens import authorize
 from schemas.errors import ErrorCode
-from schemas.logs import DEFAULT_LEASE_SECONDS, DEFAULT_TAIL, RENEW_SECONDS, check_tail
+from schemas.logs import DEFAULT_TAIL, check_tail
 from schemas.names import validate_name
 from schemas.payloads import encode_json
 
@@ -100,7 +101,8 @@ async def read_logs(
         return refused
     stream = context.logs.open(
         publisher, topics=context.settings.topics, namespace=namespace, node=target.name,
-        app=app, service=service, tail=tail, follow=follow, lease=DEFAULT_LEASE_SECONDS,
+        app=app, service=service, tail=tail, follow=follow,
+        lease=3 * context.settings.logs_renew_seconds,
     )
     if follow:
         return StreamingResponse(_follow(context, publisher, stream), media_type="text/event-stream",
@@ -142,7 +144,8 @@ async def _collect(
 async def _follow(context: Context, publisher: Publisher, stream: LogStream) -> AsyncIterator[bytes]:
     """Server-sent events until the node ends the stream or the client goes away."""
     loop = asyncio.get_running_loop()
-    renew_at = loop.time() + RENEW_SECONDS
+    every = context.settings.logs_renew_seconds
+    renew_at = loop.time() + every
     dropped = 0
     try:
         while True:
@@ -150,7 +153,7 @@ async def _follow(context: Context, publisher: Publisher, stream: LogStream) -> 
                 chunk = await asyncio.wait_for(stream.chunks.get(), max(0.0, renew_at - loop.time()))
             except TimeoutError:
                 context.logs.renew(publisher, stream)
-                renew_at = loop.time() + RENEW_SECONDS
+                renew_at = loop.time() + every
                 yield b": keep-alive\n\n"
                 continue
             if chunk.error is not None:
