@@ -39,7 +39,7 @@ from edge_runtime.functions.invoking import FunctionInvoker
 from edge_runtime.functions.proxy import FunctionProxy
 from edge_runtime.identity import Identity, ensure_private_dir, load_identity
 from edge_runtime.logs.serving import LogServer
-from edge_runtime.logs.sources import LogSource
+from edge_runtime.logs.sources import LogReadable, LogSource
 from edge_runtime.reconciling import Reconciler
 from edge_runtime.runner import Report, SyncRunner
 from edge_runtime.settings import EdgeSettings
@@ -235,11 +235,9 @@ class EdgeAgent:
 
     def _log_sources(self, app: str, service: str | None) -> list[LogSource]:
         backend = self.backend
-        find = getattr(backend, "log_sources", None)
-        if find is None:
-            raise LookupError(f"this node's backend cannot read logs (app {app!r})")
-        sources: list[LogSource] = find(app, service)
-        return sources
+        if isinstance(backend, LogReadable):
+            return backend.log_sources(app, service)
+        raise LookupError(f"this node's backend cannot read logs (app {app!r})")
 
     def _stop_observability(self) -> None:
         events, self.events = self.events, None

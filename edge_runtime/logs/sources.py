@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from schemas.logs import MAX_LINE_BYTES, MAX_TAIL_BYTES, cut_line
 
@@ -34,6 +34,14 @@ class LogSource(Protocol):
 
     def poll(self) -> tuple[list[str], bool]:
         """The complete lines written since the last call, and whether some were skipped."""
+
+
+@runtime_checkable
+class LogReadable(Protocol):
+    """A backend that can say where an app's logs are (both backends can)."""
+
+    def log_sources(self, app: str, service: str | None = None) -> list[LogSource]:
+        """One source per instance; ``LookupError`` when the app does not run here."""
 
 
 def _decode(data: bytes) -> list[str]:
