@@ -8,7 +8,7 @@ It reads the tail of every instance's log (``LogSource``), at most ``tail`` line
 (prefixed ``[instance]`` when there are several), keeps the newest ``MAX_TAIL_BYTES`` (1 MiB,
 ``truncated`` when older lines were dropped) and publishes them in chunks of at most
 ``MAX_CHUNK_BYTES`` (64 KiB) of text, at most ``MAX_CHUNKS_PER_SECOND`` (10) chunks a
-second. Without ``follow`` the last chunk says ``done``. With it, the stream polls its
+second. Without ``follow`` the last chunk of the tail says ``done``. With it, the stream polls its
 sources every ``poll_seconds`` and sends what is new, until its lease runs out (the cloud
 renews it while its client listens; ``lease`` seconds, at most 60), the cloud closes it,
 or the server closes: then a last ``done`` chunk, and the thread ends. No reader
@@ -142,10 +142,10 @@ class LogServer:
             sources = self._find(request.app, request.service)
             lines = self._tails(sources, request.tail)
             lines, truncated = tail_within(lines)
-            self._send_lines(stream, lines, truncated=truncated)
+            self._send_lines(stream, lines, truncated=truncated, done=not request.follow)
             if request.follow:
                 self._follow(stream, sources)
-            self._send(stream, LogChunk(request.stream_id, stream.seq, done=True))
+                self._send(stream, LogChunk(request.stream_id, stream.seq, done=True))
         except LookupError as exc:
             error = {"code": int(ErrorCode.NOT_FOUND), "message": str(exc.args[0])}
             self._send(stream, LogChunk(request.stream_id, stream.seq, done=True, error=error))
@@ -184,14 +184,17 @@ class LogServer:
                 lines, cut = tail_within(lines)
                 self._send_lines(stream, lines, truncated=skipped or cut)
 
-    def _send_lines(self, stream: _Stream, lines: list[str], *, truncated: bool) -> None:
+    def _send_lines(
+        self, stream: _Stream, lines: list[str], *, truncated: bool, done: bool = False
+    ) -> None:
+        """``lines`` in chunks; the last one says ``truncated`` and ``done`` if told so."""
         runs = chunked(lines) or [[]]
         for index, run in enumerate(runs):
             if stream.stop.is_set() and stream.request.follow:
                 return
             last = index == len(runs) - 1
             self._send(stream, LogChunk(stream.request.stream_id, stream.seq, tuple(run),
-                                        truncated=truncated and last))
+                                        truncated=truncated and last, done=done and last))
 
     def _send(self, stream: _Stream, chunk: LogChunk) -> None:
         """Publish one chunk, waiting first if the stream sent its chunks of this second."""
