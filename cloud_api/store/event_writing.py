@@ -135,7 +135,8 @@ class EventWriter:
         self._next_prune = time.monotonic() + prune_seconds
         self._thread = threading.Thread(target=self._run, name="tether-events", daemon=True)
         self._idle = threading.Condition()
-        self._busy = False
+        self._queued = 0  # events queued so far
+        self._handled = 0  # of those, stored (or lost to a database error)
 
     def start(self) -> None:
         self._thread.start()
@@ -144,7 +145,9 @@ class EventWriter:
         """Queue a node's events (the bridge worker's part: no I/O). Never raises."""
         for event in events:
             try:
-                self._queue.put_nowait(NodeEvent(namespace, node, event))
+                with self._idle:
+                    self._queue.put_nowait(NodeEvent(namespace, node, event))
+                    self._queued += 1
             except queue.Full:
                 self.dropped += 1
         if self.dropped and self.dropped % 1000 == 1:
@@ -159,11 +162,12 @@ class EventWriter:
         """Wait until everything submitted so far is stored (tests)."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._busy or not self._queue.empty():
+            target = self._queued
+            while self._handled < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._idle.wait(min(left, 0.05))
+                self._idle.wait(left)
         return True
 
     # -- the writer's thread -------------------------------------------------------------
@@ -175,8 +179,6 @@ class EventWriter:
             except queue.Empty:
                 self.prune_now()
                 continue
-            with self._idle:
-                self._busy = True
             if first is not None:
                 time.sleep(self.batch_seconds)  # let a burst gather into one transaction
             batch = [] if first is None else [first]
@@ -195,7 +197,7 @@ class EventWriter:
             if time.monotonic() >= self._next_prune:
                 self.prune_now()
             with self._idle:
-                self._busy = False
+                self._handled += len(batch)
                 self._idle.notify_all()
 
     def _store(self, batch: list[NodeEvent]) -> None:

@@ -87,11 +87,13 @@ async def read_logs(
     target: Annotated[Target, Depends(readable_node)],
     context: ContextDep,
     publisher: PublisherDep,
-    app: Annotated[str, Query(description="the app whose output to read")],
+    app: Annotated[str | None, Query(description="the app whose output to read (required)")] = None,
     service: Annotated[str | None, Query(description="one service of the app")] = None,
     tail: Annotated[int, Query(description="last lines of each instance (max 10000)")] = DEFAULT_TAIL,
     follow: Annotated[bool, Query(description="keep streaming new lines (SSE)")] = False,
 ) -> Response:
+    if app is None:  # checked here, after the node (401, 403, 404), as every input is
+        raise CloudError("name the app: ?app=APP", code=ErrorCode.BAD_REQUEST)
     validate_name(app, kind="app name")
     if service is not None:
         validate_name(service, kind="service name")
