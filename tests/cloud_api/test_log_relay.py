@@ -262,3 +262,19 @@ def test_logs_through_a_real_broker(relayed: tuple[httpx.Client, LoggingNode, Cl
     assert cloud.context.logs.open_streams == 0
     opened = [op for op in node.ops if op["op"] == "open" and op["follow"]]
     assert opened[0]["lease"] == pytest.approx(0.6)
+
+
+def test_the_writer_merges_before_storing_and_bounds_what_waits(cloud: Cloud, api: httpx.Client) -> None:
+    writer = EventWriter(cloud.store, now=cloud.context.now, max_pending=3, batch_seconds=0.5)
+    writer.start()
+    try:
+        now = cloud.context.now()
+        writer.submit("default", "n1", [crash("n1", "web", now)] * 1000)  # a crash loop: one row
+        writer.submit("default", "n1", [crash("n1", f"app{i}", now) for i in range(5)])
+        assert writer.dropped == 3  # 3 distinct events wait at most; the repeats merged
+        assert writer.wait_idle()
+        items = api.get("/v1/namespaces/default/events").json()["items"]
+        assert sorted((e["app"], e["count"]) for e in items) == [("app0", 1), ("app1", 1), ("web", 1000)]
+        assert writer.stored == 3
+    finally:
+        writer.close()
