@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "delete": ("cloud_api.admin.cli", "delete", "Delete objects by kind and name, or those in -f FILE."),
     "shadow": ("cloud_api.admin.cli", "shadow_app", "Read or patch a node's shadow document."),
     "rollout": ("cloud_api.admin.cli", "rollout_app", "Where an app's rollout stands (--wait)."),
+    "logs": ("cloud_api.admin.observing", "logs", "Print an app's output on a node (--tail N, -f)."),
+    "events": ("cloud_api.admin.observing", "events", "List app events: crashes, restarts, back-off."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 

@@ -37,6 +37,8 @@ NODE_WRITE_SUFFIXES = (
     "resources/get",
     "status",
     "functions/+/+/result",
+    "logs/data",
+    "events",
 )
 
 

@@ -33,6 +33,7 @@ from cloud_api.mqtt.bridge import Bridge
 from cloud_api.mqtt.functions import FunctionRelay, route_results
 from cloud_api.mqtt.kicking import SessionKicker
 from cloud_api.mqtt.liveness import Liveness
+from cloud_api.mqtt.log_relay import LogRelay, route_node_output
 from cloud_api.mqtt.serving import ShadowServer
 from cloud_api.mqtt.share_probing import ShareProbe
 from cloud_api.mqtt.transport import NullPublisher
@@ -52,6 +53,7 @@ from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.services.tokens import ensure_admin_token
 from cloud_api.settings import CloudSettings
 from cloud_api.store.engine import Store
+from cloud_api.store.event_writing import EventWriter
 from cloud_api.store.models import (
     ActivationRequest,
     ActivationResponse,
@@ -83,7 +85,7 @@ class Cloud:
         )
         self.context = Context(
             settings=settings, store=self.store, bridge_password=bridge_password, clock=clock,
-            functions=relay,
+            functions=relay, logs=LogRelay(max_streams=settings.logs_max_streams),
         )
         try:
             self.store.create_schema()
@@ -111,6 +113,7 @@ class Cloud:
         self.app.state.activation_limiter = RateLimiter(settings.activation_rate_per_minute)
         self.bridge: Bridge | None = None
         self.liveness: Liveness | None = None
+        self.events: EventWriter | None = None  # stores the nodes' events while the bridge runs
 
     @property
     def admin_token_path(self) -> str:
@@ -215,6 +218,12 @@ class Cloud:
             cut_off=self.revocations.announce,
         )
         handle = route_results(context.functions, self.settings.topics, server.handle_batch)
+        self.events = EventWriter(
+            self.store, now=context.now, retention_seconds=self.settings.events_retention_seconds,
+            max_per_node=self.settings.events_max_per_node,
+        )
+        self.events.start()
+        handle = route_node_output(context.logs, self.events, self.settings.topics, handle)
         if self.settings.liveness_timeout_seconds > 0:
             self.liveness = Liveness(
                 self.store, self.settings.topics, timeout=self.settings.liveness_timeout_seconds,
@@ -264,6 +273,9 @@ class Cloud:
         self.context.bridge = None
         if bridge is not None:
             bridge.stop()
+        events, self.events = self.events, None
+        if events is not None:
+            events.close()
 
     def close(self) -> None:
         self.rematcher.close()

@@ -142,6 +142,16 @@ class CloudSettings(BaseSettings):
     function_max_in_flight: int = Field(
         default=1000, ge=1, description="invocations awaiting a node's answer; more: 429"
     )
+    # -- logs relayed from nodes, and their events (cloud_api.mqtt.log_relay) ----------------
+    logs_max_streams: int = Field(default=1000, ge=1, description="open log streams; more: 429")
+    logs_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="wait for a node's whole log tail; then 504")
+    logs_renew_seconds: float = Field(
+        default=5.0, gt=0, description="a follower renews its stream this often (lease: 3 times)")
+    events_retention_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="events not seen again for this long are deleted")
+    events_max_per_node: int = Field(
+        default=1000, ge=1, description="distinct events kept per node, the oldest dropped first")
 
     # -- resources (cloud_api.services.secrets_crypto) ------------------------------------
     secret_key: SecretStr | None = Field(

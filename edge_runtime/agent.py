@@ -32,11 +32,14 @@ from edge_runtime.cache import Cache
 from edge_runtime.collectors import NodeStats
 from edge_runtime.engine import Engine
 from edge_runtime.errors import AlreadyRunning
+from edge_runtime.events.recording import EventRecorder
 from edge_runtime.functions.directory import FUNCTIONS_DIRNAME, FunctionDirectory
 from edge_runtime.functions.errors import ProxyError
 from edge_runtime.functions.invoking import FunctionInvoker
 from edge_runtime.functions.proxy import FunctionProxy
 from edge_runtime.identity import Identity, ensure_private_dir, load_identity
+from edge_runtime.logs.serving import LogServer
+from edge_runtime.logs.sources import LogReadable, LogSource
 from edge_runtime.reconciling import Reconciler
 from edge_runtime.runner import Report, SyncRunner
 from edge_runtime.settings import EdgeSettings
@@ -44,6 +47,7 @@ from edge_runtime.sync import MqttLink
 from edge_runtime.syncing import ShadowSync
 from edge_runtime.transport import LinkEvent
 from schemas.shadow import JSONObject
+from schemas.topics import Suffix
 
 if TYPE_CHECKING:
     from edge_runtime.renewal import CertificateRenewer
@@ -108,6 +112,8 @@ class EdgeAgent:
         self.sync: ShadowSync | None = None
         self.proxy: FunctionProxy | None = None
         self.invoker: FunctionInvoker | None = None
+        self.logs: LogServer | None = None  # answers logs/request
+        self.events: EventRecorder | None = None  # publishes app events
 
     def start(self) -> None:
         """Load, reconcile from the cache, then connect in the background (never blocks)."""
@@ -117,10 +123,12 @@ class EdgeAgent:
         self._lock.acquire()
         try:
             self._cache = Cache(data_dir)
+            self._start_observability(identity)
             reconciler = self._reconciler or self._make_engine(data_dir, self._cache)
             self._start_functions(data_dir, identity)
-            assert self.invoker is not None
-            self.link = MqttLink(identity, self.settings, deliver=self._deliver, on_invoke=self.invoker.submit)
+            assert self.invoker is not None and self.logs is not None
+            self.link = MqttLink(identity, self.settings, deliver=self._deliver,
+                                 on_invoke=self.invoker.submit, on_logs=self.logs.submit)
             self.sync = ShadowSync(
                 self.link,
                 self._cache,
@@ -135,11 +143,14 @@ class EdgeAgent:
             self._runner = SyncRunner(self.sync)
             self.sync.start()
         except BaseException:
+            self._stop_observability()
             self._stop_functions()
             self._close_backend()
             self._close_storage()
             raise
         self._runner.start()
+        if self.events is not None:
+            self.events.start()
         if self.engine is not None:
             self.engine.start()
         self.link.start()
@@ -169,6 +180,7 @@ class EdgeAgent:
         if self.renewer is not None:
             self.renewer.stop()
             self.renewer = None
+        self._stop_observability()  # last events and "done" chunks go out while connected
         if self.link is not None:
             self.link.stop()
         self._stop_functions()
@@ -206,8 +218,34 @@ class EdgeAgent:
             stats_seconds=settings.stats_seconds,
             fetch_timeout_seconds=settings.request_timeout_seconds,
             stats=NodeStats(data_dir),
+            on_observed=self.events.observed if self.events is not None else None,
         )
         return self.engine
+
+    def _start_observability(self, identity: Identity) -> None:
+        """The log server (answers ``logs/request``) and the event recorder (``events``)."""
+        topics = self.settings.topics
+        events_topic = topics.topic(identity.namespace, identity.node, Suffix.EVENTS)
+        self.logs = LogServer(self._log_sources, publish=self._publish_result, topics=topics,
+                              namespace=identity.namespace, node=identity.node)
+        self.events = EventRecorder(
+            publish=lambda body: self._publish_result(events_topic, body),
+            connected=lambda: self.link is not None and self.link.connected,
+        )
+
+    def _log_sources(self, app: str, service: str | None) -> list[LogSource]:
+        backend = self.backend
+        if isinstance(backend, LogReadable):
+            return backend.log_sources(app, service)
+        raise LookupError(f"this node's backend cannot read logs (app {app!r})")
+
+    def _stop_observability(self) -> None:
+        events, self.events = self.events, None
+        if events is not None:
+            events.stop()
+        logs, self.logs = self.logs, None
+        if logs is not None:
+            logs.close()
 
     def _start_functions(self, data_dir: Path, identity: Identity) -> None:
         """The function proxy (HTTP, for apps on this node) and the MQTT invoker behind it."""

@@ -40,6 +40,7 @@ from edge_runtime.identity import Identity
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.transport import (
     INVOKE_FILTER,
+    LOGS_FILTER,
     QOS,
     RESOURCES_FILTER,
     SUBSCRIBED,
@@ -86,10 +87,12 @@ class MqttLink:
         *,
         deliver: Callable[[LinkEvent], None],
         on_invoke: Callable[[str, bytes], None] | None = None,
+        on_logs: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._identity, self._settings, self._deliver = identity, settings, deliver
         # function invocations bypass the sync thread: the invoker answers on its own workers
         self._on_invoke = on_invoke
+        self._on_logs = on_logs  # log requests too: the log server streams on its threads
         self._topics = settings.topics
         self._root = self._topics.node_root(identity.namespace, identity.node)
         self._backoff = Backoff(settings.reconnect_min_seconds, settings.reconnect_max_seconds)
@@ -266,6 +269,8 @@ class MqttLink:
         filters = [f"{self._root}/{s.value}" for s in SUBSCRIBED] + [f"{self._root}/{RESOURCES_FILTER}"]
         if self._on_invoke is not None:
             filters.append(f"{self._root}/{INVOKE_FILTER}")
+        if self._on_logs is not None:
+            filters.append(f"{self._root}/{LOGS_FILTER}")
         self._filters = filters
         client.subscribe([(topic_filter, QOS) for topic_filter in filters])
         self._connected.set()
@@ -293,5 +298,9 @@ class MqttLink:
         if parsed.suffix is Suffix.FUNCTION_INVOKE:
             if self._on_invoke is not None:
                 self._on_invoke(message.topic, bytes(message.payload))
+            return
+        if parsed.suffix is Suffix.LOGS_REQUEST:
+            if self._on_logs is not None:
+                self._on_logs(message.topic, bytes(message.payload))
             return
         self._deliver(Message(parsed.suffix, bytes(message.payload)))

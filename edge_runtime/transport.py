@@ -25,6 +25,7 @@ SUBSCRIBED = (
 )
 RESOURCES_FILTER = "resources/get/+"
 INVOKE_FILTER = "functions/+/+/invoke"  # function invocations, handed to the FunctionInvoker
+LOGS_FILTER = "logs/request"  # log stream requests, handed to the LogServer
 
 
 class Transport(Protocol):

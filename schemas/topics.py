@@ -34,11 +34,15 @@ class Suffix(StrEnum):
     STATUS = "status"
     FUNCTION_INVOKE = "functions/invoke"  # functions/{app}/{function}/invoke
     FUNCTION_RESULT = "functions/result"  # functions/{app}/{function}/result
+    LOGS_REQUEST = "logs/request"  # cloud -> node: open, renew or close a log stream
+    LOGS_DATA = "logs/data"  # node -> cloud: a chunk of a log stream
+    EVENTS = "events"  # node -> cloud: app events (crashes, restarts...), deduplicated
 
 
 # What a node may publish under its own root; it may subscribe to anything under it.
 NODE_PUBLISHES = frozenset(
-    {Suffix.SHADOW_GET, Suffix.SHADOW_UPDATE, Suffix.RESOURCES_GET, Suffix.STATUS, Suffix.FUNCTION_RESULT}
+    {Suffix.SHADOW_GET, Suffix.SHADOW_UPDATE, Suffix.RESOURCES_GET, Suffix.STATUS, Suffix.FUNCTION_RESULT,
+     Suffix.LOGS_DATA, Suffix.EVENTS}
 )
 # What the cloud consumes from every node.
 CLOUD_CONSUMES = (Suffix.SHADOW_GET, Suffix.SHADOW_UPDATE, Suffix.RESOURCES_GET, Suffix.STATUS)

@@ -17,11 +17,13 @@ Where the client finds its server and token: ``ClientConfig.resolve``.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlencode
 
 import httpx
 import yaml
@@ -236,6 +238,61 @@ class TetherClient:
         failed, offline}, nodes: [{node, desiredVersion, reportedVersion, status, online}]}``."""
         rollout: dict[str, Any] = self._call("GET", self._url("app", app, namespace=namespace) + "/nodes")
         return rollout
+
+    # -- logs and events (cloud_api.rest.routes.logs, .events) -------------------------
+    def logs(self, node: str, app: str, *, service: str | None = None, tail: int | None = None,
+             namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """``{"node", "app", "service", "lines": [...], "truncated"}``: an app's last lines."""
+        found: dict[str, Any] = self._call("GET", self._logs_path(node, app, service, tail, namespace))
+        return found
+
+    def follow_logs(self, node: str, app: str, *, service: str | None = None,
+                    tail: int | None = None, namespace: str = DEFAULT_NAMESPACE) -> Iterator[list[str]]:
+        """The tail, then new lines as the node writes them (each item: the lines of one
+        event), until the node ends the stream or the caller stops iterating."""
+        path = self._logs_path(node, app, service, tail, namespace) + "&follow=true"
+        try:
+            with self._http.stream("GET", path, timeout=httpx.Timeout(10.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_of(response)
+                event = ""
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[len("event: "):]
+                    elif line.startswith("data: "):
+                        body = json.loads(line[len("data: "):])
+                        if event == "error":
+                            raise ClientError(int(body.get("code", 502)), str(body.get("message")))
+                        if event == "end":
+                            return
+                        yield [str(text) for text in body.get("lines", [])]
+                    elif not line:
+                        event = ""
+        except httpx.HTTPError as exc:
+            raise ServerUnreachable(f"lost the log stream from {self.server} ({exc})") from exc
+
+    def events(self, *, namespace: str = DEFAULT_NAMESPACE, node: str | None = None,
+               app: str | None = None, limit: int | None = None,
+               continue_: str | None = None) -> dict[str, Any]:
+        """One page: ``{"items": [{"time", "node", "app", "service", "kind", "message",
+        "count"}], "continue": str|None}``."""
+        query = {"node": node, "app": app, "limit": limit, "continue": continue_}
+        params = {key: value for key, value in query.items() if value is not None}
+        path = f"/v1/namespaces/{namespace}/events"
+        if params:
+            path += "?" + urlencode(params)
+        found: dict[str, Any] = self._call("GET", path)
+        return found
+
+    @staticmethod
+    def _logs_path(node: str, app: str, service: str | None, tail: int | None, namespace: str) -> str:
+        query: dict[str, Any] = {"app": app}
+        if service:
+            query["service"] = service
+        if tail is not None:
+            query["tail"] = tail
+        return f"/v1/namespaces/{namespace}/nodes/{node}/logs?{urlencode(query)}"
 
     # -- plumbing ------------------------------------------------------------------
     def _url(self, kind: str, name: str | None = None, *, namespace: str) -> str:

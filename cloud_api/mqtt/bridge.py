@@ -35,6 +35,7 @@ import paho.mqtt.client as mqtt
 from cloud_api.errors import Busy
 from cloud_api.metrics import BRIDGE_ERRORS, Metrics
 from cloud_api.mqtt.functions import result_filter
+from cloud_api.mqtt.log_relay import node_output_filters
 from cloud_api.mqtt.outbound import Outbound
 from cloud_api.mqtt.paho_reading import bridge_client
 from cloud_api.settings import CloudSettings, mqtt_endpoint
@@ -68,6 +69,7 @@ class Bridge:
         self.topics = settings.topics
         self._filters = self.topics.cloud_filters(share_group=settings.share_group)
         self._filters.append(result_filter(self.topics))  # unshared: see cloud_api.mqtt.functions
+        self._filters += node_output_filters(self.topics, share_group=settings.share_group)
         self._host, self._port, tls = mqtt_endpoint(settings.mqtt_url)
         self._ready = threading.Event()
         self._stopping = threading.Event()

@@ -31,9 +31,11 @@ from cloud_api.rest.routes import (
     broker,
     certificates,
     configs,
+    events,
     functions,
     health,
     init,
+    logs,
     namespaces,
     nodes,
     registries,
@@ -118,6 +120,8 @@ def create_app(context: Context) -> FastAPI:
         app.include_router(module.router)
     app.include_router(nodes.bulk_router)
     app.include_router(functions.router)
+    app.include_router(logs.router)
+    app.include_router(events.router)
     install_openapi(app)
     install_console(app)
     return app

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from cloud_api.metrics import Metrics
 from cloud_api.mqtt.bridge import Bridge
 from cloud_api.mqtt.functions import FunctionRelay
+from cloud_api.mqtt.log_relay import LogRelay
 from cloud_api.mqtt.share_probing import ShareProbe
 from cloud_api.mqtt.transport import NullPublisher, Publisher
 from cloud_api.rematching import Rematcher
@@ -31,6 +32,7 @@ class Context:
     publisher: Publisher = field(default_factory=NullPublisher)
     bridge: Bridge | None = None
     functions: FunctionRelay = field(default_factory=FunctionRelay)  # invocations in flight
+    logs: LogRelay = field(default_factory=LogRelay)  # log streams open
     clock: Callable[[], float] = time.time
     rematcher: Rematcher | None = None  # does the matching writes owe, in the background
     share_probe: ShareProbe | None = None  # with a share group: does the broker deliver?

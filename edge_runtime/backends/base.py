@@ -50,6 +50,9 @@ class InstanceStatus:
     restarts: int = 0
     cpu_percent: float | None = None
     memory_bytes: int | None = None
+    # for events only (not reported, not compared): its service, how its last run ended
+    service: str = field(default="", compare=False)
+    last_exit: str = field(default="", compare=False)  # e.g. "exit code 3"
 
     def wire(self) -> dict[str, Any]:
         body: dict[str, Any] = {"name": self.name, "status": self.status.value, "restarts": self.restarts}

@@ -6,7 +6,8 @@ backend, plans with the pure ``planning.plan``, carries the actions out (``actin
 observes again and hands the full reported state to the ``ReportSink`` if it changed
 (``reporting``). Passes run when the desired section changes (``reconcile`` returns the
 state true right now and wakes the thread: a burst of changes makes one pass), when the
-backend has news (``wake``, e.g. a process exited), when a ``resources/get`` answer
+backend has news (``wake``, e.g. a process exited; ``on_observed`` then hears of the
+change, which is how crashes become events), when a ``resources/get`` answer
 arrives (``on_resources``), every ``reconcile_seconds``, when a retry or a fetch timeout
 is due, and every second while a fetch waits for the broker to come back.
 
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 OFFLINE_POLL_SECONDS = 1.0
 
 
+ObservedHook = Callable[[dict[str, ObservedApp], dict[str, ObservedApp]], None]
+
+
 @runtime_checkable
 class Watchable(Protocol):
     """A backend that tells when what it observes changed (the native supervisor does)."""
@@ -72,8 +76,10 @@ class Engine:
         history: int = 2,
         stats: Callable[[], JSONObject] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_observed: ObservedHook | None = None,
     ) -> None:
         self._backend, self._sink, self._clock = backend, sink, clock
+        self._on_observed = on_observed  # (previous, current) after every new observation
         self._period, self._stats_period, self._history = reconcile_seconds, stats_seconds, history
         self._reporter = Reporter(backend, data_dir, stats=stats)
         self._store = ResourceStore(cache)
@@ -189,11 +195,14 @@ class Engine:
                 again = self._observe()
                 observed = observed if again is None else again
         with self._lock:
+            previous = self._observed
             if observed is not None:
                 self._observed = observed
                 self._settle()
             report = self._compose(nodestats=nodestats, refresh=refresh)
             changed = self._reporter.changed(report)
+        if observed is not None and self._on_observed is not None:
+            self._on_observed(previous, observed)
         if changed:
             self._sink(report)
 

@@ -12,7 +12,8 @@ import pytest
 from tests.broker.clients import Probe
 from tests.broker.conftest import CLOUD, NODE_A, NODE_B, ClientFactory, Topics
 
-ALLOWED_SUFFIXES = ["shadow/update", "shadow/get", "status", "resources/get", "functions/app/fn/result"]
+ALLOWED_SUFFIXES = ["shadow/update", "shadow/get", "status", "resources/get", "functions/app/fn/result",
+                    "logs/data", "events"]
 
 
 def test_a_node_publishes_its_requests(connect: ClientFactory, cloud: Probe, topics: Topics) -> None:
@@ -85,3 +86,26 @@ def test_shared_subscriptions_are_refused_because_amqtt_cannot_deliver_them(
 ) -> None:
     cloud = connect(CLOUD)
     assert cloud.subscribe(f"$share/tether-cloud/{topics.root}/+/+/shadow/update").value == 0x80
+
+
+def test_a_node_cannot_read_or_forge_another_nodes_logs_and_events(
+    connect: ClientFactory, cloud: Probe, topics: Topics
+) -> None:
+    """Logs and events travel under the node's own root: node A sees none of B's, and can
+    neither answer for B nor ask B (or itself) for logs: requests are the cloud's."""
+    a, b = connect(NODE_A), connect(NODE_B)
+    for suffix in ("logs/data", "logs/request", "events", "logs/#", "+/data"):
+        assert a.subscribe(topics.b(suffix)).value == 0x80
+    assert b.subscribe(topics.b("logs/request")).value == 1
+    b.publish(topics.b("logs/data"), b"b's log")
+    assert cloud.expect_topic(topics.b("logs/data")).payload == b"b's log"
+    for topic in (topics.b("logs/data"), topics.b("events"), topics.b("logs/request"),
+                  topics.a("logs/request")):
+        a.publish(topic, b"forged")
+    a.publish(topics.a("events"), b"sentinel")
+    assert cloud.expect().payload == b"sentinel"
+    cloud.expect_nothing()
+    a.expect_nothing()
+    b.expect_nothing()  # the forged request never reached b
+    cloud.publish(topics.b("logs/request"), b"request")
+    assert b.expect_topic(topics.b("logs/request")).payload == b"request"

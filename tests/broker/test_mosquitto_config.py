@@ -50,7 +50,8 @@ def mosquitto(tmp_path: Path, pki: Pki) -> Iterator[int]:
 def test_the_acl_has_the_topic_contract() -> None:
     acl = render_acl()
     assert "pattern read tether/v1/%u/#" in acl
-    for suffix in ("shadow/get", "shadow/update", "resources/get", "status", "functions/+/+/result"):
+    for suffix in ("shadow/get", "shadow/update", "resources/get", "status", "functions/+/+/result",
+                   "logs/data", "events"):
         assert f"pattern write tether/v1/%u/{suffix}\n" in acl
     assert "user tether-cloud\ntopic readwrite tether/v1/#" in acl
 
@@ -90,6 +91,32 @@ def test_a_node_certificate_is_confined_to_its_own_topics(mosquitto: int, pki: P
         a.expect_nothing(0.5)
         a.publish(f"{ROOT}/{NODE_A}/shadow/update", b"{}")
         assert a.expect().topic == f"{ROOT}/{NODE_A}/shadow/update"
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.mosquitto
+def test_a_node_certificate_cannot_read_or_forge_another_nodes_logs(mosquitto: int, pki: Pki) -> None:
+    """Node a, with its own certificate, sees nothing of b's logs and events and cannot
+    forge them nor send b a log request (requests are the cloud's)."""
+    a = TlsProbe(mosquitto, client_context(pki.cafile, pki.client(NODE_A)))
+    b = TlsProbe(mosquitto, client_context(pki.cafile, pki.client(NODE_B)))
+    try:
+        assert a.connect() == 0 and b.connect() == 0
+        assert a.subscribe(f"{ROOT}/{NODE_B}/logs/data") == 1  # granted, then nothing delivered
+        assert b.subscribe(f"{ROOT}/{NODE_B}/#") == 1
+        b.publish(f"{ROOT}/{NODE_B}/logs/data", b'{"streamId": "s", "seq": 0}')
+        assert b.expect().topic == f"{ROOT}/{NODE_B}/logs/data"  # b may write its own logs
+        a.expect_nothing(0.5)
+        for topic in (f"{ROOT}/{NODE_B}/logs/data", f"{ROOT}/{NODE_B}/events",
+                      f"{ROOT}/{NODE_B}/logs/request"):
+            a.publish(topic, b'{"from": "a"}')
+        b.expect_nothing(0.5)
+        b.publish(f"{ROOT}/{NODE_B}/events", b'{"events": []}')
+        assert b.expect().topic == f"{ROOT}/{NODE_B}/events"
+        b.publish(f"{ROOT}/{NODE_B}/logs/request", b"{}")  # a node does not ask itself either
+        b.expect_nothing(0.5)
     finally:
         a.close()
         b.close()

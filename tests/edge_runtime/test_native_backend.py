@@ -227,3 +227,23 @@ def test_a_function_app_runs_the_function_runtime_and_announces_its_replicas(
     assert observed(backend, "calc").status.value == "Running"
     backend.remove("calc")
     assert directory.instances("calc", "add") == [] and not (data_dir / "functions/calc").exists()
+
+
+def test_log_sources_are_the_files_of_each_replica(backends: MakeBackend) -> None:
+    """What the log server reads: each replica's output file, in order; a crash's last
+    lines included, and the instance's last exit for its events."""
+    code = "import sys; print('about to fail', flush=True); sys.exit(3)"
+    backend = backends()
+    backend.apply(AppBundle(app=native_app("bad", python_service("main", code, replicas=2),
+                                           python_service("side", SLEEPER)), version="v1"))
+    sources = backend.log_sources("bad", "main")
+    assert [source.name for source in sources] == ["main-0", "main-1"]
+    wait_for(lambda: sources[1].tail(1) == ["about to fail"], what="the output in its file")
+    assert [s.name for s in backend.log_sources("bad")] == ["main-0", "main-1", "side-0"]
+    instance = wait_for(lambda: (i := observed(backend, "bad").instances[0]).restarts and i,
+                        what="a restart")
+    assert instance.service == "main" and instance.last_exit == "exit code 3"
+    with pytest.raises(LookupError, match="app 'nope' does not run on this node"):
+        backend.log_sources("nope")
+    with pytest.raises(LookupError, match="no service 'db'"):
+        backend.log_sources("bad", "db")

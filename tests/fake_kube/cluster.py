@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -107,6 +108,19 @@ class FakeKube:
     ) -> dict[str, Any]:
         """Replace ``.status`` as a controller would (validated; bumps resourceVersion only)."""
         return self.store.set_status(by_kind(kind), namespace, name, status)
+
+    def append_log(
+        self, namespace: str, pod: str, *lines: str, container: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Lines a pod's container wrote (its only container unless named), now or ``at``."""
+        if container is None:
+            found = self.get("Pod", pod, namespace)
+            containers = (found or {}).get("spec", {}).get("containers") or [{"name": ""}]
+            container = str(containers[0]["name"])
+        for line in lines:
+            self._server.api.logs.append(namespace, pod, container, line,
+                                         time.time() if at is None else at)
 
     @property
     def requests(self) -> list[RequestRecord]:

@@ -5,14 +5,17 @@ keep-alive as urllib3 (inside ``kubernetes.client``) expects. ``Api.handle`` map
 method and a routed path onto the ``Store``; every request is logged as a
 ``RequestRecord`` so tests can assert how the code under test talked to the cluster
 (e.g. "patched with server-side apply, never deleted and re-created"). Watches are refused
-with 400: code that needs them cannot be tested against this fake yet.
+with 400: code that needs them cannot be tested against this fake yet. A pod's log
+(``.../pods/{name}/log``) is what a test appended with ``FakeKube.append_log``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from tests.fake_kube import discovery
+from tests.fake_kube.resources import by_kind
 from tests.fake_kube.routing import Discovery, Route, parse
 from tests.fake_kube.statuses import KubeError, success
 from tests.fake_kube.store import APPLY, Store
@@ -67,6 +71,20 @@ class Api:
     def __init__(self, store: Store, address: str) -> None:
         self.store = store
         self.address = address
+        self.logs = PodLogs()
+
+    def pod_log(self, namespace: str, name: str, query: Mapping[str, str]) -> str:
+        """``GET .../pods/{name}/log``: ``tailLines``, ``sinceSeconds``, ``timestamps``,
+        ``container``, ``limitBytes``, as the kubelet answers them (no ``follow``)."""
+        pod = self.store.get(by_kind("Pod"), namespace, name)  # 404 for an unknown pod
+        if query.get("follow") in ("true", "1"):
+            raise KubeError("BadRequest", "follow is not supported by the fake: poll instead")
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = query.get("container") or (names[0] if len(names) == 1 else None)
+        if container is None or container not in names:
+            raise KubeError("BadRequest", f"a container name must be specified for pod {name}, "
+                            f"choose one of: {names}")
+        return self.logs.render(namespace, name, container, query)
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], raw: bytes, content_type: str,
@@ -151,6 +169,43 @@ class Api:
         raise KubeError("MethodNotAllowed", f"{call.method} is not supported on {name}")
 
 
+_POD_LOG = re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log")
+
+
+class PodLogs:
+    """What the pods "wrote": lines with the time they were written, per container."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lines: dict[tuple[str, str, str], list[tuple[float, str]]] = {}
+
+    def append(self, namespace: str, pod: str, container: str, line: str, at: float) -> None:
+        with self._lock:
+            self._lines.setdefault((namespace, pod, container), []).append((at, line))
+
+    def render(self, namespace: str, pod: str, container: str, query: Mapping[str, str]) -> str:
+        with self._lock:
+            lines = list(self._lines.get((namespace, pod, container), []))
+        if "sinceSeconds" in query:
+            lines = [(at, line) for at, line in lines if at >= time.time() - int(query["sinceSeconds"])]
+        if "tailLines" in query:
+            tail = int(query["tailLines"])
+            lines = lines[-tail:] if tail else []
+        stamped = query.get("timestamps") in ("true", "1")
+        text = "".join(f"{_rfc3339nano(at)} {line}\n" if stamped else f"{line}\n" for at, line in lines)
+        if "limitBytes" in query:
+            text = text.encode()[: int(query["limitBytes"])].decode("utf-8", "ignore")
+        return text
+
+
+def _rfc3339nano(at: float) -> str:
+    """The kubelet's timestamps: RFC 3339 in UTC with nanoseconds, trailing zeros trimmed."""
+    seconds = int(at)
+    nanos = f"{round((at - seconds) * 1e9):09d}".rstrip("0")
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{base}.{nanos}Z" if nanos else f"{base}Z"
+
+
 def _decode(raw: bytes, content_type: str) -> Any:
     if not raw.strip():
         return None
@@ -198,6 +253,17 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if split.path in _HEALTH:
             self._send(200, b"ok", "text/plain")
+            return
+        pod_log = _POD_LOG.fullmatch(split.path)
+        if pod_log is not None and method == "GET":
+            try:
+                code, text = 200, self.server.api.pod_log(pod_log["ns"], pod_log["name"], query)
+            except KubeError as exc:
+                code, text = exc.code, json.dumps(exc.status())
+            with self.server.lock:
+                self.server.requests.append(
+                    RequestRecord(method, split.path, query, content_type, None, code))
+            self._send(code, text.encode(), "text/plain" if code == 200 else "application/json")
             return
         try:
             code, body = self.server.api.handle(

@@ -18,6 +18,7 @@ from cloud_api.store.models.activation import (
     RenewalRequest,
     RenewalResponse,
 )
+from cloud_api.store.models.events import Event
 from cloud_api.store.models.matching import PendingMatch
 from cloud_api.store.models.nodes import (
     Namespace,
@@ -52,6 +53,7 @@ __all__ = [
     "ApiTokenPublic",
     "BrokerAuthRequest",
     "BrokerAuthResponse",
+    "Event",
     "InitResponse",
     "MqttCredentials",
     "Namespace",

@@ -36,9 +36,11 @@ from edge_runtime.backends.base import AppBundle, ObservedApp
 from edge_runtime.backends.kube import naming, observing
 from edge_runtime.backends.kube.announcing import EndpointAnnouncer
 from edge_runtime.backends.kube.cluster import MANAGED_KINDS, Cluster
+from edge_runtime.backends.kube.podlogs import PodLogSource
 from edge_runtime.backends.kube.podspecs import DEFAULT_FUNCTION_RUNTIME, FunctionRuntime
 from edge_runtime.backends.kube.rendering import ObjectKey, namespace_manifest, render, stale
 from edge_runtime.errors import BackendError
+from edge_runtime.logs.sources import LogSource
 
 log = logging.getLogger(__name__)
 DEFAULT_NAMESPACE = "tether-edge"
@@ -114,6 +116,18 @@ class KubeBackend:
         if self._announcer is not None:
             self._announcer.sync(observing.function_endpoints(objects))
         return observing.observe(objects)
+
+    def log_sources(self, app: str, service: str | None = None) -> list[LogSource]:
+        """The log of each pod of ``app`` (of ``service`` only, if given), by name;
+        ``LookupError`` when none runs."""
+        selector = naming.managed_selector(app)
+        if service is not None:
+            selector += f",{naming.SERVICE}={service}"
+        pods = sorted(self._cluster.list("Pod", selector), key=lambda pod: pod["metadata"]["name"])
+        if not pods:
+            what = f"service {service!r} of app {app!r}" if service else f"app {app!r}"
+            raise LookupError(f"no pod of {what} runs on this node")
+        return [PodLogSource(self._cluster, pod) for pod in pods]
 
     def node_facts(self) -> dict[str, Any]:
         return {"kubernetesVersion": str(self._cluster.version().get("gitVersion", ""))}

@@ -95,6 +95,16 @@ class Cluster:
             raise
         return True
 
+    def pod_log(self, name: str, **options: Any) -> str:
+        """A pod's log as text (``read_namespaced_pod_log``: ``tail_lines``, ``since_seconds``,
+        ``timestamps``, ``container``, ``limit_bytes``)."""
+        with failure(f"reading the log of pod {name}", self.host):
+            response: Any = self._core.read_namespaced_pod_log(
+                name, self.namespace, _preload_content=False, _request_timeout=self._timeout,
+                **options,
+            )
+            return bytes(response.data).decode("utf-8", "replace")
+
     def version(self) -> dict[str, Any]:
         """The server's ``/version`` document."""
         found: dict[str, Any] = self._call("reading the server version", self._version.get_code)

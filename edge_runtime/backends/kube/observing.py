@@ -179,7 +179,20 @@ def instance(pod: Obj) -> InstanceStatus:
         and regular and all(c.get("ready") for c in regular)
     ):
         state, cause = AppStatus.RUNNING, ""
-    return InstanceStatus(str(pod["metadata"].get("name")), state, cause, restarts)
+    labels = pod["metadata"].get("labels") or {}
+    return InstanceStatus(str(pod["metadata"].get("name")), state, cause, restarts,
+                          service=str(labels.get(naming.SERVICE, "")),
+                          last_exit=_last_exit(containers))
+
+
+def _last_exit(containers: list[Obj]) -> str:
+    """How the last terminated run of a container ended: ``Error (exit code 3)``."""
+    for container in containers:
+        ended = (container.get("lastState") or {}).get("terminated") or {}
+        if ended:
+            reason, code = ended.get("reason") or "Terminated", ended.get("exitCode")
+            return f"{reason} (exit code {code})" if code is not None else str(reason)
+    return ""
 
 
 def _pod_state(status: Obj, containers: list[Obj]) -> tuple[AppStatus, str]:

@@ -19,7 +19,7 @@ so restarting the agent, or killing it with SIGKILL, does not restart a healthy 
 Layout of ``DATA_DIR/apps/{app}/``: ``app.json`` (the applied state), ``{service}/``
 (working dir, with mounts inside), ``run/{service}-{i}.pid``, ``logs/{service}-{i}.log``;
 function runtimes announce themselves in ``DATA_DIR/functions/{app}/{service}/{i}.json``.
-``remove`` deletes both.
+``remove`` deletes both. ``log_sources`` hands the log server those log files.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from edge_runtime.backends.native.supervising import (
 )
 from edge_runtime.errors import BackendError
 from edge_runtime.functions.directory import FUNCTIONS_DIRNAME
+from edge_runtime.logs.sources import FileSource, LogSource
 from schemas.names import is_valid_name
 from schemas.resources import AppStatus
 
@@ -179,6 +180,22 @@ class NativeBackend:
 
     def node_facts(self) -> dict[str, Any]:
         return {}
+
+    def log_sources(self, app: str, service: str | None = None) -> list[LogSource]:
+        """The log file of each process of ``app`` (of ``service`` only, if given), in order;
+        ``LookupError`` (one line) when the app or the service does not run here."""
+        with self._lock:
+            found = self._apps.get(app)
+            if found is None:
+                raise LookupError(f"app {app!r} does not run on this node")
+            services = sorted(found.services.values(), key=lambda spec: spec.name)
+        if service is not None:
+            services = [spec for spec in services if spec.name == service]
+            if not services:
+                raise LookupError(f"app {app!r} has no service {service!r} on this node")
+        logs = self.root / app / "logs"
+        return [FileSource(logs / f"{spec.name}-{i}.log", name=f"{spec.name}-{i}")
+                for spec in services for i in range(spec.replicas)]
 
     def watch(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (from the supervisor thread) whenever what runs changes."""

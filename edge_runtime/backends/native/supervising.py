@@ -103,7 +103,8 @@ def instance_status(replica: Replica, policy: RestartPolicy) -> InstanceStatus:
         status = AppStatus.PENDING
         cause = f"restarting after {replica.last_exit}" if replica.last_exit else "starting"
     return InstanceStatus(name=replica.name, status=status, cause=cause,
-                          restarts=replica.restarts, cpu_percent=cpu, memory_bytes=memory)
+                          restarts=replica.restarts, cpu_percent=cpu, memory_bytes=memory,
+                          service=replica.service, last_exit=replica.last_exit)
 
 
 def app_status(instances: Sequence[InstanceStatus]) -> tuple[AppStatus, str]:

@@ -1,0 +1,1 @@
+"""Logs of this node's apps, read where each backend keeps them and streamed over MQTT."""
