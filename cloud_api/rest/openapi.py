@@ -151,8 +151,8 @@ def _document(operation: dict[str, Any], route: APIRoute, *, method: str, path: 
     responses = operation["responses"]
     responses.pop("422", None)
     codes = {500}
-    if has_body or "{" in path or route.dependant.query_params:
-        codes.add(400)
+    if has_body or "{" in path or route.dependant.query_params or path.startswith("/v1"):
+        codes.add(400)  # under /v1, an unknown query parameter is refused (rest.querying)
     if "get_current_token" in names:
         codes |= {401, 403}
     if has_body and "activation" in route.tags:  # the body carries the credential

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import and_, case, delete, exists, func, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import AlreadyExists, NotFound
+from cloud_api.services.listing import Page, decode_continue, encode_continue, selector_sql
 from cloud_api.services.matching import apps_for_labels, desired_apps, request_match
 from cloud_api.services.namespaces import get_namespace
 from cloud_api.services.node_certificates import revoke_node_credentials
@@ -24,6 +25,7 @@ from cloud_api.store.models import (
     Node,
     NodeBulkItem,
     NodeBulkResult,
+    NodeCertificate,
     NodeCreate,
     NodeCredential,
     NodePublic,
@@ -31,6 +33,7 @@ from cloud_api.store.models import (
     Shadow,
 )
 from schemas.errors import Rejection
+from schemas.labels import Selector
 from schemas.names import validate_name
 
 
@@ -184,6 +187,76 @@ def list_nodes(session: Session, namespace: str) -> list[Node]:
     get_namespace(session, namespace)
     query = select(Node).where(Node.namespace == namespace).order_by(col(Node.name))
     return list(session.exec(query).all())
+
+
+def page_nodes(
+    session: Session, namespace: str, *, selector: Selector | None = None,
+    online: bool | None = None, limit: int | None = None, continue_token: str | None = None,
+) -> Page:
+    """A keyset page of a namespace's nodes by name, filtered in SQL by label selector and
+    ``online`` (``services.listing``); all of them without ``limit``."""
+    get_namespace(session, namespace)
+    query = (select(Node)
+             .where(col(Node.namespace) == namespace, selector_sql(col(Node.labels), selector))
+             .order_by(col(Node.name)))
+    if online is not None:
+        query = query.where(col(Node.online).is_(online))
+    if continue_token is not None:
+        query = query.where(col(Node.name) > decode_continue(continue_token, f"nodes/{namespace}"))
+    if limit is not None:
+        query = query.limit(limit + 1)
+    rows = list(session.exec(query).all())
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    after = encode_continue(f"nodes/{namespace}", rows[-1].name) if more and rows else None
+    return Page(items=[to_public(node) for node in rows], continue_token=after)
+
+
+def summarize_nodes(session: Session, namespace: str, *, now: int) -> dict[str, Any]:
+    """The fleet view's counts (``GET .../nodes:summary``) from two aggregate queries:
+    nodes by online state (and how many are revoked: a certificate revoked and no
+    credential that works, as ``node_certificates.cut_off``), and apps by the status their
+    nodes report (``reported.appstats.APP.status``, grouped in SQL with ``json_each``)."""
+    get_namespace(session, namespace)
+    connection = session.connection()
+    nodes, certs, creds = table_of(Node), table_of(NodeCertificate), table_of(NodeCredential)
+    revoked_cert = exists().where(certs.c.namespace == nodes.c.namespace,
+                                  certs.c.node == nodes.c.name, certs.c.revoked_at.is_not(None))
+    live_cert = exists().where(certs.c.namespace == nodes.c.namespace,
+                               certs.c.node == nodes.c.name, certs.c.revoked_at.is_(None),
+                               certs.c.not_after > now)
+    password = exists().where(creds.c.namespace == nodes.c.namespace, creds.c.node == nodes.c.name)
+    revoked = case((and_(revoked_cert, ~live_cert, ~password), 1), else_=0)
+    row = connection.execute(
+        select(func.count(), func.sum(case((nodes.c.online.is_(True), 1), else_=0)),
+               func.sum(revoked))
+        .where(nodes.c.namespace == namespace)).one()
+    total, online, revoked_count = int(row[0]), int(row[1] or 0), int(row[2] or 0)
+    if connection.dialect.name == "sqlite":
+        statement = text(
+            "SELECT a.key, json_extract(a.value, '$.status'), count(*) FROM shadows, "
+            "json_each(shadows.reported, '$.appstats') AS a WHERE shadows.namespace = :ns "
+            "AND json_type(shadows.reported, '$.appstats') = 'object' GROUP BY 1, 2")
+    else:
+        statement = text(
+            "SELECT a.key, a.value ->> 'status', count(*) FROM shadows, "
+            "json_each(CASE WHEN json_typeof(shadows.reported -> 'appstats') = 'object' "
+            "THEN shadows.reported -> 'appstats' ELSE '{}'::json END) AS a "
+            "WHERE shadows.namespace = :ns AND json_typeof(a.value) = 'object' GROUP BY 1, 2")
+    apps: dict[str, dict[str, int]] = {}
+    for app, status, count in connection.execute(statement, {"ns": namespace}):
+        label = status if isinstance(status, str) else "Unknown"
+        by_status = apps.setdefault(str(app), {})
+        by_status[label] = by_status.get(label, 0) + int(count)
+    by_status_total: dict[str, int] = {}
+    for counts in apps.values():
+        for status, count in counts.items():
+            by_status_total[status] = by_status_total.get(status, 0) + count
+    return {"namespace": namespace,
+            "nodes": {"total": total, "online": online, "offline": total - online,
+                      "revoked": revoked_count},
+            "apps": {"byStatus": dict(sorted(by_status_total.items())),
+                     "byApp": {app: dict(sorted(c.items())) for app, c in sorted(apps.items())}}}
 
 
 def delete_node(session: Session, namespace: str, name: str, *, now: int = 0) -> None:
