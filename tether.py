@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "delete": ("cloud_api.admin.cli", "delete", "Delete objects by kind and name, or those in -f FILE."),
     "shadow": ("cloud_api.admin.cli", "shadow_app", "Read or patch a node's shadow document."),
     "rollout": ("cloud_api.admin.cli", "rollout_app", "Where an app's rollout stands (--wait)."),
+    "diff": ("cloud_api.admin.cli", "diff", "What apply -f would change (exit 1 if anything)."),
+    "audit": ("cloud_api.admin.cli", "audit", "Who changed what: the audit trail of writes."),
+    "token": ("cloud_api.admin.cli", "token_app", "API tokens: create, list, describe, revoke."),
+    "config": ("cloud_api.admin.cli", "config_app", "Client contexts: set-context, use-context, get-contexts."),
+    "version": ("cloud_api.admin.cli", "version", "The client's and the server's versions."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 
@@ -32,7 +37,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     app = typer.Typer(
         help="Tether: cloud-edge management over MQTT shadow documents.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     )
     # A callback keeps ``tether X`` a group even when only X is mounted.
     app.callback()(lambda: None)

@@ -33,7 +33,14 @@ import yaml
 from cloud_api.admin.client import DEFAULT_NAMESPACE, KINDS, ClientError, Kind, kind_of
 
 APPLY_ORDER = {kind.name: index for index, kind in enumerate(KINDS)}
-TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec"})
+TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})  # status: ignored
+# what the server sets: shown under ``status`` by ``get -o yaml``, never sent back
+STATUS_FIELDS = frozenset({
+    "namespace", "version", "createdAt", "updatedAt", "affectedNodes", "online", "lastSeen",
+    "keys", "subject", "commonName", "issuer", "serial", "notBefore", "notAfter"})
+INCOMPLETE = {"Secret": "its values are never shown: give spec.data to apply it",
+              "Registry": "its password is never shown: give spec.password to apply it",
+              "Certificate": "its key is never shown: give spec.privateKey to apply it"}
 METADATA = frozenset({"name", "namespace", "labels", "description"})
 
 
@@ -85,7 +92,7 @@ def parse_manifest(document: Any, *, where: str, default_namespace: str = DEFAUL
     unknown = set(document) - TOP_LEVEL
     if unknown:
         raise ManifestError(f"{where}: unknown top-level field(s) {', '.join(sorted(unknown))} "
-                            "(expected kind, metadata, spec)")
+                            "(expected kind, metadata, spec, status)")
     word = document.get("kind")
     if not isinstance(word, str):
         raise ManifestError(f"{where}: missing 'kind'")
@@ -109,6 +116,9 @@ def parse_manifest(document: Any, *, where: str, default_namespace: str = DEFAUL
     if not isinstance(namespace, str):
         raise ManifestError(f"{where}: metadata.namespace must be a string")
     body: dict[str, Any] = {**spec, "name": metadata["name"]}
+    if kind.name == "Secret" and "data" not in spec:
+        raise ManifestError(f"{where}: secret/{metadata['name']} has no spec.data "
+                            "(`get -o yaml` never shows secret values): give them")
     if not kind.namespaced:
         if spec:
             raise ManifestError(f"{where}: a Namespace has no spec")
@@ -150,3 +160,26 @@ def resource_unchanged(before: dict[str, Any] | None, after: dict[str, Any]) -> 
     if before is None:
         return False
     return all(before.get(key) == after.get(key) for key in ("version", "labels", "description"))
+
+
+def to_manifest(kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
+    """An object as the API returns it -> the manifest ``apply -f`` takes back: what the
+    server sets goes under ``status`` (ignored by apply). Secrets, registries and
+    certificates come back without their sealed values, so they need them added."""
+    metadata: dict[str, Any] = {"name": item.get("name")}
+    if kind.namespaced:
+        metadata["namespace"] = item.get("namespace")
+        for key in ("labels", "description"):
+            if item.get(key):
+                metadata[key] = item[key]
+    spec = {key: value for key, value in item.items()
+            if key not in STATUS_FIELDS | METADATA and value is not None}
+    status = {key: value for key, value in item.items() if key in STATUS_FIELDS - {"namespace"}}
+    if kind.name in INCOMPLETE:
+        status["incomplete"] = INCOMPLETE[kind.name]
+    manifest: dict[str, Any] = {"kind": kind.name, "metadata": metadata}
+    if kind.namespaced:
+        manifest["spec"] = spec
+    if status:
+        manifest["status"] = status
+    return manifest
