@@ -34,6 +34,7 @@ from sqlmodel import Session
 from cloud_api.mqtt.payloads import decode_payload
 from cloud_api.mqtt.transport import NullPublisher, Publisher
 from cloud_api.rest.context import Context
+from cloud_api.rest.querying import takes_dry_run
 from cloud_api.services.auditing import (
     AuditDraft,
     AuditRetention,
@@ -77,7 +78,7 @@ class DryRunSession(Session):
 def is_dry_run(request: Request) -> bool:
     """Whether a write asks ``dryRun``; 400 for a value that is not ``All`` or ``true``."""
     value = request.query_params.get("dryRun")
-    if value is None or request.method == "GET":
+    if value is None or not takes_dry_run(request.method, request.url.path):
         return False
     if value not in DRY_RUN_VALUES:
         raise Rejection(ErrorCode.BAD_REQUEST, f"dryRun={value!r}: use dryRun=All")

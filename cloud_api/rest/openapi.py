@@ -33,7 +33,14 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from swagger_ui_bundle import swagger_ui_path
 
+from cloud_api.rest.querying import CONTINUE_HEADER, takes_dry_run
+
 DOCS_ASSETS = "/docs/assets"
+DRY_RUN_PARAMETER = {
+    "name": "dryRun", "in": "query", "required": False,
+    "description": "All: check the write as if it were made, store and publish nothing",
+    "schema": {"type": "string", "enum": ["All", "true"]},
+}
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_TEXT = {
     400: "Bad request: malformed JSON, a field that fails validation, a bad name",
@@ -170,6 +177,13 @@ def _document(operation: dict[str, Any], route: APIRoute, *, method: str, path: 
     for code in sorted(codes):
         responses.setdefault(str(code), {"description": ERROR_TEXT[code],
                                          "content": {"application/json": {"schema": ERROR_REF}}})
+    if takes_dry_run(method, path):
+        operation.setdefault("parameters", []).append(DRY_RUN_PARAMETER)
+    if "page_params" in names:
+        ok = responses.get("200", {})
+        ok.setdefault("headers", {})[CONTINUE_HEADER] = {
+            "description": "the token of the next page (send it as ?continue=); "
+                           "absent on the last page", "schema": {"type": "string"}}
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:

@@ -20,12 +20,13 @@ from fastapi import Depends, Query, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from cloud_api.services.auditing import is_audited
 from cloud_api.services.listing import MAX_LIMIT, Page
 from schemas.errors import ErrorCode, Rejection
 from schemas.labels import Selector, parse_selector
 
 CONTINUE_HEADER = "X-Continue"
-WRITE_PARAMETERS = frozenset({"dryRun"})  # every write takes it (``deps.get_session``)
+WRITE_PARAMETERS = frozenset({"dryRun"})  # every audited write takes it (``deps.get_session``)
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,18 @@ def _walk(dependant: Dependant) -> set[str]:
     return names
 
 
+def takes_dry_run(method: str, path: str) -> bool:
+    """The writes that take ``dryRun``: the audited ones (not activation, not invocations)."""
+    return method != "GET" and is_audited(method, path)
+
+
 def refuse_unknown_query(request: Request) -> None:
     """400 for a query parameter the route does not take (``/v1`` routes only)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.url.path.startswith("/v1/"):
         return
     known = _query_names(route)
-    if request.method != "GET":
+    if takes_dry_run(request.method, request.url.path):
         known = known | WRITE_PARAMETERS
     unknown = sorted(set(request.query_params) - known)
     if unknown:

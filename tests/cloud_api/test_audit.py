@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from cloud_api.runtime import Cloud
-from cloud_api.services.auditing import AuditRetention, draft_of, prune, record
-from cloud_api.store.models import AuditEntry
+from cloud_api.services.auditing import AuditRetention, attach, draft_of, prune, record
+from cloud_api.store.models import AuditEntry, Namespace
 
 NS = "/v1/namespaces/default"
 APP = {"name": "web", "selector": "", "services": [{"name": "main", "image": "nginx:1"}]}
@@ -85,6 +87,8 @@ def test_dry_run_checks_stores_nothing_and_records_nothing(api: httpx.Client,
     assert api.post(f"{NS}/nodes", params={"dryRun": "maybe"}, json={"name": "x"}).status_code == 400
     assert api.post(f"{NS}/nodes", params={"dryRun": "All"}, json={"name": "x"}).status_code == 201
     assert api.get(f"{NS}/nodes/x").status_code == 404
+    activation = api.post("/v1/activate", params={"dryRun": "All"}, json={"token": "x"})
+    assert activation.status_code == 400 and "dryRun" in activation.json()["message"]
     assert [e["status"] for e in entries(api)] == [400]  # only the bad dryRun value
     assert count_rows(cloud) == 1
 
@@ -138,3 +142,26 @@ def test_retention_prunes_beyond_the_bound(cloud: Cloud) -> None:
         connection.commit()
     assert removed == 30  # 21 beyond 10 rows, and the rest older than a day
     assert count_rows(cloud) == 1
+
+
+def test_the_row_commits_with_the_write_or_not_at_all(cloud: Cloud) -> None:
+    """``attach``: the entry is inserted in the write's transaction, so a commit that fails
+    (here a duplicate namespace, refused at flush, after the entry was inserted) takes the
+    entry with it, and a commit that succeeds keeps exactly one."""
+    for name, fails in (("default", True), ("fresh", False)):
+        draft = draft_of("POST", "/v1/namespaces", "/v1/namespaces", {})
+        draft.name = name
+        with cloud.store.session() as session:
+            attach(session, draft, now=lambda: 1_800_000_000, retention=AuditRetention())
+            session.add(Namespace(name=name, created_at=1))
+            if fails:
+                with pytest.raises(IntegrityError):
+                    session.commit()
+                session.rollback()
+            else:
+                session.commit()
+                session.commit()  # a second commit records nothing more
+        assert draft.recorded is not fails
+    with cloud.store.session() as session:
+        rows = session.exec(select(AuditEntry.name, AuditEntry.outcome)).all()
+    assert [tuple(row) for row in rows] == [("fresh", "done")]
