@@ -287,3 +287,22 @@ def test_rollout_status_names_restart_loops_and_counts_offline_apart(
     assert result.exit_code == 1
     assert "n1" in result.stderr and "restart loop (4 restarts): exit code 3" in result.stderr
     assert "1/1 online nodes updated; 1 offline" in result.stdout
+
+
+def test_get_watch_prints_each_change(cloud: Cloud, tether: Tether, api: Any) -> None:
+    assert tether("apply", "-f", "-", input=MANIFESTS.split("---")[0]).exit_code == 0
+    api.post("/v1/namespaces/default/nodes", json={"name": "gone"})
+    changes = [threading.Timer(0.3, set_online, args=(cloud, "n1")),
+               threading.Timer(0.3, api.delete, args=("/v1/namespaces/default/nodes/gone",))]
+    for timer in changes:
+        timer.start()
+    try:
+        watched = tether("get", "nodes", "--watch", "--watch-interval", "0.05",
+                         "--watch-timeout", "1.5", "-o", "name")
+    finally:
+        for timer in changes:
+            timer.join()
+    assert watched.exit_code == 0, watched.output
+    lines = watched.stdout.splitlines()
+    assert lines[:2] == ["node/gone", "node/n1"]  # the list, then each change once
+    assert sorted(lines[2:]) == ["node/gone deleted", "node/n1"]
