@@ -155,8 +155,8 @@ def get(kind: Annotated[str, typer.Argument(help="nodes, apps, configs, secrets,
         name: Annotated[str | None, typer.Argument(help="one object; all if left out")] = None,
         output: Output = "table", selector: Selector = None, all_namespaces: AllNamespaces = False,
         watch: Annotated[bool, typer.Option("--watch", "-w", help="then print changes as they happen")] = False,
-        watch_interval: Annotated[float, typer.Option(hidden=True)] = 2.0,
-        watch_timeout: Annotated[float, typer.Option(hidden=True)] = 0.0,
+        watch_interval: Annotated[float, typer.Option(help="seconds between polls with --watch")] = 2.0,
+        watch_timeout: Annotated[float, typer.Option(help="stop watching after this many seconds; 0: never")] = 0.0,
         server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
     """List objects of a kind (paged, filtered by the server), or show one.
 

@@ -248,6 +248,13 @@ def test_kubectl_conventions(cloud: Cloud, tether: Tether, tmp_path: Path) -> No
     assert changed.exit_code == 1 and "+    index.html: bonjour" in changed.stdout
     exported = tether("get", "app", "web", "-o", "yaml").stdout
     assert tether("apply", "-f", "-", input=exported).stdout.strip() == "app/web unchanged"
+    for kind in ("nodes", "configs", "namespaces"):  # lists too: a YAML list of manifests
+        listed = tether("get", kind, "-o", "yaml").stdout
+        again = tether("apply", "-f", "-", input=listed)
+        assert again.exit_code == 0 and all(
+            line.endswith(" unchanged") for line in again.stdout.splitlines()), again.output
+    secrets = tether("apply", "-f", "-", input=tether("get", "secrets", "-o", "yaml").stdout)
+    assert secrets.exit_code == 1 and "has no spec.data" in secrets.stderr  # values never shown
     assert tether("get", "nodes", "-l", "site=lyon", "-o", "name").stdout == ""
     assert tether("get", "nodes", "-l", "site=paris", "-o", "name").stdout == "node/n1\n"
     wide = tether("get", "nodes", "-A", "-o", "wide").stdout
