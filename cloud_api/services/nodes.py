@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, delete, exists, func, insert, text, update
+from sqlalchemy import delete, func, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,7 +25,6 @@ from cloud_api.store.models import (
     Node,
     NodeBulkItem,
     NodeBulkResult,
-    NodeCertificate,
     NodeCreate,
     NodeCredential,
     NodePublic,
@@ -212,39 +211,47 @@ def page_nodes(
     return Page(items=[to_public(node) for node in rows], continue_token=after)
 
 
+_NODE_COUNTS = """
+SELECT NULL AS app, NULL AS status, count(*) AS n,
+       sum(CASE WHEN n.online THEN 1 ELSE 0 END) AS online,
+       sum(CASE WHEN EXISTS (SELECT 1 FROM node_certificates c WHERE c.namespace = n.namespace
+                             AND c.node = n.name AND c.revoked_at IS NOT NULL)
+                 AND NOT EXISTS (SELECT 1 FROM node_certificates c WHERE c.namespace = n.namespace
+                             AND c.node = n.name AND c.revoked_at IS NULL AND c.not_after > :now)
+                 AND NOT EXISTS (SELECT 1 FROM node_credentials p WHERE p.namespace = n.namespace
+                             AND p.node = n.name)
+           THEN 1 ELSE 0 END) AS revoked
+FROM nodes n WHERE n.namespace = :ns"""
+_APP_STATUSES = {
+    "sqlite": """
+SELECT a.key, json_extract(a.value, '$.status'), count(*), 0, 0
+FROM shadows s, json_each(s.reported, '$.appstats') AS a
+WHERE s.namespace = :ns AND json_type(s.reported, '$.appstats') = 'object'
+GROUP BY 1, 2""",
+    "postgresql": """
+SELECT a.key, a.value ->> 'status', count(*), 0, 0
+FROM shadows s, json_each(CASE WHEN json_typeof(s.reported -> 'appstats') = 'object'
+                               THEN s.reported -> 'appstats' ELSE '{}'::json END) AS a
+WHERE s.namespace = :ns AND json_typeof(a.value) = 'object'
+GROUP BY 1, 2""",
+}
+
+
 def summarize_nodes(session: Session, namespace: str, *, now: int) -> dict[str, Any]:
-    """The fleet view's counts (``GET .../nodes:summary``) from two aggregate queries:
-    nodes by online state (and how many are revoked: a certificate revoked and no
-    credential that works, as ``node_certificates.cut_off``), and apps by the status their
-    nodes report (``reported.appstats.APP.status``, grouped in SQL with ``json_each``)."""
+    """The fleet view's counts (``GET .../nodes:summary``), in one query: nodes by online
+    state, how many are revoked (a certificate revoked and no credential that works, as
+    ``node_certificates.cut_off`` decides), and apps by the status their nodes report
+    (``reported.appstats.APP.status``, grouped in SQL with ``json_each``)."""
     get_namespace(session, namespace)
     connection = session.connection()
-    nodes, certs, creds = table_of(Node), table_of(NodeCertificate), table_of(NodeCredential)
-    revoked_cert = exists().where(certs.c.namespace == nodes.c.namespace,
-                                  certs.c.node == nodes.c.name, certs.c.revoked_at.is_not(None))
-    live_cert = exists().where(certs.c.namespace == nodes.c.namespace,
-                               certs.c.node == nodes.c.name, certs.c.revoked_at.is_(None),
-                               certs.c.not_after > now)
-    password = exists().where(creds.c.namespace == nodes.c.namespace, creds.c.node == nodes.c.name)
-    revoked = case((and_(revoked_cert, ~live_cert, ~password), 1), else_=0)
-    row = connection.execute(
-        select(func.count(), func.sum(case((nodes.c.online.is_(True), 1), else_=0)),
-               func.sum(revoked))
-        .where(nodes.c.namespace == namespace)).one()
-    total, online, revoked_count = int(row[0]), int(row[1] or 0), int(row[2] or 0)
-    if connection.dialect.name == "sqlite":
-        statement = text(
-            "SELECT a.key, json_extract(a.value, '$.status'), count(*) FROM shadows, "
-            "json_each(shadows.reported, '$.appstats') AS a WHERE shadows.namespace = :ns "
-            "AND json_type(shadows.reported, '$.appstats') = 'object' GROUP BY 1, 2")
-    else:
-        statement = text(
-            "SELECT a.key, a.value ->> 'status', count(*) FROM shadows, "
-            "json_each(CASE WHEN json_typeof(shadows.reported -> 'appstats') = 'object' "
-            "THEN shadows.reported -> 'appstats' ELSE '{}'::json END) AS a "
-            "WHERE shadows.namespace = :ns AND json_typeof(a.value) = 'object' GROUP BY 1, 2")
+    statement = text(_NODE_COUNTS + "\nUNION ALL" + _APP_STATUSES[connection.dialect.name])
+    total = online = revoked = 0
     apps: dict[str, dict[str, int]] = {}
-    for app, status, count in connection.execute(statement, {"ns": namespace}):
+    for app, status, count, online_count, revoked_count in connection.execute(
+            statement, {"ns": namespace, "now": now}):
+        if app is None:
+            total, online, revoked = int(count), int(online_count or 0), int(revoked_count or 0)
+            continue
         label = status if isinstance(status, str) else "Unknown"
         by_status = apps.setdefault(str(app), {})
         by_status[label] = by_status.get(label, 0) + int(count)
@@ -254,7 +261,7 @@ def summarize_nodes(session: Session, namespace: str, *, now: int) -> dict[str, 
             by_status_total[status] = by_status_total.get(status, 0) + count
     return {"namespace": namespace,
             "nodes": {"total": total, "online": online, "offline": total - online,
-                      "revoked": revoked_count},
+                      "revoked": revoked},
             "apps": {"byStatus": dict(sorted(by_status_total.items())),
                      "byApp": {app: dict(sorted(c.items())) for app, c in sorted(apps.items())}}}
 

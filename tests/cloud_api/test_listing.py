@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import create_nodes, set_online
-from cloud_api.store.models import Node, Shadow
+from cloud_api.store.models import Node, NodeCertificate, Shadow
 from schemas.labels import parse_selector
 
 NS = "/v1/namespaces/default"
@@ -101,11 +101,17 @@ def test_the_fleet_summary_counts_nodes_and_app_statuses(api: httpx.Client, clou
             for index, value in enumerate(reported):
                 session.exec(update(Shadow).where(Shadow.node == f"s{index}")  # type: ignore[arg-type]
                              .values(reported=value))
+            session.add(NodeCertificate(serial="1f", namespace="default", node="s2", issued_at=1,
+                                        not_after=2_000_000_000, revoked_at=3))  # revoked
+            session.add(NodeCertificate(serial="2f", namespace="default", node="s1", issued_at=1,
+                                        not_after=2_000_000_000, revoked_at=3))
+            session.add(NodeCertificate(serial="3f", namespace="default", node="s1", issued_at=4,
+                                        not_after=2_000_000_000))  # renewed: not revoked
             session.commit()
     body = api.get(f"{NS}/nodes:summary").json()
     if not n:
         assert body["nodes"] == {"total": 0, "online": 0, "offline": 0, "revoked": 0}
         return
-    assert body["nodes"] == {"total": 3, "online": 1, "offline": 2, "revoked": 0}
+    assert body["nodes"] == {"total": 3, "online": 1, "offline": 2, "revoked": 1}
     assert body["apps"] == {"byStatus": {"Failed": 2, "Running": 1},
                             "byApp": {"db": {"Failed": 1}, "web": {"Failed": 1, "Running": 1}}}
