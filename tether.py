@@ -25,9 +25,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "shadow": ("cloud_api.admin.cli", "shadow_app", "Read or patch a node's shadow document."),
     "rollout": ("cloud_api.admin.cli", "rollout_app", "Where an app's rollout stands (--wait)."),
     "diff": ("cloud_api.admin.cli", "diff", "What apply -f would change (exit 1 if anything)."),
-    "audit": ("cloud_api.admin.cli", "audit", "Who changed what: the audit trail of writes."),
-    "token": ("cloud_api.admin.cli", "token_app", "API tokens: create, list, describe, revoke."),
-    "config": ("cloud_api.admin.cli", "config_app", "Client contexts: set-context, use-context, get-contexts."),
+    "audit": ("cloud_api.admin.access", "audit", "Who changed what: the audit trail of writes."),
+    "token": ("cloud_api.admin.access", "token_app", "API tokens: create, list, describe, revoke."),
+    "config": ("cloud_api.admin.contexts", "config_app", "Client contexts: set-context, use-context, get-contexts."),
     "version": ("cloud_api.admin.cli", "version", "The client's and the server's versions."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }

@@ -6,18 +6,17 @@ with ``views``. Every ``ClientError`` (refused request, unreachable server,
 malformed manifest, bad config) is one line ``error: ...`` on stderr and exit 1.
 
 The root ``tether.py`` mounts, at the top level: the commands ``apply``, ``get``,
-``describe``, ``delete`` and the groups ``shadow_app`` (as ``shadow``) and
-``rollout_app`` (as ``rollout``). ``app`` holds all of them, for tests and scripts.
+``describe``, ``delete``, ``diff``, ``version`` and the groups ``shadow_app`` (as
+``shadow``) and ``rollout_app`` (as ``rollout``); ``access`` holds ``audit`` and
+``token``, ``contexts`` holds ``config``. ``app`` holds all of them, for tests and scripts.
+Shared options and error handling: ``options``.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -25,66 +24,43 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cloud_api.admin import views
+from cloud_api.admin.access import audit, token_app
 from cloud_api.admin.applying import FAILED, apply_manifests, delete_manifest, rollout_state
 from cloud_api.admin.client import (
-    ClientConfig,
     ClientError,
     Kind,
     TetherClient,
     kind_of,
-    read_config,
-    write_config,
 )
+from cloud_api.admin.contexts import config_app
 from cloud_api.admin.manifests import (
     APPLY_ORDER,
     Manifest,
     ManifestError,
+    manifest_diff,
     parse_manifests,
     to_manifest,
 )
+from cloud_api.admin.options import (
+    WHERE,
+    AllNamespaces,
+    DryRun,
+    Files,
+    Namespace,
+    Output,
+    Selector,
+    Server,
+    Token,
+    connected,
+    console,
+    one_line_errors,
+)
 
-WHERE = ("Server and token: --server/--token, else TETHER_SERVER/TETHER_TOKEN, else "
-         "server:/token:/namespace: in $XDG_CONFIG_HOME/tether/config.yaml "
-         "(~/.config/tether/config.yaml); the defaults are http://127.0.0.1:9080 and, "
-         "without a token, ./data/admin.token (what `tether up` writes).")
-
-Server = Annotated[str | None, typer.Option("--server", help="API URL (env TETHER_SERVER)")]
-Token = Annotated[str | None, typer.Option("--token", help="API token (env TETHER_TOKEN)", show_default=False)]
-Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="namespace (env TETHER_NAMESPACE; else default)")]
-Output = Annotated[str, typer.Option("--output", "-o", help="table, wide, name, yaml or json")]
-Files = Annotated[list[str] | None, typer.Option(
-    "--filename", "-f", help="manifest file or directory (its *.yaml, *.yml, *.json); '-' for stdin")]
-Selector = Annotated[str | None, typer.Option("--selector", "-l", help="label selector, e.g. site=paris,tier!=db")]
-AllNamespaces = Annotated[bool, typer.Option("--all-namespaces", "-A", help="every namespace the token sees")]
-DryRun = Annotated[str, typer.Option("--dry-run", help="none, or server: the server checks, stores nothing")]
 OUTPUTS = ("table", "wide", "name", "yaml", "json")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
-
-
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from None
-
-
-@contextmanager
-def connected(server: str | None, token: str | None, namespace: str | None) -> Iterator[tuple[TetherClient, str]]:
-    """The client and the namespace to use; errors become one line and exit 1."""
-    with one_line_errors():
-        config = ClientConfig.resolve(server=server, token=token, namespace=namespace)
-        with TetherClient(config.server, config.token) as client:
-            yield client, config.namespace
 
 
 def read_text(path: str) -> tuple[str, str]:
@@ -356,52 +332,12 @@ def diff(files: Files = None, server: Server = None, token: Token = None,
         differs = False
         for manifest in read_manifests(files, ns):
             live = client.find(manifest.kind.singular, manifest.name, namespace=manifest.namespace)
-            text = _diff_of(manifest, live)
+            text = manifest_diff(manifest, live)
             if text:
                 differs = True
                 typer.echo(text)
         if differs:
             raise typer.Exit(code=1)
-
-
-SEALED_FIELDS = {"Registry": "password", "Certificate": "privateKey"}
-
-
-def _project(live: Any, wanted: Any) -> Any:
-    """``live`` cut down to the keys ``wanted`` states (recursively): a diff shows what
-    the file would change, not what the server fills in (defaults, pinned versions)."""
-    if isinstance(live, dict) and isinstance(wanted, dict):
-        return {key: _project(live.get(key), value) for key, value in wanted.items()
-                if key in live or live.get(key) is not None}
-    if isinstance(live, list) and isinstance(wanted, list) and len(live) == len(wanted):
-        return [_project(item, want) for item, want in zip(live, wanted, strict=True)]
-    return live
-
-
-def _diff_of(manifest: Manifest, live: dict[str, Any] | None) -> str:
-    """The unified diff of live against the file, over what the file states. Values the
-    API never shows (secret values, passwords, keys) are compared by key only."""
-    kind = manifest.kind
-    body = dict(manifest.body)
-    body.pop(SEALED_FIELDS.get(kind.name, ""), None)
-    if kind.name == "Secret":
-        body["keys"] = sorted(body.pop("data", {}) or {})
-    wanted = to_manifest(kind, {**body, "namespace": manifest.namespace})
-    wanted.pop("status", None)
-    if kind.name == "Secret":
-        wanted["spec"] = {"keys": body["keys"]}
-    before: list[str] = []
-    if live is not None:
-        current = to_manifest(kind, live)
-        if kind.name == "Secret":
-            current["spec"] = {"keys": live.get("keys", [])}
-        current = _project(current, wanted)
-        before = views.dump(current, "yaml").splitlines()
-    after = views.dump(wanted, "yaml").splitlines()
-    if before == after:
-        return ""
-    return "\n".join(difflib.unified_diff(
-        before, after, fromfile=f"live/{manifest.ref}", tofile=f"file/{manifest.ref}", lineterm=""))
 
 
 def version(server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
@@ -415,124 +351,12 @@ def version(server: Server = None, token: Token = None, namespace: Namespace = N
         typer.echo(f"Server Version: {client.server_version()}")
 
 
-def audit(
-    ns_filter: Annotated[str | None, typer.Option("--namespace", "-n", help="only this namespace")] = None,
-    token_id: Annotated[int | None, typer.Option("--token-id", help="only writes by this token id")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="only this kind: app, node, shadow, token ...")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time, e.g. 2026-12-06T15:00:00Z")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="at most this many, newest first")] = 100,
-    output: Output = "table", server: Server = None, token: Token = None,
-) -> None:
-    """Who changed what: the audit trail of writes, newest first (refused ones marked)."""
-    with connected(server, token, None) as (client, _), one_line_errors():
-        items: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"namespace": ns_filter, "token": token_id, "kind": kind,
-                                  "since": since}
-        while len(items) < limit:
-            page = client.audit(**params, limit=min(1000, limit - len(items)))
-            items += page["items"]
-            if not page.get("continue"):
-                break
-            params["continue"] = page["continue"]
-        if output in ("json", "yaml"):
-            typer.echo(views.dump(items, output))
-        else:
-            console().print(views.audit_table(items))
-
-
-token_app = typer.Typer(help="API tokens: create, list, describe, revoke (admin).", no_args_is_help=True)
-config_app = typer.Typer(help="The client config file: contexts.", no_args_is_help=True)
-
-
-@token_app.command("create")
-def token_create(
-    role: Annotated[str, typer.Option("--role", help="admin, editor or viewer")],
-    namespaces: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="a namespace it sees (repeat)")] = None,
-    description: Annotated[str, typer.Option("--description")] = "",
-    server: Server = None, token: Token = None,
-) -> None:
-    """Create a token; its secret is printed once, here, and never again."""
-    with connected(server, token, None) as (client, _), one_line_errors():
-        issued = client.create_token(role, namespaces or [], description)
-        typer.echo(f"token/{issued['id']} created; its secret (shown only now):")
-        typer.echo(issued["token"])
-
-
-@token_app.command("list")
-def token_list(server: Server = None, token: Token = None) -> None:
-    """Every token (never their secrets)."""
-    with connected(server, token, None) as (client, _), one_line_errors():
-        console().print(views.token_table(client.tokens()))
-
-
-@token_app.command("describe")
-def token_describe(token_id: Annotated[int, typer.Argument(metavar="ID")],
-                   server: Server = None, token: Token = None) -> None:
-    """One token: role, namespaces, description, dates."""
-    with connected(server, token, None) as (client, _), one_line_errors():
-        typer.echo(views.dump(client.token(token_id), "yaml"))
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")],
-                 server: Server = None, token: Token = None) -> None:
-    """Revoke a token: refused from its next request on."""
-    with connected(server, token, None) as (client, _), one_line_errors():
-        client.revoke_token(token_id)
-        typer.echo(f"token/{token_id} revoked")
-
-
-@config_app.command("get-contexts")
-def config_get_contexts() -> None:
-    """The contexts of the config file; * marks the current one."""
-    with one_line_errors():
-        _, config = read_config()
-        current = config.get("current-context")
-        table = views.Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("CURRENT", "NAME", "SERVER", "NAMESPACE"):
-            table.add_column(column)
-        for name, values in sorted(config.get("contexts", {}).items()):
-            table.add_row("*" if name == current else "", name, values.get("server", ""),
-                          values.get("namespace", ""))
-        console().print(table)
-
-
-@config_app.command("use-context")
-def config_use_context(name: str) -> None:
-    """Make NAME the current context."""
-    with one_line_errors():
-        path, config = read_config()
-        if name not in config.get("contexts", {}):
-            raise ClientError(404, f"no context {name!r} in {path}: create it with "
-                              "`tether config set-context NAME --server URL`")
-        write_config(path, {**config, "current-context": name})
-        typer.echo(f"Switched to context {name!r}.")
-
-
-@config_app.command("set-context")
-def config_set_context(
-    name: str,
-    server: Annotated[str | None, typer.Option("--server")] = None,
-    token: Annotated[str | None, typer.Option("--token")] = None,
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
-) -> None:
-    """Create or change a context (only the values given change)."""
-    with one_line_errors():
-        path, config = read_config()
-        contexts = dict(config.get("contexts", {}))
-        values = dict(contexts.get(name, {}))
-        values.update({k: v for k, v in (("server", server), ("token", token),
-                                          ("namespace", namespace)) if v is not None})
-        contexts[name] = values
-        write_config(path, {**config, "contexts": contexts})
-        typer.echo(f"Context {name!r} set in {path}.")
-
-
 app = typer.Typer(help="Manage a Tether cloud over its REST API. " + WHERE, no_args_is_help=True)
-for _command in (apply, get, describe, delete, diff, version, audit):
+for _command in (apply, get, describe, delete, diff, version):
     _command.__doc__ = f"{_command.__doc__}\n\n{WHERE}"
     app.command()(_command)
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(token_app, name="token")
 app.add_typer(config_app, name="config")
+app.command()(audit)

@@ -24,6 +24,7 @@ and registries (what apps reference), then apps, then nodes; deletion goes in re
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,3 +184,48 @@ def to_manifest(kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
     if status:
         manifest["status"] = status
     return manifest
+
+
+def dump_yaml(value: Any) -> str:
+    text: str = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+    return text.rstrip("\n")
+
+
+SEALED_FIELDS = {"Registry": "password", "Certificate": "privateKey"}
+
+
+def _project(live: Any, wanted: Any) -> Any:
+    """``live`` cut down to the keys ``wanted`` states (recursively): a diff shows what
+    the file would change, not what the server fills in (defaults, pinned versions)."""
+    if isinstance(live, dict) and isinstance(wanted, dict):
+        return {key: _project(live.get(key), value) for key, value in wanted.items()
+                if key in live or live.get(key) is not None}
+    if isinstance(live, list) and isinstance(wanted, list) and len(live) == len(wanted):
+        return [_project(item, want) for item, want in zip(live, wanted, strict=True)]
+    return live
+
+
+def manifest_diff(manifest: Manifest, live: dict[str, Any] | None) -> str:
+    """The unified diff of live against the file, over what the file states. Values the
+    API never shows (secret values, passwords, keys) are compared by key only."""
+    kind = manifest.kind
+    body = dict(manifest.body)
+    body.pop(SEALED_FIELDS.get(kind.name, ""), None)
+    if kind.name == "Secret":
+        body["keys"] = sorted(body.pop("data", {}) or {})
+    wanted = to_manifest(kind, {**body, "namespace": manifest.namespace})
+    wanted.pop("status", None)
+    if kind.name == "Secret":
+        wanted["spec"] = {"keys": body["keys"]}
+    before: list[str] = []
+    if live is not None:
+        current = to_manifest(kind, live)
+        if kind.name == "Secret":
+            current["spec"] = {"keys": live.get("keys", [])}
+        current = _project(current, wanted)
+        before = dump_yaml(current).splitlines()
+    after = dump_yaml(wanted).splitlines()
+    if before == after:
+        return ""
+    return "\n".join(difflib.unified_diff(
+        before, after, fromfile=f"live/{manifest.ref}", tofile=f"file/{manifest.ref}", lineterm=""))

@@ -15,8 +15,6 @@ from typing import Any
 import yaml
 from rich.console import Group, RenderableType
 from rich.table import Table
-
-__all__ = ["Table"]  # the CLI builds small ad-hoc tables with it
 from rich.text import Text
 
 Getter = Callable[[dict[str, Any]], str]
