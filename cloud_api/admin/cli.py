@@ -217,19 +217,27 @@ def describe(kind: Annotated[str, typer.Argument(help="node, app or any other ki
 
 def delete(kind: Annotated[str | None, typer.Argument(help="the kind, e.g. app")] = None,
            name: Annotated[str | None, typer.Argument()] = None, files: Files = None,
-           dry_run: DryRun = "none", server: Server = None, token: Token = None,
-           namespace: Namespace = None) -> None:
-    """Delete an object (KIND NAME), or every object of manifest files (-f)."""
+           selector: Selector = None, dry_run: DryRun = "none", server: Server = None,
+           token: Token = None, namespace: Namespace = None) -> None:
+    """Delete an object (KIND NAME), those of a kind a selector matches (KIND -l SEL), or
+    every object of manifest files (-f)."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
         client.dry_run = dry_run_of(dry_run)
+        suffix = " (server dry run)" if client.dry_run else ""
         if files:
             for manifest in reversed(read_manifests(files, ns)):
-                typer.echo(f"{manifest.ref} {delete_manifest(client, manifest)}")
+                typer.echo(f"{manifest.ref} {delete_manifest(client, manifest)}{suffix}")
+            return
+        if kind is not None and name is None and selector:
+            found = kind_of(kind)
+            for item in client.list_all(found.singular, namespace=ns, selector=selector):
+                client.delete(found.singular, item["name"], namespace=ns)
+                typer.echo(f"{found.singular}/{item['name']} deleted{suffix}")
             return
         if kind is None or name is None:
-            raise ClientError(400, "give KIND NAME, or -f FILE")
+            raise ClientError(400, "give KIND NAME, KIND -l SELECTOR, or -f FILE")
         client.delete(kind, name, namespace=ns)
-        typer.echo(f"{kind_of(kind).singular}/{name} deleted")
+        typer.echo(f"{kind_of(kind).singular}/{name} deleted{suffix}")
 
 
 shadow_app = typer.Typer(help="Read and patch a node's shadow document.", no_args_is_help=True)

@@ -108,10 +108,12 @@ class ClientConfig:
         cwd: Path | None = None,
     ) -> ClientConfig:
         """Flags, then ``TETHER_SERVER/TETHER_TOKEN/TETHER_NAMESPACE``, then the config
-        file (``$XDG_CONFIG_HOME/tether/config.yaml``), then the defaults: the local
-        server and, without a token, ``./data/admin.token`` if present."""
+        file (``$XDG_CONFIG_HOME/tether/config.yaml``: the context named by
+        ``TETHER_CONTEXT``, else its current context, over its top-level keys), then the
+        defaults: the local server and, without a token, ``./data/admin.token`` if present."""
         env = os.environ if env is None else env
-        stored = current_context(_read_config_file(config_path(env)), config_path(env))
+        stored = current_context(_read_config_file(config_path(env)), config_path(env),
+                                 name=env.get("TETHER_CONTEXT"))
         server = server or env.get("TETHER_SERVER") or stored.get("server") or DEFAULT_SERVER
         token = token or env.get("TETHER_TOKEN") or stored.get("token")
         if not token:
@@ -154,15 +156,16 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return {**plain, "contexts": contexts}
 
 
-def current_context(config: dict[str, Any], path: Path) -> dict[str, str]:
-    """The settings in force: the current context's, over the top-level ones."""
+def current_context(config: dict[str, Any], path: Path, *, name: str | None = None) -> dict[str, str]:
+    """The settings in force: the context ``name`` (else the current one), over the
+    top-level ones."""
     top = {key: config[key] for key in CONTEXT_KEYS if key in config}
-    name = config.get("current-context")
+    name = name or config.get("current-context")
     if name is None:
         return top
     contexts: dict[str, dict[str, str]] = config.get("contexts", {})
     if name not in contexts:
-        raise ConfigError(f"{path}: current-context {name!r} is not in contexts: "
+        raise ConfigError(f"{path}: context {name!r} is not in contexts: "
                           "`tether config get-contexts` lists them")
     return {**top, **contexts[name]}
 

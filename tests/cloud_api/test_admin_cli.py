@@ -231,7 +231,7 @@ def test_apply_creates_many_nodes_in_bulk_and_reports_each_refusal(
     assert again.exit_code == 0 and all(line.endswith(" configured") for line in again.stdout.splitlines())
 
 
-def test_kubectl_conventions(cloud: Cloud, tether: Tether, tmp_path: Path) -> None:
+def test_kubectl_conventions(cloud: Cloud, tether: Tether, tmp_path: Path, api_url: str) -> None:
     """-l, -A, -o wide|name, get -o yaml round-trips through apply, apply -f DIR,
     --dry-run=server, diff, version, tokens, audit, contexts, the label warning."""
     folder = tmp_path / "manifests"
@@ -262,6 +262,13 @@ def test_kubectl_conventions(cloud: Cloud, tether: Tether, tmp_path: Path) -> No
     relabel = tether("apply", "-f", "-", input=MANIFESTS.split("---")[0].replace("paris", "lyon"))
     assert "app/web" in relabel.stderr and "no longer selects it" in relabel.stderr
     assert "Server Version: 0.1.0" in tether("version").stdout
+    tether("apply", "-f", "-", input="kind: Node\nmetadata: {name: n9, labels: {site: lyon}}\n")
+    dry_delete = tether("delete", "nodes", "-l", "site=lyon", "--dry-run=server")
+    assert dry_delete.stdout.splitlines() == ["node/n1 deleted (server dry run)",
+                                              "node/n9 deleted (server dry run)"]
+    assert tether("delete", "nodes", "-l", "site=lyon").stdout.splitlines() == [
+        "node/n1 deleted", "node/n9 deleted"]
+    assert tether("get", "nodes", "-o", "name").stdout == ""
 
     created = tether("token", "create", "--role", "viewer", "-n", "default")
     token_id, secret = created.stdout.split()[0].split("/")[1], created.stdout.splitlines()[1]
@@ -277,6 +284,10 @@ def test_kubectl_conventions(cloud: Cloud, tether: Tether, tmp_path: Path) -> No
     assert tether("config", "use-context", "prod").exit_code == 0
     assert "* " in tether("config", "get-contexts").stdout or "*" in tether("config", "get-contexts").stdout
     assert tether("get", "nodes", env={"TETHER_SERVER": None}).exit_code == 1  # type: ignore[dict-item]
+    assert tether("config", "set-context", "here", "--server", str(api_url)).exit_code == 0
+    by_name = tether("get", "apps", "-o", "name", env={"TETHER_SERVER": None,  # type: ignore[dict-item]
+                                                       "TETHER_CONTEXT": "here"})
+    assert by_name.exit_code == 0 and by_name.stdout == "app/web\n", by_name.output
     assert tether("config", "use-context", "nowhere").exit_code == 1
 
 

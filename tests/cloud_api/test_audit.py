@@ -55,6 +55,15 @@ def test_each_write_is_recorded_once_with_who_what_and_versions(api: httpx.Clien
     assert count_rows(cloud) == 5
 
 
+def test_minting_an_activation_token_is_audited(api: httpx.Client) -> None:
+    """``GET .../init`` is a read in form and a write in effect: it mints a credential."""
+    assert api.post(f"{NS}/nodes", json={"name": "n1"}).status_code == 201
+    assert api.get(f"{NS}/nodes/n1/init").status_code == 200
+    assert api.get(f"{NS}/nodes/n1").status_code == 200  # a plain read: not audited
+    got = [(e["action"], e["kind"], e["name"], e["status"]) for e in entries(api)]
+    assert got == [("create", "activation", "n1", 200), ("create", "node", "n1", 201)]
+
+
 def test_refused_writes_are_recorded_and_marked(api: httpx.Client, anonymous: httpx.Client) -> None:
     assert api.post(f"{NS}/apps", json={**APP, "selector": "a in ("}).status_code == 400
     assert api.delete(f"{NS}/configs/nothing").status_code == 404
