@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from cloud_api.runtime import Cloud
-from cloud_api.services.nodes import create_nodes, set_online
+from cloud_api.services.nodes import create_nodes, page_nodes, set_online
 from cloud_api.store.models import Node, NodeCertificate, Shadow
 from schemas.labels import parse_selector
 
@@ -115,3 +115,23 @@ def test_the_fleet_summary_counts_nodes_and_app_statuses(api: httpx.Client, clou
     assert body["nodes"] == {"total": 3, "online": 1, "offline": 2, "revoked": 1}
     assert body["apps"] == {"byStatus": {"Failed": 2, "Running": 1},
                             "byApp": {"db": {"Failed": 1}, "web": {"Failed": 1, "Running": 1}}}
+
+
+SELECTORS = ["", "site=paris", "site==paris", "site!=paris", "site in (paris,lyon)",
+             "site notin (paris,lyon)", "gpu", "!gpu", "tether.io/rack=r1.a", "site,!gpu",
+             "tether.io/rack!=r1.a,site in (nice)", "empty=", "empty!="]
+
+
+@pytest.mark.parametrize("text", SELECTORS)
+def test_the_database_selects_what_the_matcher_selects(cloud: Cloud, text: str) -> None:
+    """``selector_sql`` against ``Selector.matches``, operator by operator, on labels with
+    prefixed keys, dotted values, empty values and missing keys."""
+    labels = [{"site": "paris"}, {"site": "lyon", "gpu": "yes"}, {"site": "nice"}, {},
+              {"tether.io/rack": "r1.a", "site": "nice"}, {"tether.io/rack": "r1.b"},
+              {"empty": ""}, {"empty": "x", "gpu": ""}]
+    with cloud.store.session() as session:
+        create_nodes(session, "default", [{"name": f"n{i}", "labels": l}
+                                          for i, l in enumerate(labels)], now=1)
+        got = [n.name for n in page_nodes(session, "default", selector=parse_selector(text)).items]
+    expected = [f"n{i}" for i, l in enumerate(labels) if parse_selector(text).matches(l)]
+    assert got == expected
