@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rollout": ("cloud_api.admin.cli", "rollout_app", "Where an app's rollout stands (--wait)."),
     "logs": ("cloud_api.admin.observing", "logs", "Print an app's output on a node (--tail N, -f)."),
     "events": ("cloud_api.admin.observing", "events", "List app events: crashes, restarts, back-off."),
+    "diff": ("cloud_api.admin.cli", "diff", "What apply -f would change (exit 1 if anything)."),
+    "audit": ("cloud_api.admin.access", "audit", "Who changed what: the audit trail of writes."),
+    "token": ("cloud_api.admin.access", "token_app", "API tokens: create, list, describe, revoke."),
+    "config": ("cloud_api.admin.contexts", "config_app", "Client contexts: set-context, use-context, get-contexts."),
+    "version": ("cloud_api.admin.cli", "version", "The client's and the server's versions."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 
@@ -34,7 +39,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     app = typer.Typer(
         help="Tether: cloud-edge management over MQTT shadow documents.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     )
     # A callback keeps ``tether X`` a group even when only X is mounted.
     app.callback()(lambda: None)

@@ -78,6 +78,8 @@ class CloudSettings(BaseSettings):
     max_client_token_bytes: int = Field(default=64, gt=0)
     bridge_workers: int = Field(default=2, ge=1, le=64)
     bridge_queue_size: int = Field(default=10_000, ge=1, description="per worker; full -> 429")
+    audit_max_rows: int = Field(default=1_000_000, ge=1000, description="audit rows kept")
+    audit_max_age_days: int = Field(default=90, ge=1, description="audit rows older are pruned")
     rematch_poll_seconds: float = Field(
         default=2.0, gt=0,
         description="how often to look for matching owed that no one here was told of",

@@ -15,12 +15,15 @@ so those decisions live here, not in the typer commands.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cloud_api.admin.client import ClientError, TetherClient
 from cloud_api.admin.manifests import Manifest, node_changes, resource_unchanged
+from schemas.labels import SelectorError, parse_selector
+
+Warn = Callable[[str], None]
 
 CREATED, CONFIGURED, UNCHANGED, DELETED, NOT_FOUND, FAILED = (
     "created", "configured", "unchanged", "deleted", "not found", "failed")
@@ -28,7 +31,26 @@ BULK = 1000  # nodes per nodes:bulk request (the server's limit)
 DONE_STATUSES = frozenset({"Running", "Succeeded"})
 
 
-def apply_manifest(client: TetherClient, manifest: Manifest) -> str:
+def label_warnings(client: TetherClient, manifest: Manifest, before: dict[str, Any],
+                   new_labels: dict[str, str]) -> list[str]:
+    """What replacing a node's labels does to the apps that select it: one line per app
+    that starts or stops selecting it (a label an app's selector uses is being replaced)."""
+    old_labels = before.get("labels") or {}
+    lines = []
+    for app in client.list_all("app", namespace=manifest.namespace):
+        try:
+            selector = parse_selector(str(app.get("selector", "")))
+        except SelectorError:
+            continue
+        was, will = selector.matches(old_labels), selector.matches(new_labels)
+        if was != will:
+            change = "no longer selects it" if was else "now selects it"
+            lines.append(f"warning: {manifest.ref}: new labels replace labels app/{app.get('name')} "
+                         f"selects by ({app.get('selector')!s}): it {change}")
+    return lines
+
+
+def apply_manifest(client: TetherClient, manifest: Manifest, warn: Warn | None = None) -> str:
     """Make the cloud hold ``manifest``; returns created, configured or unchanged."""
     kind, name, namespace = manifest.kind, manifest.name, manifest.namespace
     if not kind.namespaced:
@@ -44,6 +66,9 @@ def apply_manifest(client: TetherClient, manifest: Manifest) -> str:
         changes = node_changes(manifest, before)
         if not changes:
             return UNCHANGED
+        if "labels" in changes and warn is not None:
+            for line in label_warnings(client, manifest, before, changes["labels"]):
+                warn(line)
         client.patch(kind.singular, name, changes, namespace=namespace)
         return CONFIGURED
     after = client.replace(kind.singular, name, manifest.body, namespace=namespace)
@@ -53,7 +78,7 @@ def apply_manifest(client: TetherClient, manifest: Manifest) -> str:
 
 
 def apply_manifests(
-    client: TetherClient, manifests: Sequence[Manifest]
+    client: TetherClient, manifests: Sequence[Manifest], warn: Warn | None = None
 ) -> Iterator[tuple[Manifest, str]]:
     """``apply_manifest`` for each, in order, but missing nodes are created in bulk first.
 
@@ -62,7 +87,7 @@ def apply_manifests(
     created = _create_missing_nodes(client, [m for m in manifests if m.kind.name == "Node"])
     for manifest in manifests:
         outcome = created.get((manifest.namespace, manifest.name)) if manifest.kind.name == "Node" else None
-        yield manifest, outcome if outcome is not None else apply_manifest(client, manifest)
+        yield manifest, outcome if outcome is not None else apply_manifest(client, manifest, warn)
 
 
 def _create_missing_nodes(
@@ -109,8 +134,10 @@ class RolloutState:
     matched: int
     updated: int
     waiting: tuple[str, ...]  # online nodes not yet running the desired version
-    failed: tuple[str, ...]
+    failed: tuple[str, ...]  # Failed, or in a restart loop: "NODE: cause"
     offline: tuple[str, ...]
+    online_matched: int = 0  # the denominator waited for: matched nodes that are online
+    online_updated: int = 0
 
     @property
     def done(self) -> bool:
@@ -123,13 +150,32 @@ def _describe(node: dict[str, Any]) -> str:
     return f"{node['node']} (runs {reported}, {status}; wants {node['desiredVersion']})"
 
 
+RESTART_LOOP = 3  # restarts of an app that is not running: a crash loop, not a blip
+
+
+def _failure(node: dict[str, Any]) -> str | None:
+    restarts = node.get("restarts") or 0
+    cause = node.get("cause") or "no cause reported"
+    if node.get("status") == "Failed":
+        return f"{_describe(node)}: {cause}"
+    if restarts >= RESTART_LOOP and node.get("status") not in DONE_STATUSES:
+        return f"{_describe(node)}: restart loop ({restarts} restarts): {cause}"
+    return None
+
+
 def rollout_state(rollout: dict[str, Any]) -> RolloutState:
     """Done when every matched online node reports the desired version Running (or
-    Succeeded); a node reporting Failed fails the rollout; offline nodes are not waited for."""
+    Succeeded); a node reporting Failed, or restarting in a loop, fails the rollout;
+    offline nodes are counted apart and not waited for."""
     waiting, failed, offline = [], [], []
+    online_matched = online_updated = 0
     for node in rollout.get("nodes", []):
-        if node.get("status") == "Failed":
-            failed.append(_describe(node))
+        failure = _failure(node)
+        if node.get("online"):
+            online_matched += 1
+            online_updated += node.get("reportedVersion") == node.get("desiredVersion")
+        if failure is not None:
+            failed.append(failure)
         elif not node.get("online"):
             offline.append(node["node"])
         elif (node.get("reportedVersion") != node.get("desiredVersion")
@@ -142,4 +188,6 @@ def rollout_state(rollout: dict[str, Any]) -> RolloutState:
         waiting=tuple(waiting),
         failed=tuple(failed),
         offline=tuple(offline),
+        online_matched=online_matched,
+        online_updated=online_updated,
     )

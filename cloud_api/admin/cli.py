@@ -1,12 +1,15 @@
-"""``tether apply|get|describe|delete|shadow|rollout``: the kubectl-like admin client.
+"""``tether apply|get|describe|delete|diff|shadow|rollout|audit|token|config|version``:
+the kubectl-like admin client.
 
 Thin, as every CLI here (STYLE §11): parse flags, call ``client``/``applying``, render
 with ``views``. Every ``ClientError`` (refused request, unreachable server,
 malformed manifest, bad config) is one line ``error: ...`` on stderr and exit 1.
 
 The root ``tether.py`` mounts, at the top level: the commands ``apply``, ``get``,
-``describe``, ``delete`` and the groups ``shadow_app`` (as ``shadow``) and
-``rollout_app`` (as ``rollout``). ``app`` holds all of them, for tests and scripts.
+``describe``, ``delete``, ``diff``, ``version`` and the groups ``shadow_app`` (as
+``shadow``) and ``rollout_app`` (as ``rollout``); ``access`` holds ``audit`` and
+``token``, ``contexts`` holds ``config``. ``app`` holds all of them, for tests and scripts.
+Shared options and error handling: ``options``.
 """
 
 from __future__ import annotations
@@ -14,53 +17,50 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cloud_api.admin import views
+from cloud_api.admin.access import audit, token_app
 from cloud_api.admin.applying import FAILED, apply_manifests, delete_manifest, rollout_state
-from cloud_api.admin.client import ClientConfig, ClientError, TetherClient, kind_of
-from cloud_api.admin.manifests import APPLY_ORDER, Manifest, ManifestError, parse_manifests
+from cloud_api.admin.client import (
+    ClientError,
+    Kind,
+    TetherClient,
+    kind_of,
+)
+from cloud_api.admin.contexts import config_app
+from cloud_api.admin.manifests import (
+    APPLY_ORDER,
+    Manifest,
+    ManifestError,
+    manifest_diff,
+    parse_manifests,
+    to_manifest,
+)
+from cloud_api.admin.options import (
+    WHERE,
+    AllNamespaces,
+    DryRun,
+    Files,
+    Namespace,
+    Output,
+    Selector,
+    Server,
+    Token,
+    connected,
+    console,
+    one_line_errors,
+)
 
-WHERE = ("Server and token: --server/--token, else TETHER_SERVER/TETHER_TOKEN, else "
-         "server:/token:/namespace: in $XDG_CONFIG_HOME/tether/config.yaml "
-         "(~/.config/tether/config.yaml); the defaults are http://127.0.0.1:9080 and, "
-         "without a token, ./data/admin.token (what `tether up` writes).")
-
-Server = Annotated[str | None, typer.Option("--server", help="API URL (env TETHER_SERVER)")]
-Token = Annotated[str | None, typer.Option("--token", help="API token (env TETHER_TOKEN)", show_default=False)]
-Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="namespace (env TETHER_NAMESPACE; else default)")]
-Output = Annotated[str, typer.Option("--output", "-o", help="table, yaml or json")]
-Files = Annotated[list[str] | None, typer.Option("--filename", "-f", help="manifest file, '-' for stdin")]
-
-
-def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
-
-
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from None
-
-
-@contextmanager
-def connected(server: str | None, token: str | None, namespace: str | None) -> Iterator[tuple[TetherClient, str]]:
-    """The client and the namespace to use; errors become one line and exit 1."""
-    with one_line_errors():
-        config = ClientConfig.resolve(server=server, token=token, namespace=namespace)
-        with TetherClient(config.server, config.token) as client:
-            yield client, config.namespace
+OUTPUTS = ("table", "wide", "name", "yaml", "json")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def read_text(path: str) -> tuple[str, str]:
@@ -73,27 +73,54 @@ def read_text(path: str) -> tuple[str, str]:
         raise ManifestError(f"cannot read {path}: {exc}") from exc
 
 
+def expand(paths: list[str]) -> list[str]:
+    """Files as given; a directory becomes its manifest files, by name (not recursive)."""
+    out: list[str] = []
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            found = sorted(str(p) for p in Path(path).iterdir()
+                           if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+            if not found:
+                raise ManifestError(f"{path}: no *.yaml, *.yml or *.json files in it")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
 def read_manifests(files: list[str], namespace: str) -> list[Manifest]:
     manifests: list[Manifest] = []
-    for path in files:
+    for path in expand(files):
         text, source = read_text(path)
         manifests.extend(parse_manifests(text, source=source, default_namespace=namespace))
     return sorted(manifests, key=lambda manifest: APPLY_ORDER[manifest.kind.name])
 
 
+def dry_run_of(value: str) -> bool:
+    if value not in ("none", "server"):
+        raise ClientError(400, f"--dry-run={value}: use --dry-run=server (or none)")
+    return value == "server"
+
+
 # -- commands --------------------------------------------------------------------------
-def apply(files: Files = None, server: Server = None, token: Token = None,
-          namespace: Namespace = None) -> None:
-    """Create or update the objects of manifest files (YAML or JSON, several per file).
+def apply(files: Files = None, dry_run: DryRun = "none", server: Server = None,
+          token: Token = None, namespace: Namespace = None) -> None:
+    """Create or update the objects of manifest files or directories (YAML or JSON).
 
     Prints `KIND/NAME created|configured|unchanged|failed: why` for each; many nodes are
-    created in bulk (1,000 per request)."""
+    created in bulk (1,000 per request). --dry-run=server: the server checks every write
+    and stores none. Warns when new node labels change which apps select the node."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
         if not files:
             raise ManifestError("give a manifest file with -f FILE (or -f - for stdin)")
+        client.dry_run = dry_run_of(dry_run)
+        suffix = " (server dry run)" if client.dry_run else ""
         refused = 0
-        for manifest, outcome in apply_manifests(client, read_manifests(files, ns)):
-            typer.echo(f"{manifest.ref} {outcome}")
+        def warn(line: str) -> None:
+            typer.echo(line, err=True)
+
+        for manifest, outcome in apply_manifests(client, read_manifests(files, ns), warn):
+            typer.echo(f"{manifest.ref} {outcome}{suffix}")
             refused += outcome.startswith(FAILED)
         if refused:
             typer.echo(f"error: {refused} object(s) failed; the others were applied", err=True)
@@ -102,18 +129,75 @@ def apply(files: Files = None, server: Server = None, token: Token = None,
 
 def get(kind: Annotated[str, typer.Argument(help="nodes, apps, configs, secrets, certificates, registries or namespaces")],
         name: Annotated[str | None, typer.Argument(help="one object; all if left out")] = None,
-        output: Output = "table", server: Server = None, token: Token = None,
-        namespace: Namespace = None) -> None:
-    """List objects of a kind, or show one."""
+        output: Output = "table", selector: Selector = None, all_namespaces: AllNamespaces = False,
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="then print changes as they happen")] = False,
+        watch_interval: Annotated[float, typer.Option(help="seconds between polls with --watch")] = 2.0,
+        watch_timeout: Annotated[float, typer.Option(help="stop watching after this many seconds; 0: never")] = 0.0,
+        server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
+    """List objects of a kind (paged, filtered by the server), or show one.
+
+    -o yaml and -o json print manifests that `apply -f` takes back (secret values, registry
+    passwords and certificate keys are never shown, so those need them added)."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
-        if output not in ("table", "yaml", "json"):
-            raise ClientError(400, f"unknown output {output!r}: use table, yaml or json")
+        if output not in OUTPUTS:
+            raise ClientError(400, f"unknown output {output!r}: use {', '.join(OUTPUTS)}")
         found = kind_of(kind)
-        items = [client.get(kind, name, namespace=ns)] if name else client.list_all(kind, namespace=ns)
-        if output == "table":
-            console().print(views.object_table(found.plural, items))
-        else:
-            typer.echo(views.dump(items[0] if name else items, output))
+        spread = all_namespaces and found.namespaced
+        def fetch() -> list[dict[str, Any]]:
+            return _fetch(client, found, name, ns, selector, spread)
+
+        items = fetch()
+        _show(found, items, output, single=name is not None, spread=spread)
+        if watch:
+            _watch(found, items, fetch, output, spread=spread, interval=watch_interval,
+                   timeout=watch_timeout)
+
+
+def _fetch(client: TetherClient, found: Kind, name: str | None, ns: str, selector: str | None,
+           spread: bool) -> list[dict[str, Any]]:
+    if name:
+        return [client.get(found.singular, name, namespace=ns)]
+    if not spread:
+        return client.list_all(found.singular, namespace=ns, selector=selector)
+    items: list[dict[str, Any]] = []
+    for each in client.list_all("namespace"):
+        items += client.list_all(found.singular, namespace=each["name"], selector=selector)
+    return items
+
+
+def _show(found: Kind, items: list[dict[str, Any]], output: str, *, single: bool,
+          spread: bool, header: bool = True) -> None:
+    if output in ("table", "wide"):
+        console().print(views.object_table(found.plural, items, wide=output == "wide",
+                                           namespaces=spread, header=header))
+    elif output == "name":
+        for item in items:
+            typer.echo(f"{found.singular}/{item.get('name')}")
+    else:
+        manifests = [to_manifest(found, item) for item in items]
+        typer.echo(views.dump(manifests[0] if single else manifests, output))
+
+
+def _watch(found: Kind, items: list[dict[str, Any]], fetch: Any, output: str, *, spread: bool,
+           interval: float, timeout: float) -> None:
+    """Poll every ``interval`` s; print each object that changed (and `deleted` lines)."""
+    def key(item: dict[str, Any]) -> tuple[str, str]:
+        return str(item.get("namespace", "")), str(item.get("name"))
+
+    seen = {key(item): item for item in items}
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(interval)
+            now = {key(item): item for item in fetch()}
+            changed = [item for k, item in now.items() if seen.get(k) != item]
+            if changed:
+                _show(found, changed, output, single=False, spread=spread, header=False)
+            for gone in sorted(set(seen) - set(now)):
+                typer.echo(f"{found.singular}/{gone[1]} deleted")
+            seen = now
+    except KeyboardInterrupt:
+        return
 
 
 def describe(kind: Annotated[str, typer.Argument(help="node, app or any other kind")],
@@ -133,17 +217,27 @@ def describe(kind: Annotated[str, typer.Argument(help="node, app or any other ki
 
 def delete(kind: Annotated[str | None, typer.Argument(help="the kind, e.g. app")] = None,
            name: Annotated[str | None, typer.Argument()] = None, files: Files = None,
-           server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
-    """Delete an object (KIND NAME), or every object of manifest files (-f)."""
+           selector: Selector = None, dry_run: DryRun = "none", server: Server = None,
+           token: Token = None, namespace: Namespace = None) -> None:
+    """Delete an object (KIND NAME), those of a kind a selector matches (KIND -l SEL), or
+    every object of manifest files (-f)."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
+        client.dry_run = dry_run_of(dry_run)
+        suffix = " (server dry run)" if client.dry_run else ""
         if files:
             for manifest in reversed(read_manifests(files, ns)):
-                typer.echo(f"{manifest.ref} {delete_manifest(client, manifest)}")
+                typer.echo(f"{manifest.ref} {delete_manifest(client, manifest)}{suffix}")
+            return
+        if kind is not None and name is None and selector:
+            found = kind_of(kind)
+            for item in client.list_all(found.singular, namespace=ns, selector=selector):
+                client.delete(found.singular, item["name"], namespace=ns)
+                typer.echo(f"{found.singular}/{item['name']} deleted{suffix}")
             return
         if kind is None or name is None:
-            raise ClientError(400, "give KIND NAME, or -f FILE")
+            raise ClientError(400, "give KIND NAME, KIND -l SELECTOR, or -f FILE")
         client.delete(kind, name, namespace=ns)
-        typer.echo(f"{kind_of(kind).singular}/{name} deleted")
+        typer.echo(f"{kind_of(kind).singular}/{name} deleted{suffix}")
 
 
 shadow_app = typer.Typer(help="Read and patch a node's shadow document.", no_args_is_help=True)
@@ -207,12 +301,14 @@ def rollout_status(
             rollout = _follow(client, app_name, ns, rollout, timeout=timeout, interval=interval)
         console().print(views.rollout_table(rollout))
         state = rollout_state(rollout)
+        typer.echo(f"{state.online_updated}/{state.online_matched} online nodes updated; "
+                   f"{len(state.offline)} offline (not waited for)")
         if state.failed:
             raise ClientError(500, f"rollout of app/{app_name} failed on: {'; '.join(state.failed)}")
         if wait and not state.done:
             raise ClientError(0, f"rollout of app/{app_name} timed out after {timeout:g}s "
-                              f"({state.updated}/{state.matched} updated); waiting on: "
-                              f"{'; '.join(state.waiting)}")
+                              f"({state.online_updated}/{state.online_matched} online updated); "
+                              f"waiting on: {'; '.join(state.waiting)}")
         if state.offline:
             typer.echo(f"not waited for (offline): {', '.join(state.offline)}")
 
@@ -226,17 +322,49 @@ def _follow(client: TetherClient, app_name: str, namespace: str, rollout: dict[s
         task = progress.add_task("rollout", total=None)
         while True:
             state = rollout_state(rollout)
-            progress.update(task, total=max(state.matched, 1), completed=state.updated)
+            progress.update(task, total=max(state.online_matched, 1),
+                            completed=state.online_updated)
             if state.done or state.failed or time.monotonic() >= deadline:
                 return rollout
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             rollout = client.app_nodes(app_name, namespace=namespace)
 
 
-app = typer.Typer(help="Manage a Tether cloud over its REST API. " + WHERE, no_args_is_help=True,
-                  add_completion=False)
-for _command in (apply, get, describe, delete):
+def diff(files: Files = None, server: Server = None, token: Token = None,
+         namespace: Namespace = None) -> None:
+    """Show what `apply -f` would change: a unified diff of each object's manifest, live
+    against the file's. Exits 1 when something differs (as kubectl diff), 0 when not."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        if not files:
+            raise ManifestError("give a manifest file with -f FILE (or -f - for stdin)")
+        differs = False
+        for manifest in read_manifests(files, ns):
+            live = client.find(manifest.kind.singular, manifest.name, namespace=manifest.namespace)
+            text = manifest_diff(manifest, live)
+            if text:
+                differs = True
+                typer.echo(text)
+        if differs:
+            raise typer.Exit(code=1)
+
+
+def version(server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
+    """The client's version and the server's."""
+    try:
+        mine = package_version("tether")
+    except PackageNotFoundError:
+        mine = "unknown"
+    typer.echo(f"Client Version: {mine}")
+    with connected(server, token, namespace) as (client, _):
+        typer.echo(f"Server Version: {client.server_version()}")
+
+
+app = typer.Typer(help="Manage a Tether cloud over its REST API. " + WHERE, no_args_is_help=True)
+for _command in (apply, get, describe, delete, diff, version):
     _command.__doc__ = f"{_command.__doc__}\n\n{WHERE}"
     app.command()(_command)
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(token_app, name="token")
+app.add_typer(config_app, name="config")
+app.command()(audit)

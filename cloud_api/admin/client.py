@@ -31,6 +31,7 @@ import yaml
 DEFAULT_SERVER = "http://127.0.0.1:9080"
 DEFAULT_TOKEN_FILE = Path("data") / "admin.token"  # what ``tether up`` writes, relative to cwd
 DEFAULT_NAMESPACE = "default"
+PAGE_SIZE = 500  # objects per list request (the server pages; the client follows)
 
 
 class ClientError(Exception):
@@ -109,10 +110,12 @@ class ClientConfig:
         cwd: Path | None = None,
     ) -> ClientConfig:
         """Flags, then ``TETHER_SERVER/TETHER_TOKEN/TETHER_NAMESPACE``, then the config
-        file (``$XDG_CONFIG_HOME/tether/config.yaml``), then the defaults: the local
-        server and, without a token, ``./data/admin.token`` if present."""
+        file (``$XDG_CONFIG_HOME/tether/config.yaml``: the context named by
+        ``TETHER_CONTEXT``, else its current context, over its top-level keys), then the
+        defaults: the local server and, without a token, ``./data/admin.token`` if present."""
         env = os.environ if env is None else env
-        stored = _read_config_file(config_path(env))
+        stored = current_context(_read_config_file(config_path(env)), config_path(env),
+                                 name=env.get("TETHER_CONTEXT"))
         server = server or env.get("TETHER_SERVER") or stored.get("server") or DEFAULT_SERVER
         token = token or env.get("TETHER_TOKEN") or stored.get("token")
         if not token:
@@ -125,7 +128,12 @@ class ClientConfig:
         return cls(server=server.rstrip("/"), token=token or None, namespace=namespace)
 
 
-def _read_config_file(path: Path) -> dict[str, str]:
+CONTEXT_KEYS = frozenset({"server", "token", "namespace"})
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The config file: ``server:``/``token:``/``namespace:`` at the top, and/or named
+    ``contexts:`` (each a mapping of the same keys) with a ``current-context:``."""
     if not path.is_file():
         return {}
     try:
@@ -134,12 +142,48 @@ def _read_config_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"cannot read {path}: {exc}; fix or remove it") from exc
     if loaded is None:
         return {}
-    if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+    if not isinstance(loaded, dict):
         raise ConfigError(f"{path} must be a mapping of server:, token:, namespace: strings")
-    unknown = set(loaded) - {"server", "token", "namespace"}
+    unknown = set(loaded) - CONTEXT_KEYS - {"contexts", "current-context"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-    return loaded
+    contexts = loaded.get("contexts", {})
+    if not isinstance(contexts, dict) or not all(
+            isinstance(c, dict) and set(c) <= CONTEXT_KEYS
+            and all(isinstance(v, str) for v in c.values()) for c in contexts.values()):
+        raise ConfigError(f"{path}: contexts: must map names to server:, token:, namespace: strings")
+    plain = {key: loaded[key] for key in CONTEXT_KEYS | {"current-context"} if key in loaded}
+    if not all(isinstance(v, str) for v in plain.values()):
+        raise ConfigError(f"{path} must be a mapping of server:, token:, namespace: strings")
+    return {**plain, "contexts": contexts}
+
+
+def current_context(config: dict[str, Any], path: Path, *, name: str | None = None) -> dict[str, str]:
+    """The settings in force: the context ``name`` (else the current one), over the
+    top-level ones."""
+    top = {key: config[key] for key in CONTEXT_KEYS if key in config}
+    name = name or config.get("current-context")
+    if name is None:
+        return top
+    contexts: dict[str, dict[str, str]] = config.get("contexts", {})
+    if name not in contexts:
+        raise ConfigError(f"{path}: context {name!r} is not in contexts: "
+                          "`tether config get-contexts` lists them")
+    return {**top, **contexts[name]}
+
+
+def read_config(env: Mapping[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The config file's path and content (for ``tether config``)."""
+    path = config_path(os.environ if env is None else env)
+    return path, _read_config_file(path)
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    """Write the config file (mode 0600: it may hold tokens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cleaned = {k: v for k, v in config.items() if v not in (None, {})}
+    path.write_text(yaml.safe_dump(cleaned, sort_keys=False), encoding="utf-8")
+    path.chmod(0o600)
 
 
 # -- the client ----------------------------------------------------------------------
@@ -156,6 +200,7 @@ class TetherClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.server = server.rstrip("/")
+        self.dry_run = False  # True: every write is checked by the server, not stored
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout,
                                   transport=transport)
 
@@ -169,9 +214,23 @@ class TetherClient:
         self._http.close()
 
     # -- generic verbs over KINDS ----------------------------------------------------
-    def list_all(self, kind: str, *, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._call("GET", self._url(kind, namespace=namespace))
-        return found
+    def list_all(
+        self, kind: str, *, namespace: str = DEFAULT_NAMESPACE, selector: str | None = None,
+        page_size: int = PAGE_SIZE, **filters: str,
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind, a page of ``page_size`` at a time (``X-Continue``),
+        filtered by the server (``labelSelector``, and ``filters`` such as online)."""
+        params: dict[str, Any] = {"limit": page_size, **filters}
+        if selector:
+            params["labelSelector"] = selector
+        found: list[dict[str, Any]] = []
+        while True:
+            response = self._request("GET", self._url(kind, namespace=namespace), params=params)
+            found.extend(self._json(response, "GET", kind))
+            token = response.headers.get("X-Continue")
+            if not token:
+                return found
+            params["continue"] = token
 
     def get(self, kind: str, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         found: dict[str, Any] = self._call("GET", self._url(kind, name, namespace=namespace))
@@ -187,26 +246,29 @@ class TetherClient:
             raise
 
     def create(self, kind: str, body: dict[str, Any], *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
-        created: dict[str, Any] = self._call("POST", self._url(kind, namespace=namespace), body)
+        created: dict[str, Any] = self._call("POST", self._url(kind, namespace=namespace), body,
+                                             params=self._dry())
         return created
 
     def replace(
         self, kind: str, name: str, body: dict[str, Any], *, namespace: str = DEFAULT_NAMESPACE
     ) -> dict[str, Any]:
         """PUT: create or replace (apps, configs, secrets, certificates, registries)."""
-        replaced: dict[str, Any] = self._call("PUT", self._url(kind, name, namespace=namespace), body)
+        replaced: dict[str, Any] = self._call("PUT", self._url(kind, name, namespace=namespace),
+                                              body, params=self._dry())
         return replaced
 
     def patch(
         self, kind: str, name: str, body: dict[str, Any], *, namespace: str = DEFAULT_NAMESPACE
     ) -> dict[str, Any]:
-        patched: dict[str, Any] = self._call("PATCH", self._url(kind, name, namespace=namespace), body)
+        patched: dict[str, Any] = self._call("PATCH", self._url(kind, name, namespace=namespace),
+                                             body, params=self._dry())
         return patched
 
     def delete(self, kind: str, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         if not kind_of(kind).deletable:
             raise ClientError(405, f"{kind_of(kind).plural} cannot be deleted through the API")
-        self._call("DELETE", self._url(kind, name, namespace=namespace))
+        self._call("DELETE", self._url(kind, name, namespace=namespace), params=self._dry())
 
     # -- node extras ---------------------------------------------------------------
     def create_nodes(
@@ -215,7 +277,8 @@ class TetherClient:
         """``POST .../nodes:bulk`` (at most 1,000 items): ``{created, existing, failed,
         items: [{name, status: created|exists|failed, message?}]}``, items in order."""
         result: dict[str, Any] = self._call(
-            "POST", self._url("node", namespace=namespace) + ":bulk", {"items": items})
+            "POST", self._url("node", namespace=namespace) + ":bulk", {"items": items},
+            params=self._dry())
         return result
 
     def shadow_get(self, node: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
@@ -293,16 +356,57 @@ class TetherClient:
         if tail is not None:
             query["tail"] = tail
         return f"/v1/namespaces/{namespace}/nodes/{node}/logs?{urlencode(query)}"
+    def summary(self, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """``GET .../nodes:summary``: nodes by state, apps by reported status."""
+        found: dict[str, Any] = self._call("GET", self._url("node", namespace=namespace) + ":summary")
+        return found
+
+    # -- audit and tokens ----------------------------------------------------------
+    def audit(self, **params: Any) -> dict[str, Any]:
+        """``GET /v1/audit`` with filters (namespace, token, kind, since, limit, continue)."""
+        found: dict[str, Any] = self._call("GET", "/v1/audit", params={
+            key: value for key, value in params.items() if value is not None})
+        return found
+
+    def create_token(self, role: str, namespaces: list[str], description: str = "") -> dict[str, Any]:
+        issued: dict[str, Any] = self._call("POST", "/v1/tokens", {
+            "role": role, "namespaces": namespaces, "description": description})
+        return issued
+
+    def tokens(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/v1/tokens")
+        return found
+
+    def token(self, token_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = self._call("GET", f"/v1/tokens/{token_id}")
+        return found
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = self._call("POST", f"/v1/tokens/{token_id}/revoke")
+        return found
+
+    def server_version(self) -> str:
+        """The API's version, from its OpenAPI document."""
+        document = self._call("GET", "/openapi.json")
+        return str(document.get("info", {}).get("version", "unknown"))
 
     # -- plumbing ------------------------------------------------------------------
+    def _dry(self) -> dict[str, str] | None:
+        return {"dryRun": "All"} if self.dry_run else None
+
     def _url(self, kind: str, name: str | None = None, *, namespace: str) -> str:
         found = kind_of(kind)
         base = f"/v1/namespaces/{namespace}/{found.plural}" if found.namespaced else "/v1/namespaces"
         return base if name is None else f"{base}/{name}"
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, *,
+              params: dict[str, Any] | None = None) -> Any:
+        return self._json(self._request(method, path, body, params=params), method, path)
+
+    def _request(self, method: str, path: str, body: Any = None, *,
+                 params: dict[str, Any] | None = None) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, json=body, params=params)
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
                 f"the Tether API at {self.server} did not answer in time ({type(exc).__name__}); "
@@ -313,6 +417,9 @@ class TetherClient:
                 "TETHER_SERVER or the config file, and that the server runs (tether up)") from exc
         if response.status_code >= 400:
             raise _error_of(response)
+        return response
+
+    def _json(self, response: httpx.Response, method: str, path: str) -> Any:
         if response.status_code == 204 or not response.content:
             return None
         try:

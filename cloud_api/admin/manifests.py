@@ -24,6 +24,7 @@ and registries (what apps reference), then apps, then nodes; deletion goes in re
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,14 @@ import yaml
 from cloud_api.admin.client import DEFAULT_NAMESPACE, KINDS, ClientError, Kind, kind_of
 
 APPLY_ORDER = {kind.name: index for index, kind in enumerate(KINDS)}
-TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec"})
+TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})  # status: ignored
+# what the server sets: shown under ``status`` by ``get -o yaml``, never sent back
+STATUS_FIELDS = frozenset({
+    "namespace", "version", "createdAt", "updatedAt", "affectedNodes", "online", "lastSeen",
+    "keys", "subject", "commonName", "issuer", "serial", "notBefore", "notAfter"})
+INCOMPLETE = {"Secret": "its values are never shown: give spec.data to apply it",
+              "Registry": "its password is never shown: give spec.password to apply it",
+              "Certificate": "its key is never shown: give spec.privateKey to apply it"}
 METADATA = frozenset({"name", "namespace", "labels", "description"})
 
 
@@ -85,7 +93,7 @@ def parse_manifest(document: Any, *, where: str, default_namespace: str = DEFAUL
     unknown = set(document) - TOP_LEVEL
     if unknown:
         raise ManifestError(f"{where}: unknown top-level field(s) {', '.join(sorted(unknown))} "
-                            "(expected kind, metadata, spec)")
+                            "(expected kind, metadata, spec, status)")
     word = document.get("kind")
     if not isinstance(word, str):
         raise ManifestError(f"{where}: missing 'kind'")
@@ -109,6 +117,9 @@ def parse_manifest(document: Any, *, where: str, default_namespace: str = DEFAUL
     if not isinstance(namespace, str):
         raise ManifestError(f"{where}: metadata.namespace must be a string")
     body: dict[str, Any] = {**spec, "name": metadata["name"]}
+    if kind.name == "Secret" and "data" not in spec:
+        raise ManifestError(f"{where}: secret/{metadata['name']} has no spec.data "
+                            "(`get -o yaml` never shows secret values): give them")
     if not kind.namespaced:
         if spec:
             raise ManifestError(f"{where}: a Namespace has no spec")
@@ -150,3 +161,71 @@ def resource_unchanged(before: dict[str, Any] | None, after: dict[str, Any]) -> 
     if before is None:
         return False
     return all(before.get(key) == after.get(key) for key in ("version", "labels", "description"))
+
+
+def to_manifest(kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
+    """An object as the API returns it -> the manifest ``apply -f`` takes back: what the
+    server sets goes under ``status`` (ignored by apply). Secrets, registries and
+    certificates come back without their sealed values, so they need them added."""
+    metadata: dict[str, Any] = {"name": item.get("name")}
+    if kind.namespaced:
+        metadata["namespace"] = item.get("namespace")
+        for key in ("labels", "description"):
+            if item.get(key):
+                metadata[key] = item[key]
+    spec = {key: value for key, value in item.items()
+            if key not in STATUS_FIELDS | METADATA and value is not None}
+    status = {key: value for key, value in item.items() if key in STATUS_FIELDS - {"namespace"}}
+    if kind.name in INCOMPLETE:
+        status["incomplete"] = INCOMPLETE[kind.name]
+    manifest: dict[str, Any] = {"kind": kind.name, "metadata": metadata}
+    if kind.namespaced:
+        manifest["spec"] = spec
+    if status:
+        manifest["status"] = status
+    return manifest
+
+
+def dump_yaml(value: Any) -> str:
+    text: str = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+    return text.rstrip("\n")
+
+
+SEALED_FIELDS = {"Registry": "password", "Certificate": "privateKey"}
+
+
+def _project(live: Any, wanted: Any) -> Any:
+    """``live`` cut down to the keys ``wanted`` states (recursively): a diff shows what
+    the file would change, not what the server fills in (defaults, pinned versions)."""
+    if isinstance(live, dict) and isinstance(wanted, dict):
+        return {key: _project(live.get(key), value) for key, value in wanted.items()
+                if key in live or live.get(key) is not None}
+    if isinstance(live, list) and isinstance(wanted, list) and len(live) == len(wanted):
+        return [_project(item, want) for item, want in zip(live, wanted, strict=True)]
+    return live
+
+
+def manifest_diff(manifest: Manifest, live: dict[str, Any] | None) -> str:
+    """The unified diff of live against the file, over what the file states. Values the
+    API never shows (secret values, passwords, keys) are compared by key only."""
+    kind = manifest.kind
+    body = dict(manifest.body)
+    body.pop(SEALED_FIELDS.get(kind.name, ""), None)
+    if kind.name == "Secret":
+        body["keys"] = sorted(body.pop("data", {}) or {})
+    wanted = to_manifest(kind, {**body, "namespace": manifest.namespace})
+    wanted.pop("status", None)
+    if kind.name == "Secret":
+        wanted["spec"] = {"keys": body["keys"]}
+    before: list[str] = []
+    if live is not None:
+        current = to_manifest(kind, live)
+        if kind.name == "Secret":
+            current["spec"] = {"keys": live.get("keys", [])}
+        current = _project(current, wanted)
+        before = dump_yaml(current).splitlines()
+    after = dump_yaml(wanted).splitlines()
+    if before == after:
+        return ""
+    return "\n".join(difflib.unified_diff(
+        before, after, fromfile=f"live/{manifest.ref}", tofile=f"file/{manifest.ref}", lineterm=""))

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cloud_api.admin.cli import (
+from cloud_api.admin.client import ClientError
+from cloud_api.admin.options import (
     Namespace,
     Output,
     Server,
@@ -23,7 +24,6 @@ from cloud_api.admin.cli import (
     console,
     one_line_errors,
 )
-from cloud_api.admin.client import ClientError
 from cloud_api.admin.views import dump
 
 Tail = Annotated[int | None, typer.Option("--tail", help="last lines of each instance (default 100, max 10000)")]

@@ -77,13 +77,60 @@ COLUMNS: dict[str, list[tuple[str, Getter]]] = {
 }
 
 
-def object_table(plural: str, items: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    columns = COLUMNS[plural]
-    for header, _ in columns:
-        table.add_column(header, overflow="fold")
+WIDE: list[tuple[str, Getter]] = [
+    ("LABELS", lambda i: labels_text(i.get("labels"))),
+    ("DESCRIPTION", _field("description", "<none>")),
+    ("CREATED", lambda i: when(i.get("createdAt"))),
+]
+
+
+def columns_of(plural: str, *, wide: bool = False,
+               namespaces: bool = False) -> list[tuple[str, Getter]]:
+    """The columns of a kind; ``wide`` adds labels, description and creation time (those
+    not shown already); ``namespaces`` (``-A``) puts the namespace first."""
+    columns = list(COLUMNS[plural])
+    if wide:
+        shown = {header for header, _ in columns}
+        columns += [column for column in WIDE if column[0] not in shown]
+    if namespaces:
+        columns.insert(0, ("NAMESPACE", _field("namespace")))
+    return columns
+
+
+def object_table(plural: str, items: list[dict[str, Any]], *, wide: bool = False,
+                 namespaces: bool = False, header: bool = True) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", show_header=header)
+    columns = columns_of(plural, wide=wide, namespaces=namespaces)
+    for name, _ in columns:
+        table.add_column(name, overflow="fold")
     for item in items:
         table.add_row(*(get(item) for _, get in columns))
+    return table
+
+
+def audit_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("TIME", "TOKEN", "ROLE", "ACTION", "OBJECT", "VERSION", "STATUS"):
+        table.add_column(column, overflow="fold")
+    for e in items:
+        where = f"{e.get('namespace')}/" if e.get("namespace") else ""
+        obj = f"{e.get('kind')}/{where}{e.get('name') or ''}"
+        versions = f"{e.get('beforeVersion') or '-'} -> {e.get('afterVersion') or '-'}"
+        status = f"{e.get('status')}" + ("" if e.get("outcome") == "done" else f" {e.get('outcome')}")
+        table.add_row(str(e.get("time")), str(e.get("tokenId") or "-"), str(e.get("role") or "-"),
+                      str(e.get("action")), obj, versions, status)
+    return table
+
+
+def token_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ID", "ROLE", "NAMESPACES", "DESCRIPTION", "CREATED", "REVOKED"):
+        table.add_column(column, overflow="fold")
+    for t in items:
+        table.add_row(str(t.get("id")), str(t.get("role")),
+                      ",".join(t.get("namespaces") or []) or "<all>",
+                      t.get("description") or "", when(t.get("createdAt")),
+                      when(t.get("revokedAt")) if t.get("revokedAt") else "-")
     return table
 
 
@@ -148,10 +195,11 @@ def rollout_table(rollout: dict[str, Any]) -> Table:
              + ", ".join(f"{key} {counts.get(key, 0)}"
                          for key in ("matched", "updated", "running", "failed", "offline")))
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for column in ("NODE", "DESIRED", "REPORTED", "STATUS", "ONLINE"):
+    for column in ("NODE", "DESIRED", "REPORTED", "STATUS", "RESTARTS", "ONLINE", "CAUSE"):
         table.add_column(column)
     for node in rollout.get("nodes", []):
         table.add_row(node.get("node", "?"), str(node.get("desiredVersion")),
                       str(node.get("reportedVersion") or "-"), str(node.get("status") or "-"),
-                      "yes" if node.get("online") else "no")
+                      str(node.get("restarts") or 0), "yes" if node.get("online") else "no",
+                      str(node.get("cause") or ""))
     return table

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,12 +22,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud_api.console.pages import install_console
 from cloud_api.errors import Retryable
 from cloud_api.packaging import ServedWheel
+from cloud_api.rest.auditing import AuditMiddleware
 from cloud_api.rest.context import Context
+from cloud_api.rest.deps import audit_retention
 from cloud_api.rest.middleware import BodyLimitMiddleware
 from cloud_api.rest.openapi import install_openapi
+from cloud_api.rest.querying import refuse_unknown_query
 from cloud_api.rest.routes import (
     activation,
     apps,
+    audit,
     broker,
     certificates,
     configs,
@@ -104,12 +108,14 @@ def create_app(context: Context) -> FastAPI:
         version="0.1.0",
         docs_url=None,  # served from local assets by install_openapi
         redoc_url=None,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.context = context
     app.state.secret_box = SecretBox.from_settings(context.settings)
     app.state.wheel = ServedWheel(context.settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes)
     app.add_middleware(RequestTimingMiddleware, metrics=context.metrics)
+    app.add_middleware(AuditMiddleware, context=context, retention=audit_retention(context))
     app.add_exception_handler(Rejection, _on_rejection)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
@@ -122,6 +128,7 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(functions.router)
     app.include_router(logs.router)
     app.include_router(events.router)
+    app.include_router(audit.router)
     install_openapi(app)
     install_console(app)
     return app

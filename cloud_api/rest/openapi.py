@@ -35,8 +35,15 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud_api.rest.querying import CONTINUE_HEADER, takes_dry_run
+
 DOCS_ASSETS = "/docs/assets"
 SWAGGER_UI = Path(__file__).with_name("swagger_ui")
+DRY_RUN_PARAMETER = {
+    "name": "dryRun", "in": "query", "required": False,
+    "description": "All: check the write as if it were made, store and publish nothing",
+    "schema": {"type": "string", "enum": ["All", "true"]},
+}
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_TEXT = {
     400: "Bad request: malformed JSON, a field that fails validation, a bad name",
@@ -154,8 +161,8 @@ def _document(operation: dict[str, Any], route: APIRoute, *, method: str, path: 
     responses = operation["responses"]
     responses.pop("422", None)
     codes = {500}
-    if has_body or "{" in path or route.dependant.query_params:
-        codes.add(400)
+    if has_body or "{" in path or route.dependant.query_params or path.startswith("/v1"):
+        codes.add(400)  # under /v1, an unknown query parameter is refused (rest.querying)
     if "get_current_token" in names:
         codes |= {401, 403}
     if has_body and "activation" in route.tags:  # the body carries the credential
@@ -173,6 +180,13 @@ def _document(operation: dict[str, Any], route: APIRoute, *, method: str, path: 
     for code in sorted(codes):
         responses.setdefault(str(code), {"description": ERROR_TEXT[code],
                                          "content": {"application/json": {"schema": ERROR_REF}}})
+    if takes_dry_run(method, path):
+        operation.setdefault("parameters", []).append(DRY_RUN_PARAMETER)
+    if "page_params" in names:
+        ok = responses.get("200", {})
+        ok.setdefault("headers", {})[CONTINUE_HEADER] = {
+            "description": "the token of the next page (send it as ?continue=); "
+                           "absent on the last page", "schema": {"type": "string"}}
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:

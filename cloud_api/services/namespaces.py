@@ -45,9 +45,17 @@ def get_namespace(session: Session, name: str) -> Namespace:
     return namespace
 
 
-def list_namespaces(session: Session, *, only: Collection[str] | None = None) -> list[Namespace]:
-    """All namespaces, or those named in ``only`` (what a scoped token sees)."""
+def list_namespaces(
+    session: Session, *, only: Collection[str] | None = None, limit: int | None = None,
+    after: str | None = None,
+) -> list[Namespace]:
+    """All namespaces, or those named in ``only`` (what a scoped token sees); by name, at
+    most ``limit`` of them after the name ``after`` (a keyset page)."""
     query = select(Namespace).order_by(col(Namespace.name))
     if only is not None:
         query = query.where(col(Namespace.name).in_(list(only)))
+    if after is not None:
+        query = query.where(col(Namespace.name) > after)
+    if limit is not None:
+        query = query.limit(limit)
     return list(session.exec(query).all())

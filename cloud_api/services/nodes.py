@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import delete, func, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cloud_api.errors import AlreadyExists, NotFound
+from cloud_api.services.listing import Page, decode_continue, encode_continue, selector_sql
 from cloud_api.services.matching import apps_for_labels, desired_apps, request_match
 from cloud_api.services.namespaces import get_namespace
 from cloud_api.services.node_certificates import revoke_node_credentials
@@ -31,6 +32,7 @@ from cloud_api.store.models import (
     Shadow,
 )
 from schemas.errors import Rejection
+from schemas.labels import Selector
 from schemas.names import validate_name
 
 
@@ -184,6 +186,84 @@ def list_nodes(session: Session, namespace: str) -> list[Node]:
     get_namespace(session, namespace)
     query = select(Node).where(Node.namespace == namespace).order_by(col(Node.name))
     return list(session.exec(query).all())
+
+
+def page_nodes(
+    session: Session, namespace: str, *, selector: Selector | None = None,
+    online: bool | None = None, limit: int | None = None, continue_token: str | None = None,
+) -> Page:
+    """A keyset page of a namespace's nodes by name, filtered in SQL by label selector and
+    ``online`` (``services.listing``); all of them without ``limit``."""
+    get_namespace(session, namespace)
+    query = (select(Node)
+             .where(col(Node.namespace) == namespace, selector_sql(col(Node.labels), selector))
+             .order_by(col(Node.name)))
+    if online is not None:
+        query = query.where(col(Node.online).is_(online))
+    if continue_token is not None:
+        query = query.where(col(Node.name) > decode_continue(continue_token, f"nodes/{namespace}"))
+    if limit is not None:
+        query = query.limit(limit + 1)
+    rows = list(session.exec(query).all())
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    after = encode_continue(f"nodes/{namespace}", rows[-1].name) if more and rows else None
+    return Page(items=[to_public(node) for node in rows], continue_token=after)
+
+
+_NODE_COUNTS = """
+SELECT NULL AS app, NULL AS status, count(*) AS n,
+       sum(CASE WHEN n.online THEN 1 ELSE 0 END) AS online,
+       sum(CASE WHEN EXISTS (SELECT 1 FROM node_certificates c WHERE c.namespace = n.namespace
+                             AND c.node = n.name AND c.revoked_at IS NOT NULL)
+                 AND NOT EXISTS (SELECT 1 FROM node_certificates c WHERE c.namespace = n.namespace
+                             AND c.node = n.name AND c.revoked_at IS NULL AND c.not_after > :now)
+                 AND NOT EXISTS (SELECT 1 FROM node_credentials p WHERE p.namespace = n.namespace
+                             AND p.node = n.name)
+           THEN 1 ELSE 0 END) AS revoked
+FROM nodes n WHERE n.namespace = :ns"""
+_APP_STATUSES = {
+    "sqlite": """
+SELECT a.key, json_extract(a.value, '$.status'), count(*), 0, 0
+FROM shadows s, json_each(s.reported, '$.appstats') AS a
+WHERE s.namespace = :ns AND json_type(s.reported, '$.appstats') = 'object'
+GROUP BY 1, 2""",
+    "postgresql": """
+SELECT a.key, a.value ->> 'status', count(*), 0, 0
+FROM shadows s, json_each(CASE WHEN json_typeof(s.reported -> 'appstats') = 'object'
+                               THEN s.reported -> 'appstats' ELSE '{}'::json END) AS a
+WHERE s.namespace = :ns AND json_typeof(a.value) = 'object'
+GROUP BY 1, 2""",
+}
+
+
+def summarize_nodes(session: Session, namespace: str, *, now: int) -> dict[str, Any]:
+    """The fleet view's counts (``GET .../nodes:summary``), in one query: nodes by online
+    state, how many are revoked (a certificate revoked and no credential that works, as
+    ``node_certificates.cut_off`` decides), and apps by the status their nodes report
+    (``reported.appstats.APP.status``, grouped in SQL with ``json_each``)."""
+    get_namespace(session, namespace)
+    connection = session.connection()
+    statement = text(_NODE_COUNTS + "\nUNION ALL" + _APP_STATUSES[connection.dialect.name])
+    total = online = revoked = 0
+    apps: dict[str, dict[str, int]] = {}
+    for app, status, count, online_count, revoked_count in connection.execute(
+            statement, {"ns": namespace, "now": now}):
+        if app is None:
+            total, online, revoked = int(count), int(online_count or 0), int(revoked_count or 0)
+            continue
+        label = status if isinstance(status, str) else "Unknown"
+        by_status = apps.setdefault(str(app), {})
+        by_status[label] = by_status.get(label, 0) + int(count)
+    by_status_total: dict[str, int] = {}
+    for counts in apps.values():
+        for status, count in counts.items():
+            by_status_total[status] = by_status_total.get(status, 0) + count
+    return {"namespace": namespace,
+            "nodes": {"total": total, "online": online, "offline": total - online,
+                      "revoked": revoked},
+            "apps": {"byStatus": dict(sorted(by_status_total.items())),
+                     "byApp": {app: dict(sorted(c.items())) for app, c in sorted(apps.items())}}}
 
 
 def delete_node(session: Session, namespace: str, name: str, *, now: int = 0) -> None:

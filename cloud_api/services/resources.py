@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 
 from cloud_api.errors import AlreadyExists, CloudError, NotFound
 from cloud_api.services.certificates import certificate_view
+from cloud_api.services.listing import Page, decode_continue, encode_continue, selector_sql
 from cloud_api.services.matching import request_match
 from cloud_api.services.namespaces import get_namespace
 from cloud_api.services.secrets_crypto import SecretBox
@@ -45,6 +46,7 @@ from cloud_api.store.models.resources import (
     SecretPublic,
 )
 from schemas.errors import ErrorCode
+from schemas.labels import Selector
 from schemas.names import validate_name
 from schemas.resources import App, ResourceKind
 
@@ -119,6 +121,26 @@ def list_resources(
 ) -> list[tuple[Resource, ResourceVersion]]:
     get_namespace(session, namespace)
     return [(row, version) for row, version in session.exec(_current(namespace, kind)).all()]
+
+
+def page_resources(
+    session: Session, namespace: str, kind: ResourceKind, *, selector: Selector | None = None,
+    limit: int | None = None, continue_token: str | None = None,
+) -> Page:
+    """A keyset page of ``(Resource, ResourceVersion)`` by name, the selector matched in SQL
+    against the resources' labels; all of them without ``limit``."""
+    get_namespace(session, namespace)
+    scope = f"{kind.value}s/{namespace}"
+    query = _current(namespace, kind).where(selector_sql(col(Resource.labels), selector))
+    if continue_token is not None:
+        query = query.where(col(Resource.name) > decode_continue(continue_token, scope))
+    if limit is not None:
+        query = query.limit(limit + 1)
+    rows = [(row, version) for row, version in session.exec(query).all()]
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    after = encode_continue(scope, rows[-1][0].name) if more and rows else None
+    return Page(items=rows, continue_token=after)
 
 
 def get_resource(

@@ -173,9 +173,12 @@ def app_rollout(session: Session, namespace: str, name: str) -> dict[str, Any]:
     app, _ = get_resource(session, namespace, ResourceKind.APP, name)
     shadows, nodes_table = table_of(Shadow), table_of(Node)
     desired = shadows.c.desired[(APPS_KEY, name)].as_string()
+    stats = shadows.c.reported[("appstats", name)]
     query = (
         select(shadows.c.node, desired, shadows.c.reported[(APPS_KEY, name)].as_string(),
-               shadows.c.reported[("appstats", name, "status")].as_string(), nodes_table.c.online)
+               shadows.c.reported[("appstats", name, "status")].as_string(), nodes_table.c.online,
+               shadows.c.reported[("appstats", name, "cause")].as_string(),
+               stats["instances"])
         .join(nodes_table, and_(nodes_table.c.namespace == shadows.c.namespace,
                                 nodes_table.c.name == shadows.c.node))
         .where(shadows.c.namespace == namespace, desired.is_not(None))
@@ -183,8 +186,9 @@ def app_rollout(session: Session, namespace: str, name: str) -> dict[str, Any]:
     )
     nodes = [
         {"node": node, "desiredVersion": desired_version, "reportedVersion": reported_version,
-         "status": status, "online": bool(online)}
-        for node, desired_version, reported_version, status, online
+         "status": status, "online": bool(online), "cause": cause,
+         "restarts": _restarts(instances)}
+        for node, desired_version, reported_version, status, online, cause, instances
         in session.connection().execute(query)
     ]
     counts = {
@@ -195,3 +199,11 @@ def app_rollout(session: Session, namespace: str, name: str) -> dict[str, Any]:
         "offline": sum(not n["online"] for n in nodes),
     }
     return {"app": name, "version": str(app.version), "counts": counts, "nodes": nodes}
+
+
+def _restarts(instances: Any) -> int:
+    """The restarts of an app's instances on a node, summed (0 for anything malformed)."""
+    if not isinstance(instances, list):
+        return 0
+    return sum(i["restarts"] for i in instances
+               if isinstance(i, dict) and type(i.get("restarts")) is int and i["restarts"] > 0)

@@ -108,9 +108,11 @@ def test_apply_twice_is_idempotent_and_get_shows_every_format(cloud: Cloud, teth
     nodes = tether("get", "nodes")
     assert all(word in nodes.stdout for word in ("LABELS", "ONLINE", "MODE", "site=paris", "native"))
     as_yaml = yaml.safe_load(tether("get", "app", "web", "-o", "yaml").stdout)
-    assert as_yaml["name"] == "web" and as_yaml["volumes"][0]["config"]["version"] == "2"
+    # -o yaml|json print manifests (what the server sets under status), which apply takes back
+    assert as_yaml["metadata"]["name"] == "web"
+    assert as_yaml["spec"]["volumes"][0]["config"]["version"] == "2"
     as_json = json.loads(tether("get", "secrets", "-o", "json").stdout)
-    assert as_json[0]["keys"] == ["password"] and "s3cret" not in json.dumps(as_json)
+    assert as_json[0]["status"]["keys"] == ["password"] and "s3cret" not in json.dumps(as_json)
     assert "edge" in tether("get", "namespaces").stdout
     assert "registry.example.com" in tether("get", "registries").stdout
 
@@ -150,7 +152,7 @@ def _rollout_setup(cloud: Cloud, tether: Tether) -> str:
     needs_routes(cloud, "/v1/namespaces/{namespace}/apps/{name}/nodes")
     assert tether("apply", "-f", "-", input=MANIFESTS).exit_code == 0
     set_online(cloud, "n1")
-    version: str = json.loads(tether("get", "app", "web", "-o", "json").stdout)["version"]
+    version: str = json.loads(tether("get", "app", "web", "-o", "json").stdout)["status"]["version"]
     return version
 
 
@@ -227,3 +229,98 @@ def test_apply_creates_many_nodes_in_bulk_and_reports_each_refusal(
     assert shadow["state"]["desired"] == {"apps": {}}
     again = tether("apply", "-f", "-", input="---\n".join(nodes[:3]).replace("lyon", "nice"))
     assert again.exit_code == 0 and all(line.endswith(" configured") for line in again.stdout.splitlines())
+
+
+def test_kubectl_conventions(cloud: Cloud, tether: Tether, tmp_path: Path, api_url: str) -> None:
+    """-l, -A, -o wide|name, get -o yaml round-trips through apply, apply -f DIR,
+    --dry-run=server, diff, version, tokens, audit, contexts, the label warning."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    for index, doc in enumerate(MANIFESTS.split("---\n")):
+        (folder / f"{index}.yaml").write_text(doc)
+    # each write is checked alone: an app whose config is in the same dry run is refused
+    dry = tether("apply", "-f", str(folder / "2.yaml"), "--dry-run=server")
+    assert dry.stdout == "config/web-conf created (server dry run)\n", dry.output
+    assert tether("get", "configs", "-o", "name").stdout == ""  # nothing stored
+    assert tether("apply", "-f", str(folder)).exit_code == 0
+    assert tether("diff", "-f", str(folder)).exit_code == 0
+    changed = tether("diff", "-f", "-", input=MANIFESTS.replace("hello", "bonjour"))
+    assert changed.exit_code == 1 and "+    index.html: bonjour" in changed.stdout
+    exported = tether("get", "app", "web", "-o", "yaml").stdout
+    assert tether("apply", "-f", "-", input=exported).stdout.strip() == "app/web unchanged"
+    for kind in ("nodes", "configs", "namespaces"):  # lists too: a YAML list of manifests
+        listed = tether("get", kind, "-o", "yaml").stdout
+        again = tether("apply", "-f", "-", input=listed)
+        assert again.exit_code == 0 and all(
+            line.endswith(" unchanged") for line in again.stdout.splitlines()), again.output
+    secrets = tether("apply", "-f", "-", input=tether("get", "secrets", "-o", "yaml").stdout)
+    assert secrets.exit_code == 1 and "has no spec.data" in secrets.stderr  # values never shown
+    assert tether("get", "nodes", "-l", "site=lyon", "-o", "name").stdout == ""
+    assert tether("get", "nodes", "-l", "site=paris", "-o", "name").stdout == "node/n1\n"
+    wide = tether("get", "nodes", "-A", "-o", "wide").stdout
+    assert "NAMESPACE" in wide and "DESCRIPTION" in wide and "a node" in wide
+    relabel = tether("apply", "-f", "-", input=MANIFESTS.split("---")[0].replace("paris", "lyon"))
+    assert "app/web" in relabel.stderr and "no longer selects it" in relabel.stderr
+    assert "Server Version: 0.1.0" in tether("version").stdout
+    tether("apply", "-f", "-", input="kind: Node\nmetadata: {name: n9, labels: {site: lyon}}\n")
+    dry_delete = tether("delete", "nodes", "-l", "site=lyon", "--dry-run=server")
+    assert dry_delete.stdout.splitlines() == ["node/n1 deleted (server dry run)",
+                                              "node/n9 deleted (server dry run)"]
+    assert tether("delete", "nodes", "-l", "site=lyon").stdout.splitlines() == [
+        "node/n1 deleted", "node/n9 deleted"]
+    assert tether("get", "nodes", "-o", "name").stdout == ""
+
+    created = tether("token", "create", "--role", "viewer", "-n", "default")
+    token_id, secret = created.stdout.split()[0].split("/")[1], created.stdout.splitlines()[1]
+    assert secret not in tether("token", "list").stdout
+    assert tether("get", "nodes", "--token", secret).exit_code == 0
+    assert tether("token", "revoke", token_id).exit_code == 0
+    refused = tether("get", "nodes", "--token", secret)
+    assert refused.exit_code == 1 and "revoked" in refused.stderr
+    trail = tether("audit", "--kind", "token").stdout
+    assert "revoke" in trail and f"token/{token_id}" in trail
+
+    assert tether("config", "set-context", "prod", "--server", "http://127.0.0.1:1").exit_code == 0
+    assert tether("config", "use-context", "prod").exit_code == 0
+    assert "* " in tether("config", "get-contexts").stdout or "*" in tether("config", "get-contexts").stdout
+    assert tether("get", "nodes", env={"TETHER_SERVER": None}).exit_code == 1  # type: ignore[dict-item]
+    assert tether("config", "set-context", "here", "--server", str(api_url)).exit_code == 0
+    by_name = tether("get", "apps", "-o", "name", env={"TETHER_SERVER": None,  # type: ignore[dict-item]
+                                                       "TETHER_CONTEXT": "here"})
+    assert by_name.exit_code == 0 and by_name.stdout == "app/web\n", by_name.output
+    assert tether("config", "use-context", "nowhere").exit_code == 1
+
+
+def test_rollout_status_names_restart_loops_and_counts_offline_apart(
+    cloud: Cloud, tether: Tether
+) -> None:
+    _rollout_setup(cloud, tether)
+    tether("apply", "-f", "-", input="kind: Node\nmetadata: {name: n2, labels: {site: paris}}\n")
+    document = json.loads(tether("shadow", "get", "n1").stdout)
+    seed_shadow(cloud, "n1", desired=document["state"]["desired"], version=document["version"] + 1,
+                reported={"apps": {"web": "1"}, "appstats": {"web": {
+                    "status": "Pending", "cause": "exit code 3",
+                    "instances": [{"name": "web", "status": "Pending", "restarts": 4}]}}})
+    result = tether("rollout", "status", "web", "--wait", "--timeout", "5", "--interval", "0.05")
+    assert result.exit_code == 1
+    assert "n1" in result.stderr and "restart loop (4 restarts): exit code 3" in result.stderr
+    assert "1/1 online nodes updated; 1 offline" in result.stdout
+
+
+def test_get_watch_prints_each_change(cloud: Cloud, tether: Tether, api: Any) -> None:
+    assert tether("apply", "-f", "-", input=MANIFESTS.split("---")[0]).exit_code == 0
+    api.post("/v1/namespaces/default/nodes", json={"name": "gone"})
+    changes = [threading.Timer(0.3, set_online, args=(cloud, "n1")),
+               threading.Timer(0.3, api.delete, args=("/v1/namespaces/default/nodes/gone",))]
+    for timer in changes:
+        timer.start()
+    try:
+        watched = tether("get", "nodes", "--watch", "--watch-interval", "0.05",
+                         "--watch-timeout", "1.5", "-o", "name")
+    finally:
+        for timer in changes:
+            timer.join()
+    assert watched.exit_code == 0, watched.output
+    lines = watched.stdout.splitlines()
+    assert lines[:2] == ["node/gone", "node/n1"]  # the list, then each change once
+    assert sorted(lines[2:]) == ["node/gone deleted", "node/n1"]

@@ -28,7 +28,7 @@ def activated(cloud: Cloud, node: str) -> None:
 
 
 def test_fleet_gauges_count_nodes_by_state_and_apps_by_status(
-    cloud: Cloud, anonymous: httpx.Client
+    cloud: Cloud, anonymous: httpx.Client, api: httpx.Client
 ) -> None:
     activated(cloud, "up")
     activated(cloud, "down")
@@ -42,7 +42,11 @@ def test_fleet_gauges_count_nodes_by_state_and_apps_by_status(
     seed_shadow(cloud, "up", desired={"apps": {"web": "2", "db": "1"}},
                 reported={"apps": {"web": "2", "db": "1"}, "appstats": running}, version=1)
     seed_shadow(cloud, "down", desired={"apps": {"web": "2"}}, reported={}, version=1)
-    seen = samples(anonymous.get("/metrics").text)
+    # without an admin token, no gauge names a namespace or an app
+    public = anonymous.get("/metrics").text
+    assert samples(public)[("tether_nodes_online", ())] == 1
+    assert 'namespace="default"' not in public and 'app="web"' not in public
+    seen = samples(api.get("/metrics").text)
     for state, number in (("online", 1), ("offline", 1), ("revoked", 1), ("new", 1)):
         assert seen[("tether_nodes", (("namespace", "default"), ("state", state)))] == number
     assert seen[("tether_nodes_online", ())] == 1

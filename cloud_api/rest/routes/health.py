@@ -10,8 +10,11 @@ from prometheus_client.core import Metric
 from cloud_api.errors import CloudError
 from cloud_api.metrics import BRIDGE_CONNECTED, CONTENT_TYPE, NODES_ONLINE, gauge
 from cloud_api.rest.context import Context
-from cloud_api.rest.deps import ContextDep
+from cloud_api.rest.deps import BearerDep, ContextDep
 from cloud_api.services.fleet_status import app_counts, node_states
+from cloud_api.services.tokens import authenticate_api_token
+from cloud_api.store.models import Role
+from schemas.errors import Rejection
 
 router = APIRouter(tags=["health"])
 
@@ -41,14 +44,28 @@ def healthz(context: ContextDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(context: ContextDep) -> Response:
+def metrics(context: ContextDep, credentials: BearerDep) -> Response:
     """Prometheus text: this process's counters and histograms, and the fleet's gauges read
-    from the database now (the same on every replica)."""
-    return Response(context.metrics.render(fleet_gauges(context)), media_type=CONTENT_TYPE)
+    from the database now (the same on every replica). The gauges that name namespaces and
+    apps are for an admin token only: without one, a scrape shows no tenant's names."""
+    named = _is_admin(context, credentials.credentials if credentials else None)
+    return Response(context.metrics.render(fleet_gauges(context, named=named)),
+                    media_type=CONTENT_TYPE)
 
 
-def fleet_gauges(context: Context) -> list[Metric]:
-    """The gauges of this scrape; without a database, only the bridge's."""
+def _is_admin(context: Context, bearer: str | None) -> bool:
+    if not bearer:
+        return False
+    try:
+        with context.store.session() as session:
+            return authenticate_api_token(session, bearer).role == Role.ADMIN
+    except (CloudError, Rejection):
+        return False
+
+
+def fleet_gauges(context: Context, *, named: bool = True) -> list[Metric]:
+    """The gauges of this scrape; without a database, only the bridge's; ``named``: also
+    those labelled by namespace and app."""
     families: list[Metric] = []
     if context.bridge is not None:
         families.append(gauge(BRIDGE_CONNECTED, "1 if this process's MQTT bridge is connected.",
@@ -61,6 +78,8 @@ def fleet_gauges(context: Context) -> list[Metric]:
         return families  # the counters are still worth scraping while the database is away
     online = sum(counts["online"] for counts in states.values())
     families.append(gauge(NODES_ONLINE, "Nodes whose last status said online.", (), [((), online)]))
+    if not named:
+        return families
     families.append(gauge(
         "tether_nodes", "Nodes by namespace and state (online|offline|revoked|new).",
         ("namespace", "state"),

@@ -7,9 +7,9 @@ later under the same name does not start out looking online.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from cloud_api.rest.deps import (
     ContextDep,
@@ -19,7 +19,8 @@ from cloud_api.rest.deps import (
     SessionDep,
     body_of,
 )
-from cloud_api.rest.routes.resources import WriteNamespace
+from cloud_api.rest.querying import LabelSelector, Paging, paged
+from cloud_api.rest.routes.resources import ReadNamespace, WriteNamespace
 from cloud_api.security.revocation import Revocations
 from cloud_api.services.node_certificates import revoke_node_credentials
 from cloud_api.services.nodes import (
@@ -27,7 +28,8 @@ from cloud_api.services.nodes import (
     create_nodes,
     delete_node,
     get_node,
-    list_nodes,
+    page_nodes,
+    summarize_nodes,
     to_public,
     update_node,
 )
@@ -41,9 +43,24 @@ bulk_router = APIRouter(tags=["nodes"])
 
 
 @router.get("", response_model=list[NodePublic])
-def list_all(token: CurrentToken, namespace: str, session: SessionDep) -> list[NodePublic]:
-    authorize(token, namespace=namespace)
-    return [to_public(node) for node in list_nodes(session, namespace)]
+def list_all(
+    namespace: ReadNamespace, session: SessionDep, paging: Paging, selector: LabelSelector,
+    response: Response,
+    online: Annotated[bool | None, Query(description="only nodes online (true) or not")] = None,
+) -> list[Any]:
+    """By name; ``limit`` + ``continue`` page (next page's token in ``X-Continue``),
+    ``labelSelector`` and ``online`` filter in the database."""
+    page = page_nodes(session, namespace, selector=selector, online=online,
+                      limit=paging.limit, continue_token=paging.continue_token)
+    return paged(page, response)
+
+
+@bulk_router.get("/v1/namespaces/{namespace}/nodes:summary",
+                 summary="Counts for the fleet view: nodes by state, apps by status")
+def summary(namespace: ReadNamespace, session: SessionDep, context: ContextDep) -> dict[str, Any]:
+    """``{"namespace", "nodes": {total, online, offline, revoked}, "apps": {"byStatus":
+    {STATUS: n}, "byApp": {APP: {STATUS: n}}}}``: statuses as the nodes report them."""
+    return summarize_nodes(session, namespace, now=context.now())
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NodePublic)
@@ -154,5 +171,5 @@ def revoke(
 def announce_revocation(request: Request, namespace: str, node: str) -> None:
     """Tell the broker's owner (``Cloud.revocations``) to disconnect the node now."""
     revocations: Revocations | None = getattr(request.app.state, "revocations", None)
-    if revocations is not None:
+    if revocations is not None and not getattr(request.state, "dry_run", False):
         revocations.announce(node_identity(namespace, node))

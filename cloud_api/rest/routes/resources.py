@@ -32,12 +32,14 @@ from cloud_api.rest.deps import (
     SessionDep,
     body_of,
 )
+from cloud_api.rest.querying import LabelSelector, Paging, paged
+from cloud_api.services.listing import Page
 from cloud_api.services.matching import count_changes
 from cloud_api.services.resources import (
     PUBLIC_MODELS,
     delete_resource,
     get_resource,
-    list_resources,
+    page_resources,
     put_resource,
     to_public,
 )
@@ -125,8 +127,13 @@ def resource_router(kind: ResourceKind, body_model: type[ResourceMeta], wire_of:
         return public
 
     @router.get("", response_model=list[public], summary=f"List {plural}")
-    def list_all(namespace: ReadNamespace, session: SessionDep) -> list[ResourceStatus]:
-        return [to_public(row, version.spec) for row, version in list_resources(session, namespace, kind)]
+    def list_all(namespace: ReadNamespace, session: SessionDep, paging: Paging,
+                 selector: LabelSelector, response: Response) -> list[Any]:
+        page = page_resources(session, namespace, kind, selector=selector, limit=paging.limit,
+                              continue_token=paging.continue_token)
+        shown = Page([to_public(row, version.spec) for row, version in page.items],
+                     page.continue_token)
+        return paged(shown, response)
 
     @router.post("", status_code=status.HTTP_201_CREATED, response_model=public,
                  summary=f"Create a {kind.value}")

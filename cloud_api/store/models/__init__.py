@@ -18,6 +18,7 @@ from cloud_api.store.models.activation import (
     RenewalRequest,
     RenewalResponse,
 )
+from cloud_api.store.models.audit import AuditEntry
 from cloud_api.store.models.events import Event
 from cloud_api.store.models.matching import PendingMatch
 from cloud_api.store.models.nodes import (
@@ -51,6 +52,7 @@ __all__ = [
     "ApiTokenCreate",
     "ApiTokenIssued",
     "ApiTokenPublic",
+    "AuditEntry",
     "BrokerAuthRequest",
     "BrokerAuthResponse",
     "Event",

@@ -192,6 +192,8 @@ class AppNodeStatus(Model):
     reported_version: str | None = None
     status: str | None = None
     online: bool
+    cause: str | None = None
+    restarts: int = 0
 
 
 class AppRolloutCounts(Model):

@@ -2,7 +2,9 @@
 
 A token has a role (admin: everything; editor: read and write in its namespaces; viewer:
 read only in its namespaces) and, unless it is an admin token, the namespaces it sees.
-The plaintext is returned once, when the token is created (``ApiTokenIssued``).
+The plaintext is returned once, when the token is created (``ApiTokenIssued``); listing
+and describing show the rest (``ApiTokenPublic``), never the secret or its hash. A revoked
+token keeps its row (``revoked_at``), so the audit trail still names it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class ApiToken(ApiTokenBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(unique=True, max_length=64)
     created_at: int
+    revoked_at: int | None = None
 
     def sees(self, namespace: str) -> bool:
         return self.role == Role.ADMIN or namespace in self.namespaces
@@ -61,7 +64,9 @@ class ApiToken(ApiTokenBase, table=True):
 
 class ApiTokenPublic(ApiTokenBase):
     id: int
+    role: str = Field(sa_type=String(16))  # type: ignore[assignment]  # as stored
     created_at: int = Field(serialization_alias="createdAt")
+    revoked_at: int | None = Field(default=None, serialization_alias="revokedAt")
 
 
 class ApiTokenIssued(ApiTokenPublic):
