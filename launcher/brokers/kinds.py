@@ -57,7 +57,8 @@ class RunningBroker:
 Disconnect = Callable[[str], object]
 Started = tuple[str, Disconnect | None]  # the URL, and how to cut an identity off if any
 Starter = Callable[
-    [Path, Mapping[str, str], Authenticator | None, str], AbstractContextManager[Started]
+    [Path, Mapping[str, str], Authenticator | None, str, str | None],
+    AbstractContextManager[Started],
 ]
 
 
@@ -85,17 +86,22 @@ class BrokerKind:
         users: Mapping[str, str] = {},
         authenticate: Authenticator | None = None,
         topic_root: str = DEFAULT_ROOT,
+        webhook: str | None = None,
     ) -> Iterator[RunningBroker]:
         """A private instance for the ``with`` block. ``users``: username -> password it
-        must accept (the cloud's bridge); ``authenticate``: the cloud's check, for brokers
-        that ask the cloud; ``topic_root``: for brokers that enforce Tether's topic ACL."""
-        with self.start(directory, users, authenticate, topic_root) as (url, disconnect):
+        must accept (the cloud's bridge); ``authenticate``: the cloud's check, for the
+        broker in the cloud's process; ``webhook``: the base URL of the cloud's
+        ``/v1/broker`` routes (an admin token as basic-auth password in it), for brokers
+        that ask the cloud over HTTP; ``topic_root``: for brokers that enforce Tether's
+        topic ACL. The capabilities declared are those of a broker given all of these."""
+        with self.start(directory, users, authenticate, topic_root, webhook) as (url, disconnect):
             yield RunningBroker(self, url, dict(users), disconnect)
 
 
 @contextmanager
 def _embedded(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
+    topic_root: str, webhook: str | None,
 ) -> Iterator[Started]:
     def check(username: str | None, password: str | None) -> bool | object:
         if username is not None and username in users:
@@ -109,7 +115,8 @@ def _embedded(
 
 @contextmanager
 def _mosquitto(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
+    topic_root: str, webhook: str | None,
 ) -> Iterator[Started]:
     with PrivateMosquitto() as mosquitto:
         yield mosquitto.url, None
@@ -117,7 +124,8 @@ def _mosquitto(
 
 @contextmanager
 def _nats(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
+    topic_root: str, webhook: str | None,
 ) -> Iterator[Started]:
     with running_nats(directory / "nats") as url:
         yield url, None
@@ -125,9 +133,13 @@ def _nats(
 
 @contextmanager
 def _rabbitmq(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None, topic_root: str
+    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
+    topic_root: str, webhook: str | None,
 ) -> Iterator[Started]:
-    with running_rabbitmq(directory / "rabbitmq", users=users) as url:
+    if webhook is None:
+        raise ValueError("RabbitMQ needs the cloud's webhook URL to know nodes")
+    with running_rabbitmq(directory / "rabbitmq", users=users,
+                          webhook=f"{webhook.rstrip('/')}/rabbitmq") as url:
         yield url, None
 
 
@@ -173,16 +185,13 @@ NATS = BrokerKind(
 )
 RABBITMQ = BrokerKind(
     name="rabbitmq",
-    capabilities=frozenset(),
+    # rabbitmq_auth_backend_http asks the cloud's webhook (cloud_api.security.broker_webhooks)
+    capabilities=frozenset({Capability.NODE_CREDENTIALS, Capability.CLOUD_AUTH,
+                            Capability.PER_NODE_ACL}),
     lacks={
         Capability.SHARED_SUBSCRIPTIONS: f"RabbitMQ 3.10 {NO_SHARE}",
         Capability.RETAINED_ON_WILDCARD: "RabbitMQ delivers retained messages only to "
         "exact-topic subscriptions",
-        Capability.NODE_CREDENTIALS: "RabbitMQ checks a username against its own users; "
-        "nodes' passwords live in the cloud (needs the HTTP auth webhook, issue 15 part 2)",
-        Capability.CLOUD_AUTH: "needs rabbitmq_auth_backend_http and the cloud's webhook "
-        "(issue 15, part 2)",
-        Capability.PER_NODE_ACL: "topic permissions need the cloud's webhook (issue 15, part 2)",
     },
     start=_rabbitmq,
     missing=rabbitmq_missing,

@@ -6,9 +6,12 @@ Erlang cookie (``HOME``), the mnesia, log, config and plugins files. It starts t
 ``/usr/lib/rabbitmq/bin/rabbitmq-server``, because Debian's ``/usr/sbin`` wrapper drops
 the environment when run as root.
 
-Anonymous MQTT clients are logged in as ``guest``; the ``users`` given (the cloud's
-bridge) are loaded as definitions at boot, with every permission on ``/``. RabbitMQ cannot
-ask the cloud about nodes without its HTTP auth backend, so nodes connect anonymously.
+The ``users`` given (the cloud's bridge) are loaded as definitions at boot, with every
+permission on ``/``. With a ``webhook`` (the cloud's ``/v1/broker/rabbitmq`` URL, the
+admin token as basic-auth password in it), ``rabbitmq_auth_backend_http`` asks the cloud
+about every other client: its login, its subscription queues and each topic it publishes
+or subscribes to; anonymous clients are refused. Without one, anonymous MQTT clients are
+logged in as ``guest`` with every permission.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ def password_hash(password: str) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def definitions(users: Mapping[str, str]) -> dict[str, object]:
-    everyone = {"guest": "guest", **users}
+def definitions(users: Mapping[str, str], *, guest: bool = True) -> dict[str, object]:
+    everyone = {**({"guest": "guest"} if guest else {}), **users}
     return {
         "users": [
             {"name": name, "password_hash": password_hash(password), "tags": "",
@@ -65,15 +68,31 @@ def definitions(users: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def rabbitmq_config(directory: Path, *, mqtt_port: int) -> str:
+def webhook_config(webhook: str) -> str:
+    """``rabbitmq.conf`` lines that make RabbitMQ ask the cloud at ``webhook`` (its
+    ``/v1/broker/rabbitmq`` URL) about every user it does not know itself. No cache
+    (``rabbitmq_auth_backend_cache``): a revoked node must be refused at once."""
+    base = webhook.rstrip("/")
+    return (
+        "auth_backends.1 = internal\n"
+        "auth_backends.2 = http\n"
+        "auth_http.http_method = post\n"
+        + "".join(f"auth_http.{check}_path = {base}/{check}\n"
+                  for check in ("user", "vhost", "resource", "topic"))
+    )
+
+
+def rabbitmq_config(directory: Path, *, mqtt_port: int, webhook: str | None = None) -> str:
+    anonymous = (
+        "mqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
+        if webhook is None else "mqtt.allow_anonymous = false\n" + webhook_config(webhook)
+    )
     return (
         "listeners.tcp = none\n"
         "loopback_users = none\n"
         f"mqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}\n"
-        "mqtt.allow_anonymous = true\n"
-        "mqtt.default_user = guest\n"
-        "mqtt.default_pass = guest\n"
-        f"load_definitions = {directory / 'definitions.json'}\n"
+        + anonymous
+        + f"load_definitions = {directory / 'definitions.json'}\n"
         "log.console = false\n"
         "log.file.level = warning\n"
     )
@@ -81,7 +100,8 @@ def rabbitmq_config(directory: Path, *, mqtt_port: int) -> str:
 
 @contextmanager
 def running_rabbitmq(
-    directory: Path, *, users: Mapping[str, str] = {}, timeout: float = 60.0
+    directory: Path, *, users: Mapping[str, str] = {}, webhook: str | None = None,
+    timeout: float = 60.0,
 ) -> Iterator[str]:
     """A RabbitMQ with MQTT for the ``with`` block; yields its MQTT URL."""
     missing = rabbitmq_missing()
@@ -90,9 +110,12 @@ def running_rabbitmq(
         raise FileNotFoundError(missing)
     directory.mkdir(parents=True, exist_ok=True)
     mqtt_port, epmd_port = free_port(), free_port()
-    (directory / "definitions.json").write_text(json.dumps(definitions(users)))
-    (directory / "rabbitmq.conf").write_text(rabbitmq_config(directory, mqtt_port=mqtt_port))
-    (directory / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+    (directory / "definitions.json").write_text(
+        json.dumps(definitions(users, guest=webhook is None)))
+    (directory / "rabbitmq.conf").write_text(
+        rabbitmq_config(directory, mqtt_port=mqtt_port, webhook=webhook))
+    plugins = "rabbitmq_mqtt" if webhook is None else "rabbitmq_mqtt,rabbitmq_auth_backend_http"
+    (directory / "enabled_plugins").write_text(f"[{plugins}].\n")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(directory),  # the Erlang cookie goes here, not in the machine's home

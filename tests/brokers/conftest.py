@@ -6,8 +6,8 @@ module starts each broker once and stops it at the module's end; all start toget
 the module begins (``started``), so RabbitMQ's ~10 s boot overlaps the other brokers' tests.
 A broker whose binary is missing skips with that reason; a scenario that needs a
 capability asks ``needs(broker, capability)``, which skips with the broker's own reason;
-a module whose every test needs one names it in ``BROKER_NEEDS``, so the broker is not
-even started.
+a module whose every test needs one names it in ``BROKER_NEEDS`` (or the brokers it is
+about in ``BROKERS_ONLY``), so no other broker is even started.
 """
 
 from __future__ import annotations
@@ -36,23 +36,59 @@ BRIDGE_PASSWORD = "suite-bridge-password"
 TOPICS = TopicScheme(root=DEFAULT_ROOT)
 
 
+WEBHOOK_TOKEN = "suite-webhook-admin-token"  # every cloud of the suite has it as admin token
+
+
 class Gate:
-    """The embedded broker's password check: the cloud of the test at hand decides."""
+    """The cloud of the test at hand, for brokers that ask it: the embedded broker's
+    password check (``__call__``), and the webhook RabbitMQ asks over HTTP (``answer``)."""
 
     def __init__(self) -> None:
         self.cloud: Cloud | None = None
+        self.asked: list[tuple[str, str]] = []  # (path, form body) of each webhook request
 
     def __call__(self, username: str | None, password: str | None) -> bool:
         return self.cloud is not None and self.cloud.authenticate_mqtt(username, password)
 
+    async def answer(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.cloud is None:  # between tests: the broker's question gets no answer
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"no cloud"})
+            return
+        body = b""
+
+        async def recorded() -> Any:
+            nonlocal body
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                self.asked.append((scope["path"], body.decode(errors="replace")))
+            return message
+
+        await self.cloud.app(scope, recorded, send)
+
 
 @pytest.fixture(scope="module")
-def gate() -> Gate:
-    return Gate()
+def gate() -> Iterator[Gate]:
+    yield Gate()
+
+
+@pytest.fixture(scope="module")
+def webhook(gate: Gate) -> Iterator[str]:
+    """The base URL of the ``/v1/broker`` routes of whichever cloud the test opened, with
+    the suite's admin token as the basic-auth password (as RabbitMQ is configured)."""
+    class Asgi:  # an instance with an async __call__: uvicorn takes it for ASGI 3
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await gate.answer(scope, receive, send)
+
+    with serving(Asgi()) as url:  # type: ignore[arg-type]
+        yield url.replace("http://", f"http://tether:{WEBHOOK_TOKEN}@") + "/v1/broker"
 
 
 def _unusable(kind: BrokerKind, module: Any) -> str | None:
     """Why the module's tests cannot run on ``kind`` at all (then it is never started)."""
+    if (only := getattr(module, "BROKERS_ONLY", None)) is not None and kind.name not in only:
+        return f"{kind.name}: this module is about {', '.join(only)} only"
     if (missing := kind.missing()) is not None:
         return f"{kind.name}: {missing}"
     for capability in getattr(module, "BROKER_NEEDS", ()):
@@ -63,7 +99,8 @@ def _unusable(kind: BrokerKind, module: Any) -> str | None:
 
 @pytest.fixture(scope="module")
 def started(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, gate: Gate
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, gate: Gate,
+    webhook: str,
 ) -> Iterator[dict[str, Future[RunningBroker]]]:
     """Every broker the module's selected tests use, starting at once in threads: RabbitMQ's
     ~10 s boot overlaps the other brokers' tests. All stop when the module ends."""
@@ -75,7 +112,7 @@ def started(
         def start(kind: BrokerKind) -> RunningBroker:
             directory = tmp_path_factory.mktemp(f"broker-{kind.name}")
             running = kind.running(directory, users={BRIDGE_USER: BRIDGE_PASSWORD},
-                                   authenticate=gate, topic_root=TOPICS.root)
+                                   authenticate=gate, topic_root=TOPICS.root, webhook=webhook)
             broker = running.__enter__()
             stack.push(running)  # stopped when the module ends (__exit__ is pushed)
             return broker
@@ -123,7 +160,13 @@ class Clouds:
         return CloudSettings(**{**values, **overrides})
 
     def open(self, *, ready: bool = True, **overrides: Any) -> Cloud:
-        cloud = Cloud(self.settings(**overrides))
+        settings = self.settings(**overrides)
+        token_file = Path(settings.admin_token_path)  # the token the brokers' webhook sends
+        if not token_file.exists():
+            token_file.parent.mkdir(parents=True, exist_ok=True)
+            token_file.write_text(WEBHOOK_TOKEN + "\n")
+            token_file.chmod(0o600)
+        cloud = Cloud(settings)
         self.opened.append(cloud)
         self.gate.cloud = cloud
         if self.broker.disconnect is not None:  # as `tether up` wires the embedded broker
