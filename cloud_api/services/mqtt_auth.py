@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
-from cloud_api.security.credentials import hash_secret, same_secret, secret_matches
+from cloud_api.security.credentials import broker_hash, hash_secret, same_secret, secret_matches
 from cloud_api.services.node_certificates import certificate_allowed
 from cloud_api.store.models import NodeCertificate, NodeCredential
 from schemas.names import node_client_id, parse_node_identity
@@ -121,3 +121,35 @@ class BrokerAccess:
         rules do the confining)."""
         return bool(username) and (username == self.bridge_username
                                    or parse_node_identity(username) is not None)
+
+
+def broker_users(
+    session: Session, *, bridge_username: str, bridge_password: str, topic_root: str, now: int
+) -> dict[str, object]:
+    """Who a broker that keeps its own user list must admit, without a single password:
+    the bridge and each node with a bcrypt hash (``passwordHash``), each node holding a
+    current certificate (``certificate``: its CN is its username), and the nodes whose
+    password predates the bcrypt hash (``needsActivation``: activate them again). A
+    revoked node has neither, so it is left out and its next connect is refused."""
+    users: dict[str, dict[str, object]] = {}
+    stale: list[str] = []
+    for credential in session.exec(select(NodeCredential)).all():
+        identity = f"{credential.namespace}/{credential.node}"
+        if credential.broker_password_hash is None:
+            stale.append(identity)
+        else:
+            users[identity] = {"username": identity,
+                               "passwordHash": credential.broker_password_hash}
+    certified = select(NodeCertificate.namespace, NodeCertificate.node).where(
+        col(NodeCertificate.revoked_at).is_(None), col(NodeCertificate.not_after) > now
+    ).distinct()
+    for namespace, node in session.exec(certified).all():
+        identity = f"{namespace}/{node}"
+        users.setdefault(identity, {"username": identity})["certificate"] = True
+    return {
+        "topicRoot": topic_root,
+        "bridge": {"username": bridge_username,
+                   "passwordHash": broker_hash(bridge_password, deterministic=True)},
+        "users": [users[name] for name in sorted(users)],
+        "needsActivation": sorted(stale),
+    }

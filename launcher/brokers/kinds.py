@@ -29,7 +29,9 @@ class Capability(enum.StrEnum):
     NODE_CREDENTIALS = "node_credentials"
     """A node may connect with the username and password the cloud issued it."""
     CLOUD_AUTH = "cloud_auth"
-    """The broker asks the cloud about each client: a revoked node is refused."""
+    """The broker asks the cloud about each client at connect."""
+    REFUSES_REVOKED = "refuses_revoked"
+    """A revoked node is refused at its next connect (asked, or told by a generated config)."""
     PER_NODE_ACL = "per_node_acl"
     """A node can neither read nor publish another node's topics."""
 
@@ -44,18 +46,29 @@ class RunningBroker:
     disconnect: Disconnect | None = None
     """Closes an identity's connections now, where the broker can be told to (embedded):
     what a cloud's revocations are subscribed to in the same process (``tether up``)."""
+    users_changed: Callable[[], None] | None = None
+    """For a broker that keeps its own user list (NATS): bring it up to date with the
+    cloud now, as ``tether broker nats-config`` does every interval. None elsewhere."""
+
+    def nodes_changed(self) -> None:
+        """A node was activated or revoked: tell a broker that keeps its own user list."""
+        if self.users_changed is not None:
+            self.users_changed()
 
     def login(self, username: str | None, password: str | None) -> tuple[str | None, str | None]:
         """The credentials a client with this identity presents here: its own where the
         broker knows it (the users it was started with, or any where the cloud decides),
         none (anonymous) elsewhere."""
-        if Capability.CLOUD_AUTH in self.kind.capabilities or username in self.users:
+        if ({Capability.CLOUD_AUTH, Capability.NODE_CREDENTIALS} & self.kind.capabilities
+                or username in self.users):
             return username, password
         return None, None
 
 
 Disconnect = Callable[[str], object]
-Started = tuple[str, Disconnect | None]  # the URL, and how to cut an identity off if any
+Started = tuple[str, Disconnect | None, Callable[[], None] | None]
+"""The URL, how to cut an identity off (if the broker can be told), and how to bring its
+own user list up to date (if it keeps one)."""
 Starter = Callable[
     [Path, Mapping[str, str], Authenticator | None, str, str | None],
     AbstractContextManager[Started],
@@ -94,8 +107,9 @@ class BrokerKind:
         ``/v1/broker`` routes (an admin token as basic-auth password in it), for brokers
         that ask the cloud over HTTP; ``topic_root``: for brokers that enforce Tether's
         topic ACL. The capabilities declared are those of a broker given all of these."""
-        with self.start(directory, users, authenticate, topic_root, webhook) as (url, disconnect):
-            yield RunningBroker(self, url, dict(users), disconnect)
+        with self.start(directory, users, authenticate, topic_root, webhook) as started:
+            url, disconnect, users_changed = started
+            yield RunningBroker(self, url, dict(users), disconnect, users_changed)
 
 
 @contextmanager
@@ -110,7 +124,7 @@ def _embedded(
 
     settings = BrokerSettings(host="127.0.0.1", port=0, topic_root=topic_root)
     with run_in_thread(settings, check) as broker:  # type: ignore[arg-type]
-        yield broker.url, broker.disconnect_user_threadsafe
+        yield broker.url, broker.disconnect_user_threadsafe, None
 
 
 @contextmanager
@@ -119,7 +133,7 @@ def _mosquitto(
     topic_root: str, webhook: str | None,
 ) -> Iterator[Started]:
     with PrivateMosquitto() as mosquitto:
-        yield mosquitto.url, None
+        yield mosquitto.url, None, None
 
 
 @contextmanager
@@ -127,8 +141,9 @@ def _nats(
     directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
     topic_root: str, webhook: str | None,
 ) -> Iterator[Started]:
-    with running_nats(directory / "nats") as url:
-        yield url, None
+    cloud = webhook.removesuffix("/").removesuffix("/v1/broker") if webhook else None
+    with running_nats(directory / "nats", users=users, cloud=cloud, topic_root=topic_root) as nats:
+        yield nats.url, None, nats.users_changed
 
 
 @contextmanager
@@ -140,7 +155,7 @@ def _rabbitmq(
         raise ValueError("RabbitMQ needs the cloud's webhook URL to know nodes")
     with running_rabbitmq(directory / "rabbitmq", users=users,
                           webhook=f"{webhook.rstrip('/')}/rabbitmq") as url:
-        yield url, None
+        yield url, None, None
 
 
 def _binary_missing(find: Callable[[], str | None], package: str) -> Callable[[], str | None]:
@@ -153,7 +168,8 @@ NO_SHARE = "grants the SUBACK for $share/ filters but stores them literally: not
 EMBEDDED = BrokerKind(
     name="embedded",
     capabilities=frozenset({Capability.RETAINED_ON_WILDCARD, Capability.NODE_CREDENTIALS,
-                            Capability.CLOUD_AUTH, Capability.PER_NODE_ACL}),
+                            Capability.CLOUD_AUTH, Capability.PER_NODE_ACL,
+                            Capability.REFUSES_REVOKED}),
     lacks={Capability.SHARED_SUBSCRIPTIONS: "amqtt refuses $share/ subscriptions"},
     start=_embedded,
     missing=lambda: None,
@@ -167,18 +183,21 @@ MOSQUITTO = BrokerKind(
         "mTLS + CRL (tests/broker/test_mosquitto_crl.py, test_mosquitto_kick.py), no per-connect callback",
         Capability.PER_NODE_ACL: "this Mosquitto is anonymous; its ACL file comes from "
         "`tether broker mosquitto-config` (tests/broker), not tried here yet",
+        Capability.REFUSES_REVOKED: "this Mosquitto is anonymous; production Mosquitto "
+        "refuses revoked certificates by CRL (tests/broker/test_mosquitto_crl.py)",
     },
     start=_mosquitto,
     missing=_binary_missing(mosquitto_binary, "mosquitto"),
 )
 NATS = BrokerKind(
     name="nats",
-    capabilities=frozenset({Capability.RETAINED_ON_WILDCARD, Capability.NODE_CREDENTIALS}),
+    # users and permissions written by `tether broker nats-config` (broker.nats_auth)
+    capabilities=frozenset({Capability.RETAINED_ON_WILDCARD, Capability.NODE_CREDENTIALS,
+                            Capability.PER_NODE_ACL, Capability.REFUSES_REVOKED}),
     lacks={
         Capability.SHARED_SUBSCRIPTIONS: f"NATS 2.9 {NO_SHARE}",
-        Capability.CLOUD_AUTH: "NATS before 2.10 has no auth callout: it cannot ask the cloud",
-        Capability.PER_NODE_ACL: "NATS users and permissions are written by hand per node; "
-        "no generator yet (issue 15, part 3)",
+        Capability.CLOUD_AUTH: "NATS before 2.10 has no auth callout: it cannot ask the "
+        "cloud (`tether broker nats-config` writes its users instead)",
     },
     start=_nats,
     missing=_binary_missing(nats_binary, "nats-server"),
@@ -187,7 +206,7 @@ RABBITMQ = BrokerKind(
     name="rabbitmq",
     # rabbitmq_auth_backend_http asks the cloud's webhook (cloud_api.security.broker_webhooks)
     capabilities=frozenset({Capability.NODE_CREDENTIALS, Capability.CLOUD_AUTH,
-                            Capability.PER_NODE_ACL}),
+                            Capability.PER_NODE_ACL, Capability.REFUSES_REVOKED}),
     lacks={
         Capability.SHARED_SUBSCRIPTIONS: f"RabbitMQ 3.10 {NO_SHARE}",
         Capability.RETAINED_ON_WILDCARD: "RabbitMQ delivers retained messages only to "

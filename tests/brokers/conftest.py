@@ -216,6 +216,7 @@ class Nodes:
         """A node ``name`` (created if need be) and a fresh password for it."""
         cloud.create_node(name, exist_ok=True)
         activation = cloud.activate(cloud.issue_activation(name).token)
+        self.broker.nodes_changed()  # NATS: as `tether broker nats-config` would
         return activation.mqtt.username, activation.mqtt.password
 
     def close_all(self) -> None:

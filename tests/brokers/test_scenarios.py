@@ -171,11 +171,12 @@ def test_a_share_group_is_proven_or_refused_loudly(
 def test_a_revoked_node_is_cut_off_and_refused_at_reconnect(
     clouds: Clouds, nodes: Nodes, broker: RunningBroker
 ) -> None:
-    needs(broker, Capability.CLOUD_AUTH)
+    needs(broker, Capability.REFUSES_REVOKED)
     cloud = clouds.open(kick_revoked_sessions=True)
     node = nodes.connect(cloud)
     wait_for(lambda: is_online(cloud, node.name), what="online")
     cloud.revoke_node(node.name)
+    broker.nodes_changed()  # NATS: as `tether broker nats-config` would
     wait_for(lambda: not node.client.is_connected(), what="the revoked node cut off")
     assert node.credentials is not None
     assert connect_reason(broker, node.name, node.credentials) != "Success"

@@ -12,6 +12,8 @@ for passwords and a list of the fleet's certificates, so they are not for everyo
 - ``GET /crl``: the CA's certificate revocation list (PEM), for a broker that cannot ask
   per connection: Mosquitto reads it from its ``crlfile``, kept current by
   ``tether broker crl-sync``.
+- ``GET /users``: every identity a broker that keeps its own user list must admit, with
+  bcrypt hashes only (``tether broker nats-config`` writes NATS's users from it).
 - ``/rabbitmq/{user,vhost,resource,topic}`` (GET or POST, form parameters, answers
   ``allow``/``deny``): RabbitMQ's ``rabbitmq_auth_backend_http``;
   ``/emqx/{authenticate,authorize}`` (POST JSON, answers ``{"result"}``): EMQX's HTTP
@@ -38,7 +40,7 @@ from cloud_api.rest.context import Context
 from cloud_api.rest.deps import BrokerAuthBody, ContextDep, CurrentToken, RawBody, SessionDep
 from cloud_api.rest.routes.activation import AuthorityDep
 from cloud_api.security import broker_webhooks
-from cloud_api.services.mqtt_auth import BrokerAccess, authenticate_certificate
+from cloud_api.services.mqtt_auth import BrokerAccess, authenticate_certificate, broker_users
 from cloud_api.services.node_certificates import revocation_list
 from cloud_api.services.tokens import authenticate_api_token, authorize
 from cloud_api.store.models import BrokerAuthResponse
@@ -86,6 +88,17 @@ def certificate_revocation_list(
         raise ConfigError("this cloud has no certificate authority")
     pem = revocation_list(session, authority, now=context.now())
     return PemResponse(pem, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/users")
+def users_for_brokers(token: CurrentToken, session: SessionDep, context: ContextDep) -> dict[str, Any]:
+    """The bridge and every node a broker must admit, by bcrypt hash or certificate (no
+    password ever); revoked nodes are absent. ``needsActivation``: nodes whose password
+    is older than the hashes, to activate again."""
+    authorize(token, admin=True)
+    return broker_users(session, bridge_username=context.settings.mqtt_username,
+                        bridge_password=context.bridge_password,
+                        topic_root=context.settings.topic_root, now=context.now())
 
 
 # -- brokers that ask at every connect and topic (RabbitMQ, EMQX) ------------------------
