@@ -46,14 +46,16 @@ class RunningBroker:
     disconnect: Disconnect | None = None
     """Closes an identity's connections now, where the broker can be told to (embedded):
     what a cloud's revocations are subscribed to in the same process (``tether up``)."""
-    users_changed: Callable[[], None] | None = None
+    users_changed: Callable[..., None] | None = None
     """For a broker that keeps its own user list (NATS): bring it up to date with the
     cloud now, as ``tether broker nats-config`` does every interval. None elsewhere."""
 
-    def nodes_changed(self) -> None:
-        """A node was activated or revoked: tell a broker that keeps its own user list."""
+    def nodes_changed(self, edit: Callable[[str], str] | None = None) -> None:
+        """A node was activated or revoked: tell a broker that keeps its own user list.
+        ``edit``: rewrite that list's text before the broker reloads it (tests that break
+        a permission on purpose)."""
         if self.users_changed is not None:
-            self.users_changed()
+            self.users_changed(edit)
 
     def login(self, username: str | None, password: str | None) -> tuple[str | None, str | None]:
         """The credentials a client with this identity presents here: its own where the
@@ -66,7 +68,7 @@ class RunningBroker:
 
 
 Disconnect = Callable[[str], object]
-Started = tuple[str, Disconnect | None, Callable[[], None] | None]
+Started = tuple[str, Disconnect | None, Callable[..., None] | None]
 """The URL, how to cut an identity off (if the broker can be told), and how to bring its
 own user list up to date (if it keeps one)."""
 Starter = Callable[

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import bcrypt
 
-from broker.nats_auth import render, sync_once
+from broker.nats_auth import reload_nats, render, sync_once
 from launcher.brokers.processes import free_port, start_process, stop_group, wait_listening
 from schemas.topics import DEFAULT_ROOT
 
@@ -64,7 +64,7 @@ def first_users(users: Mapping[str, str], topic_root: str) -> str:
 @dataclass(frozen=True)
 class PrivateNats:
     url: str
-    users_changed: Callable[[], None] | None
+    users_changed: Callable[..., None] | None
 
 
 @contextmanager
@@ -96,16 +96,20 @@ def running_nats(
         stop_group(process)
 
 
-def _syncer(cloud: str, directory: Path, log: Path) -> Callable[[], None]:
+def _syncer(cloud: str, directory: Path, log: Path) -> Callable[..., None]:
     parts = urlsplit(cloud)
     token = parts.password or ""
     server = urlunsplit((parts.scheme, f"{parts.hostname}:{parts.port}", "", "", ""))
+    users_file, pid_file = directory / USERS_FILE, directory / "nats.pid"
 
-    def users_changed() -> None:
+    def users_changed(edit: Callable[[str], str] | None = None) -> None:
+        """Sync, then (``edit``: a test breaking a permission on purpose) rewrite the file
+        with ``edit(text)``; reload NATS and wait until it has."""
         before = log.read_text(errors="replace").count(RELOADED)
-        outcome = sync_once(server, token, directory / USERS_FILE, pid_file=directory / "nats.pid")
-        if outcome.reloaded_pid is None:
-            return
+        sync_once(server, token, users_file)
+        if edit is not None:
+            users_file.write_text(edit(users_file.read_text()))
+        reload_nats(pid_file)
         deadline = time.monotonic() + 10
         while log.read_text(errors="replace").count(RELOADED) <= before:
             if time.monotonic() > deadline:
