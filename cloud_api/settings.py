@@ -129,9 +129,10 @@ class CloudSettings(BaseSettings):
         "(cloud_api.mqtt.share_probing)",
     )
     liveness_timeout_seconds: float = Field(
-        default=90.0, ge=0,
-        description="a node online but silent this long is marked offline (3 edge "
-        "heartbeats; cloud_api.mqtt.liveness); 0: only its status messages count",
+        default=75.0, ge=0,
+        description="a node online but silent this long is marked offline (2.5 edge "
+        "heartbeats: with the sweep's period, offline within 3; cloud_api.mqtt.liveness); "
+        "0: only its status messages count",
     )
 
     # -- function invocations relayed to nodes (cloud_api.mqtt.functions) --------------------
