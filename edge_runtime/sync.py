@@ -5,7 +5,9 @@ but hand ``Connected``/``Disconnected``/``Message`` events to ``deliver`` (the r
 queue). What the link does own is the connection policy of DESIGN §4 and §8:
 
 - MQTT 3.1.1, stable client id from the identity, persistent session
-  (``clean_session=False``), QoS 1 everywhere, username/password from the identity;
+  (``clean_session=False``), QoS 1 everywhere, username/password from the identity (a
+  node with a certificate and ``certificate_login`` sends no username: the broker maps
+  the certificate, as RabbitMQ's ``ssl_cert_login`` and NATS's ``verify_and_map`` do);
 - last will: the retained ``status`` ``{"online": false}``, so a node that dies or
   loses its network shows up offline;
 - ``TCP_NODELAY`` on the socket: paho leaves Nagle on, which was measured adding about
@@ -126,7 +128,8 @@ class MqttLink:
             protocol=mqtt.MQTTv311,
         )
         password = identity.mqtt.password.get_secret_value() if identity.mqtt.password else None
-        client.username_pw_set(identity.mqtt.username, password)
+        if not (self._settings.certificate_login and identity.uses_certificate and password is None):
+            client.username_pw_set(identity.mqtt.username, password)
         self._ssl_context: ssl.SSLContext | None = None
         if identity.mqtt.tls:
             tls = identity.tls
