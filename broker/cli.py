@@ -351,6 +351,11 @@ def nats_config(
     cafile: Annotated[
         Path | None, typer.Option(help="The cloud's CA, to trust an API certificate it issued."),
     ] = None,
+    bridge_certificate: Annotated[
+        bool, typer.Option("--bridge-certificate",
+                           help="The bridge logs in with a client certificate (CN = its user): "
+                                "for an MQTT listener with verify_and_map."),
+    ] = False,
 ) -> None:
     """Write NATS's users and permissions from the cloud's nodes; rewrite and reload on change.
 
@@ -374,7 +379,8 @@ def nats_config(
     try:
         while True:
             try:
-                outcome = sync_nats_users(server, token, out, pid_file=nats_pid_file, verify=verify)
+                outcome = sync_nats_users(server, token, out, pid_file=nats_pid_file,
+                                          verify=verify, bridge_certificate=bridge_certificate)
             except NatsConfigError as exc:
                 if once or not isinstance(exc, NatsCloudUnreachable):
                     _fail(str(exc), code=1)

@@ -91,18 +91,25 @@ def node_permissions(topics: TopicScheme, identity: str) -> str:
     return f"{{publish: {{allow: {_list(publish)}}}, subscribe: {{allow: {_list(subscribe)}}}}}"
 
 
-def render(document: Mapping[str, Any], *, source: str = "the cloud") -> str:
-    """The ``authorization`` block for ``GET /v1/broker/users``'s answer ``document``."""
+def render(document: Mapping[str, Any], *, source: str = "the cloud",
+           bridge_certificate: bool = False) -> str:
+    """The ``authorization`` block for ``GET /v1/broker/users``'s answer ``document``.
+    ``bridge_certificate``: the bridge logs in with a client certificate whose CN is its
+    username (an MQTT listener with ``verify_and_map``, where every client has one)."""
     try:
         topics = TopicScheme(str(document["topicRoot"]))
         bridge = document["bridge"]
+        everything = 'permissions: {publish: ">", subscribe: ">"}'
+        bridge_user = (f"{{user: {_quoted('CN=' + bridge['username'])}, {everything}}}"
+                       if bridge_certificate else
+                       f"{{user: {_quoted(bridge['username'])}, password: "
+                       f"{_quoted(bridge['passwordHash'])}, {everything}}}")
         lines = [
             f"# Written by `tether broker nats-config` from {source}; do not edit: it is",
             "# rewritten whenever the cloud's nodes change.",
             "authorization {",
             "  users = [",
-            (f"    {{user: {_quoted(bridge['username'])}, password: "
-            f"{_quoted(bridge['passwordHash'])}, permissions: {{publish: \">\", subscribe: \">\"}}}}"),
+            f"    {bridge_user}",
         ]
         for user in document["users"]:
             identity = str(user["username"])
@@ -172,10 +179,12 @@ def reload_nats(pid_file: Path) -> int | None:
 def sync_once(
     server: str, token: str, out: Path, *, pid_file: Path | None = None,
     verify: ssl.SSLContext | bool = True, transport: httpx.BaseTransport | None = None,
+    bridge_certificate: bool = False,
 ) -> NatsOutcome:
     """Fetch, render, and (if it differs from ``out``) write ``out`` and reload NATS."""
     document = fetch_users(server, token, verify=verify, transport=transport)
-    text = render(document, source=server.rstrip("/") + USERS_PATH).encode()
+    text = render(document, source=server.rstrip("/") + USERS_PATH,
+                  bridge_certificate=bridge_certificate).encode()
     try:
         current: bytes | None = out.read_bytes()
     except OSError:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from launcher.brokers.processes import free_port, start_process, stop_group, wait_listening
+from launcher.brokers.tls import TlsListener
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RABBITMQ_PACKAGE = "rabbitmq-server"
@@ -82,7 +83,24 @@ def webhook_config(webhook: str) -> str:
     )
 
 
-def rabbitmq_config(directory: Path, *, mqtt_port: int, webhook: str | None = None) -> str:
+def tls_config(tls: TlsListener) -> str:
+    """An MQTT listener over TLS that asks for a client certificate (not requiring one) and
+    takes a verified certificate's CN as the username (``mqtt.ssl_cert_login``): such a
+    client sends no username, and the webhook is asked about the CN without a password."""
+    return (
+        f"mqtt.listeners.ssl.default = 127.0.0.1:{tls.port}\n"
+        f"ssl_options.cacertfile = {tls.cafile}\n"
+        f"ssl_options.certfile = {tls.certfile}\n"
+        f"ssl_options.keyfile = {tls.keyfile}\n"
+        "ssl_options.verify = verify_peer\n"
+        "ssl_options.fail_if_no_peer_cert = false\n"
+        "mqtt.ssl_cert_login = true\n"
+        "ssl_cert_login_from = common_name\n"
+    )
+
+
+def rabbitmq_config(directory: Path, *, mqtt_port: int, webhook: str | None = None,
+                    tls: TlsListener | None = None) -> str:
     anonymous = (
         "mqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
         if webhook is None else "mqtt.allow_anonymous = false\n" + webhook_config(webhook)
@@ -92,6 +110,7 @@ def rabbitmq_config(directory: Path, *, mqtt_port: int, webhook: str | None = No
         "loopback_users = none\n"
         f"mqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}\n"
         + anonymous
+        + (tls_config(tls) if tls is not None else "")
         + f"load_definitions = {directory / 'definitions.json'}\n"
         "log.console = false\n"
         "log.file.level = warning\n"
@@ -101,7 +120,7 @@ def rabbitmq_config(directory: Path, *, mqtt_port: int, webhook: str | None = No
 @contextmanager
 def running_rabbitmq(
     directory: Path, *, users: Mapping[str, str] = {}, webhook: str | None = None,
-    timeout: float = 60.0,
+    tls: TlsListener | None = None, timeout: float = 60.0,
 ) -> Iterator[str]:
     """A RabbitMQ with MQTT for the ``with`` block; yields its MQTT URL."""
     missing = rabbitmq_missing()
@@ -113,7 +132,7 @@ def running_rabbitmq(
     (directory / "definitions.json").write_text(
         json.dumps(definitions(users, guest=webhook is None)))
     (directory / "rabbitmq.conf").write_text(
-        rabbitmq_config(directory, mqtt_port=mqtt_port, webhook=webhook))
+        rabbitmq_config(directory, mqtt_port=mqtt_port, webhook=webhook, tls=tls))
     plugins = "rabbitmq_mqtt" if webhook is None else "rabbitmq_mqtt,rabbitmq_auth_backend_http"
     (directory / "enabled_plugins").write_text(f"[{plugins}].\n")
     env = {
@@ -141,6 +160,8 @@ def running_rabbitmq(
         process = start_process([str(RABBITMQ_SERVER)], log=log, env=env)
         try:
             wait_listening(process, mqtt_port, timeout=timeout, name="rabbitmq-server", log=log)
+            if tls is not None:
+                wait_listening(process, tls.port, timeout=timeout, name="rabbitmq-server", log=log)
             yield f"mqtt://127.0.0.1:{mqtt_port}"
         finally:
             stop_group(process, grace=15)
