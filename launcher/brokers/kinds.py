@@ -181,12 +181,13 @@ MOSQUITTO = BrokerKind(
     capabilities=frozenset({Capability.SHARED_SUBSCRIPTIONS, Capability.RETAINED_ON_WILDCARD,
                             Capability.NODE_CREDENTIALS}),
     lacks={
-        Capability.CLOUD_AUTH: f"this Mosquitto {NO_CLOUD_AUTH}; production Mosquitto uses "
-        "mTLS + CRL (tests/broker/test_mosquitto_crl.py, test_mosquitto_kick.py), no per-connect callback",
-        Capability.PER_NODE_ACL: "this Mosquitto is anonymous; its ACL file comes from "
-        "`tether broker mosquitto-config` (tests/broker), not tried here yet",
-        Capability.REFUSES_REVOKED: "this Mosquitto is anonymous; production Mosquitto "
-        "refuses revoked certificates by CRL (tests/broker/test_mosquitto_crl.py)",
+        Capability.CLOUD_AUTH: f"this Mosquitto {NO_CLOUD_AUTH}; Mosquitto never asks per "
+        "connect: production uses mTLS + CRL (tests/brokers/test_mosquitto_production.py)",
+        Capability.PER_NODE_ACL: "this Mosquitto is anonymous; the production configuration "
+        "(`tether broker mosquitto-config`) confines nodes: tests/brokers/"
+        "test_mosquitto_production.py",
+        Capability.REFUSES_REVOKED: "this Mosquitto is anonymous; production Mosquitto refuses "
+        "revoked certificates by CRL: tests/brokers/test_mosquitto_production.py",
     },
     start=_mosquitto,
     missing=_binary_missing(mosquitto_binary, "mosquitto"),
