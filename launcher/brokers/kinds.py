@@ -17,6 +17,7 @@ from broker.embedded import run_in_thread
 from broker.settings import BrokerSettings
 from launcher.brokers.nats import nats_binary, running_nats
 from launcher.brokers.rabbitmq import rabbitmq_missing, running_rabbitmq
+from launcher.brokers.tls import TlsListener
 from launcher.mosquitto import PrivateMosquitto, mosquitto_binary
 from schemas.topics import DEFAULT_ROOT
 
@@ -43,6 +44,9 @@ class RunningBroker:
     kind: BrokerKind
     url: str
     users: Mapping[str, str] = field(default_factory=dict)
+    tls_url: str | None = None
+    """An MQTT-over-TLS listener beside ``url`` that maps client certificates to users,
+    where the broker was given ``tls`` and can have one beside the plain one (RabbitMQ)."""
     disconnect: Disconnect | None = None
     """Closes an identity's connections now, where the broker can be told to (embedded):
     what a cloud's revocations are subscribed to in the same process (``tether up``)."""
@@ -71,10 +75,20 @@ Disconnect = Callable[[str], object]
 Started = tuple[str, Disconnect | None, Callable[..., None] | None]
 """The URL, how to cut an identity off (if the broker can be told), and how to bring its
 own user list up to date (if it keeps one)."""
-Starter = Callable[
-    [Path, Mapping[str, str], Authenticator | None, str, str | None],
-    AbstractContextManager[Started],
-]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a private broker is started (see ``BrokerKind.running``)."""
+
+    users: Mapping[str, str]
+    authenticate: Authenticator | None
+    topic_root: str
+    webhook: str | None
+    tls: TlsListener | None
+
+
+Starter = Callable[[Path, Options], AbstractContextManager[Started]]
 
 
 @dataclass(frozen=True)
@@ -102,61 +116,58 @@ class BrokerKind:
         authenticate: Authenticator | None = None,
         topic_root: str = DEFAULT_ROOT,
         webhook: str | None = None,
+        tls: TlsListener | None = None,
     ) -> Iterator[RunningBroker]:
         """A private instance for the ``with`` block. ``users``: username -> password it
         must accept (the cloud's bridge); ``authenticate``: the cloud's check, for the
         broker in the cloud's process; ``webhook``: the base URL of the cloud's
         ``/v1/broker`` routes (an admin token as basic-auth password in it), for brokers
         that ask the cloud over HTTP; ``topic_root``: for brokers that enforce Tether's
-        topic ACL. The capabilities declared are those of a broker given all of these."""
-        with self.start(directory, users, authenticate, topic_root, webhook) as started:
+        topic ACL; ``tls``: a TLS listener mapping client certificates to users, for
+        brokers that can have one beside the plain listener (RabbitMQ; ignored elsewhere).
+        The capabilities declared are those of a broker given all of these."""
+        options = Options(users, authenticate, topic_root, webhook, tls)
+        with self.start(directory, options) as started:
             url, disconnect, users_changed = started
-            yield RunningBroker(self, url, dict(users), disconnect, users_changed)
+            tls_url = tls.url if tls is not None and self.name == "rabbitmq" else None
+            yield RunningBroker(self, url, dict(users), tls_url, disconnect, users_changed)
 
 
 @contextmanager
-def _embedded(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
-    topic_root: str, webhook: str | None,
-) -> Iterator[Started]:
+def _embedded(directory: Path, options: Options) -> Iterator[Started]:
+    users, authenticate = options.users, options.authenticate
+
     def check(username: str | None, password: str | None) -> bool | object:
         if username is not None and username in users:
             return users[username] == password
         return authenticate(username, password) if authenticate is not None else False
 
-    settings = BrokerSettings(host="127.0.0.1", port=0, topic_root=topic_root)
+    settings = BrokerSettings(host="127.0.0.1", port=0, topic_root=options.topic_root)
     with run_in_thread(settings, check) as broker:  # type: ignore[arg-type]
         yield broker.url, broker.disconnect_user_threadsafe, None
 
 
 @contextmanager
-def _mosquitto(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
-    topic_root: str, webhook: str | None,
-) -> Iterator[Started]:
+def _mosquitto(directory: Path, options: Options) -> Iterator[Started]:
     with PrivateMosquitto() as mosquitto:
         yield mosquitto.url, None, None
 
 
 @contextmanager
-def _nats(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
-    topic_root: str, webhook: str | None,
-) -> Iterator[Started]:
+def _nats(directory: Path, options: Options) -> Iterator[Started]:
+    webhook = options.webhook
     cloud = webhook.removesuffix("/").removesuffix("/v1/broker") if webhook else None
-    with running_nats(directory / "nats", users=users, cloud=cloud, topic_root=topic_root) as nats:
+    with running_nats(directory / "nats", users=options.users, cloud=cloud,
+                      topic_root=options.topic_root) as nats:
         yield nats.url, None, nats.users_changed
 
 
 @contextmanager
-def _rabbitmq(
-    directory: Path, users: Mapping[str, str], authenticate: Authenticator | None,
-    topic_root: str, webhook: str | None,
-) -> Iterator[Started]:
-    if webhook is None:
+def _rabbitmq(directory: Path, options: Options) -> Iterator[Started]:
+    if options.webhook is None:
         raise ValueError("RabbitMQ needs the cloud's webhook URL to know nodes")
-    with running_rabbitmq(directory / "rabbitmq", users=users,
-                          webhook=f"{webhook.rstrip('/')}/rabbitmq") as url:
+    with running_rabbitmq(directory / "rabbitmq", users=options.users, tls=options.tls,
+                          webhook=f"{options.webhook.rstrip('/')}/rabbitmq") as url:
         yield url, None, None
 
 

@@ -17,8 +17,8 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,14 +30,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from cloud_api.runtime import Cloud
-from cloud_api.security.pki import CertificateAuthority
 from cloud_api.settings import CloudSettings
 from edge_runtime.activation import activate
-from launcher.brokers import broker_kind
+from launcher.brokers import RunningBroker, broker_kind
 from launcher.brokers.nats import running_nats
-from launcher.brokers.processes import free_port
-from launcher.brokers.rabbitmq import running_rabbitmq
-from launcher.brokers.tls import TlsListener
 from schemas.names import node_client_id
 from tests.brokers.conftest import (
     BRIDGE_PASSWORD,
@@ -45,41 +41,16 @@ from tests.brokers.conftest import (
     TOPICS,
     WEBHOOK_TOKEN,
     Gate,
+    Pki,
     is_online,
+    started_broker,
     wait_for,
 )
 from tests.brokers.nodes import NAMESPACE
 from tests.cloud_api.conftest import serving
 
-pytestmark = pytest.mark.slow  # a RabbitMQ and a NATS of their own, two agents: ~25 s
-
-
-@dataclass(frozen=True)
-class Pki:
-    cafile: Path
-    cakey: Path
-    certfile: Path  # the brokers' server certificate (localhost, 127.0.0.1)
-    keyfile: Path
-    bridge_cert: Path  # the bridge's client certificate (CN tether-cloud)
-    bridge_key: Path
-
-    def listener(self) -> TlsListener:
-        return TlsListener(free_port(), self.cafile, self.certfile, self.keyfile)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    authority = CertificateAuthority.load_or_create(directory / "ca", common_name="Suite CA")
-    files = {name: directory / name for name in ("broker.crt", "broker.key",
-                                                 "bridge.crt", "bridge.key")}
-    cert, key = authority.issue("localhost", sans=["localhost", "127.0.0.1"], days=1, server=True)
-    files["broker.crt"].write_text(cert)
-    files["broker.key"].write_text(key)
-    cert, key = authority.issue(BRIDGE_USER, days=1, server=False)
-    files["bridge.crt"].write_text(cert)
-    files["bridge.key"].write_text(key)
-    return Pki(directory / "ca" / "ca.crt", directory / "ca" / "ca.key", *files.values())
+pytestmark = pytest.mark.slow  # a NATS of its own and two agents: ~12 s
+BROKERS_WANTED = ("rabbitmq",)
 
 
 class Setup:
@@ -196,18 +167,14 @@ def converge_then_revoke(
 
 
 def test_rabbitmq_maps_a_node_certificate_and_asks_the_cloud(
-    setup: Setup, webhook: str, tmp_path: Path, unique_name: str
+    setup: Setup, started: dict[str, Future[RunningBroker]], unique_name: str
 ) -> None:
-    if (missing := broker_kind("rabbitmq").missing()) is not None:
-        pytest.skip(f"rabbitmq: {missing}")
-    tls = setup.pki.listener()
-    plain = setup.stack.enter_context(running_rabbitmq(
-        tmp_path / "rabbitmq", users={BRIDGE_USER: BRIDGE_PASSWORD},
-        webhook=f"{webhook}/rabbitmq", tls=tls))
-    cloud, api = setup.cloud(mqtt_url=plain, advertised_mqtts_url=tls.url,
+    rabbitmq = started_broker(started, "rabbitmq")
+    assert rabbitmq.tls_url is not None
+    cloud, api = setup.cloud(mqtt_url=rabbitmq.url, advertised_mqtts_url=rabbitmq.tls_url,
                              kick_revoked_sessions=True)
     name = unique_name
-    converge_then_revoke(setup, cloud, api, name, tls.url, lambda: None)
+    converge_then_revoke(setup, cloud, api, name, rabbitmq.tls_url, lambda: None)
     asked = [body for path, body in setup.gate.asked if path.endswith("/rabbitmq/user")]
     assert any(f"username=default%2F{name}" in body and "password=" not in body
                for body in asked), "RabbitMQ never asked about the certificate's CN"
