@@ -9,7 +9,9 @@ cloud is asked about each certificate's serial too (revoked ones are refused).
 
 For Mosquitto, ``mosquitto-config`` writes its configuration and ACL, with the TLS files
 where Mosquitto's user can read them (``broker.mosquitto_files``), and ``crl-sync`` keeps
-its ``crlfile`` equal to the cloud's CRL (``broker.crl_sync``), reloading it.
+its ``crlfile`` equal to the cloud's CRL (``broker.crl_sync``), reloading it. For NATS,
+``nats-config`` keeps its users and permissions equal to the cloud's nodes
+(``broker.nats_auth``), reloading it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from broker.embedded import EmbeddedBroker
 from broker.errors import BrokerError, PortInUse
 from broker.mosquitto import MosquittoConfig
 from broker.mosquitto_files import install
+from broker.nats_auth import CloudUnreachable as NatsCloudUnreachable
+from broker.nats_auth import NatsConfigError, NatsOutcome
+from broker.nats_auth import sync_once as sync_nats_users
 from broker.plugins import http_authenticator
 from broker.settings import BrokerSettings
 
@@ -319,3 +324,84 @@ def _render_sync(outcome: SyncOutcome, out: Path, *, quiet: bool) -> None:
     typer.echo(f"{PROG}: wrote {out} ({outcome.revoked} revoked){reloaded}")
     if outcome.note:
         typer.echo(f"{PROG}: {outcome.note}", err=True)
+
+
+@app.command("nats-config")
+def nats_config(
+    out: Annotated[Path, typer.Option(
+        help="The users file the NATS configuration includes (`include tether-users.conf` "
+             "at its top level); mode 0600.")],
+    server: Annotated[
+        str | None, typer.Option(envvar="TETHER_BROKER_SERVER", help="The cloud's base URL.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="TETHER_BROKER_AUTH_TOKEN", show_default=False,
+                     help="The cloud's admin token."),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between fetches (ignored with --once).")
+    ] = 30.0,
+    once: Annotated[bool, typer.Option("--once", help="Fetch once, then exit.")] = False,
+    nats_pid_file: Annotated[
+        Path | None,
+        typer.Option(help="The NATS server's `pid_file`: SIGHUP it (a config reload) when "
+                          "the users changed."),
+    ] = None,
+    cafile: Annotated[
+        Path | None, typer.Option(help="The cloud's CA, to trust an API certificate it issued."),
+    ] = None,
+    bridge_certificate: Annotated[
+        bool, typer.Option("--bridge-certificate",
+                           help="The bridge logs in with a client certificate (CN = its user): "
+                                "for an MQTT listener with verify_and_map."),
+    ] = False,
+) -> None:
+    """Write NATS's users and permissions from the cloud's nodes; rewrite and reload on change.
+
+    NATS before 2.10 cannot ask the cloud about a client, so it is told: the bridge and
+    every node, by bcrypt hash (never a password) or by certificate subject for
+    `verify_and_map`, each node confined to its own topics. A revoked node drops out of
+    the file at the next fetch; NATS drops its connection at the reload.
+    """
+    if server is None:
+        _fail("--server is required (or TETHER_BROKER_SERVER): the cloud's base URL", code=2)
+    if token is None:
+        _fail("--token is required (or TETHER_BROKER_AUTH_TOKEN): the cloud's admin token", code=2)
+    verify: ssl.SSLContext | bool = True
+    if cafile is not None:
+        try:
+            verify = trust(cafile)
+        except CrlSyncError as exc:
+            _fail(str(exc), code=2)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while True:
+            try:
+                outcome = sync_nats_users(server, token, out, pid_file=nats_pid_file,
+                                          verify=verify, bridge_certificate=bridge_certificate)
+            except NatsConfigError as exc:
+                if once or not isinstance(exc, NatsCloudUnreachable):
+                    _fail(str(exc), code=1)
+                typer.echo(f"{PROG}: {exc}; keeping {out}, retrying in {interval:g} s", err=True)
+            else:
+                _render_nats(outcome, out, quiet=not once)
+            if once or stop.wait(interval):
+                return
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _render_nats(outcome: NatsOutcome, out: Path, *, quiet: bool) -> None:
+    if outcome.written:
+        reloaded = f"; reloaded nats-server (pid {outcome.reloaded_pid})" if outcome.reloaded_pid else ""
+        typer.echo(f"{PROG}: wrote {out} ({outcome.users} nodes){reloaded}")
+    elif not quiet:
+        typer.echo(f"{PROG}: {out} is current ({outcome.users} nodes)")
+    if outcome.needs_activation and (outcome.written or not quiet):
+        typer.echo(f"{PROG}: note: {len(outcome.needs_activation)} nodes have a password from "
+                   "before bcrypt hashes were kept and cannot log in to NATS: activate them "
+                   f"again ({', '.join(outcome.needs_activation[:5])}...)", err=True)

@@ -188,19 +188,19 @@ def _serials(crl: x509.CertificateRevocationList) -> frozenset[int]:
     return frozenset(entry.serial_number for entry in crl)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (mode 0644): temp file, fsync, rename, fsync the dir.
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` (``mode``): temp file, fsync, rename, fsync the dir.
 
     A reader (Mosquitto at a reload) sees the old file or the new one, never a part.
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fchmod(handle.fileno(), 0o644)  # whatever the umask
+                os.fchmod(handle.fileno(), mode)  # whatever the umask
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
         finally:

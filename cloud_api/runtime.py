@@ -239,7 +239,7 @@ class Cloud:
             self.context.share_probe = probe
         bridge.start(handle, refuse=server.refuse)
         if self.context.share_probe is not None:
-            self.context.share_probe.start(bridge.wait_ready)
+            self.context.share_probe.start(bridge.wait_ready, lambda: bridge.subscriptions)
         self.bridge = self.context.bridge = bridge
         self.context.publisher = bridge
         return bridge

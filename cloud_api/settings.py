@@ -62,6 +62,16 @@ class CloudSettings(BaseSettings):
         default=None, description="None: read or generate DATA_DIR/bridge.secret"
     )
     mqtt_client_id: str | None = Field(default=None, description="None: unique per process")
+    mqtt_cafile: Path | None = Field(
+        default=None, description="mqtts://: the CA the broker's certificate is checked "
+        "against; None: the system's")
+    mqtt_certfile: Path | None = Field(
+        default=None, description="mqtts://: a client certificate the bridge presents (with "
+        "mqtt_keyfile), for a broker that wants one (NATS's MQTT listener with verify)")
+    mqtt_keyfile: Path | None = Field(default=None, description="the key of mqtt_certfile")
+    mqtt_certificate_login: bool = Field(
+        default=False, description="with mqtt_certfile: send no username, the broker maps "
+        "the certificate to the bridge's user (RabbitMQ ssl_cert_login, NATS verify_and_map)")
     advertised_mqtt_url: str | None = Field(
         default=None, description="the broker URL handed to nodes at activation; default mqtt_url"
     )
@@ -131,9 +141,10 @@ class CloudSettings(BaseSettings):
         "(cloud_api.mqtt.share_probing)",
     )
     liveness_timeout_seconds: float = Field(
-        default=90.0, ge=0,
-        description="a node online but silent this long is marked offline (3 edge "
-        "heartbeats; cloud_api.mqtt.liveness); 0: only its status messages count",
+        default=75.0, ge=0,
+        description="a node online but silent this long is marked offline (2.5 edge "
+        "heartbeats: with the sweep's period, offline within 3; cloud_api.mqtt.liveness); "
+        "0: only its status messages count",
     )
 
     # -- function invocations relayed to nodes (cloud_api.mqtt.functions) --------------------
@@ -204,13 +215,19 @@ class CloudSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_files_in_pairs(self) -> CloudSettings:
-        for cert, key in (("ca_certfile", "ca_keyfile"), ("tls_certfile", "tls_keyfile")):
+        for cert, key in (("ca_certfile", "ca_keyfile"), ("tls_certfile", "tls_keyfile"),
+                          ("mqtt_certfile", "mqtt_keyfile")):
             if (getattr(self, cert) is None) != (getattr(self, key) is None):
                 raise ValueError(f"{cert} and {key} go together: set both or neither")
         if self.advertised_mqtts_url is not None and not self.advertised_mqtts_url.startswith(
             "mqtts://"
         ):
             raise ValueError("advertised_mqtts_url must be an mqtts:// URL")
+        uses_tls = self.mqtt_url.startswith("mqtts://")
+        if not uses_tls and (self.mqtt_certfile or self.mqtt_cafile):
+            raise ValueError("mqtt_certfile and mqtt_cafile need an mqtts:// mqtt_url")
+        if self.mqtt_certificate_login and self.mqtt_certfile is None:
+            raise ValueError("mqtt_certificate_login needs mqtt_certfile and mqtt_keyfile")
         if self.function_timeout_seconds > self.function_max_timeout_seconds:
             raise ValueError("function_timeout_seconds may not exceed function_max_timeout_seconds")
         return self

@@ -5,7 +5,9 @@ but hand ``Connected``/``Disconnected``/``Message`` events to ``deliver`` (the r
 queue). What the link does own is the connection policy of DESIGN §4 and §8:
 
 - MQTT 3.1.1, stable client id from the identity, persistent session
-  (``clean_session=False``), QoS 1 everywhere, username/password from the identity;
+  (``clean_session=False``), QoS 1 everywhere, username/password from the identity (a
+  node with a certificate and ``certificate_login`` sends no username: the broker maps
+  the certificate, as RabbitMQ's ``ssl_cert_login`` and NATS's ``verify_and_map`` do);
 - last will: the retained ``status`` ``{"online": false}``, so a node that dies or
   loses its network shows up offline;
 - ``TCP_NODELAY`` on the socket: paho leaves Nagle on, which was measured adding about
@@ -14,8 +16,12 @@ queue). What the link does own is the connection policy of DESIGN §4 and §8:
   no jitter, and a fleet reconnecting in lockstep after a broker restart is a stampede),
   from ``reconnect_min_seconds`` to ``reconnect_max_seconds``, reset on a good connect;
 - on every connect: drop what paho would re-send from the last session (the sync
-  decides afresh) and subscribe under the node's own root before the sync publishes; a
-  SUBACK that refuses a filter is logged with the filters and the broker's reason;
+  decides afresh) and subscribe under the node's own root before the sync publishes;
+- every SUBACK is checked. A refused filter is logged once (with the filters and the
+  broker's reason; the same refusal again only at debug level), and the link reconnects
+  after a backoff with a *clean* session, until the broker grants every filter: a fixed
+  permission is picked up by itself, and a broker that kept a broken persistent session
+  (NATS 2.9 grants the SUBACK of a restored session yet delivers nothing) starts afresh;
 - ``mqtts://``: the broker is verified against the node's ``ca.crt`` (hostname checked);
   a node activated with a CSR presents ``node.crt``/``node.key``, re-read before every
   connection attempt, so a renewed certificate is used from the next reconnect on.
@@ -104,22 +110,29 @@ class MqttLink:
         self.attempts = 0  # connection attempts so far (observability, tests)
         self._filters: list[str] = []  # of the last subscribe, to name what a SUBACK refused
         self.refused: list[str] = []  # what the broker refused at the last connect
+        self._refusal_logged: list[str] = []  # the refusal last logged at error level
+        self._refusal_backoff = Backoff(settings.reconnect_min_seconds,
+                                        settings.reconnect_max_seconds)
+        self._retry_refused_at: float | None = None  # when to reconnect, clean, to retry
+        self._clean_next = False  # the next connection starts a clean session
+        self._session_clean = False  # the client's sessions are clean ones
         self._client = self._make_client()
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self, *, clean: bool = False) -> mqtt.Client:
         identity = self._identity
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=identity.client_id,
-            clean_session=False,
+            clean_session=clean,
             protocol=mqtt.MQTTv311,
         )
         password = identity.mqtt.password.get_secret_value() if identity.mqtt.password else None
-        client.username_pw_set(identity.mqtt.username, password)
+        if not (self._settings.certificate_login and identity.uses_certificate and password is None):
+            client.username_pw_set(identity.mqtt.username, password)
         self._ssl_context: ssl.SSLContext | None = None
         if identity.mqtt.tls:
             tls = identity.tls
@@ -210,6 +223,10 @@ class MqttLink:
     def _session(self) -> None:
         """One connection, from connect to its end; raises BrokerUnavailable to retry."""
         url = self._identity.mqtt.url
+        if self._clean_next != self._session_clean:  # clean after a refusal, then persistent
+            self._session_clean = self._clean_next
+            self._client = self._make_client(clean=self._clean_next)
+        self._clean_next = False
         will = encode_json(dict(status_payload(False, timestamp=int(time.time()))))
         self._client.will_set(f"{self._root}/{Suffix.STATUS.value}", will, qos=QOS, retain=True)
         self.attempts += 1
@@ -222,10 +239,24 @@ class MqttLink:
             raise BrokerUnavailable(f"cannot reach the broker at {url}: {exc}",
                                     retry_after=self._backoff.next()) from exc
         rc = mqtt.MQTT_ERR_SUCCESS
+        self._retry_refused_at = None
+        retrying_refused = False
         while rc == mqtt.MQTT_ERR_SUCCESS and not self._stopping.is_set():
             if self._reconnect.is_set():
                 break
-            rc = self._client.loop(timeout=1.0)
+            retry_at = self._retry_refused_at
+            if retry_at is not None and time.monotonic() >= retry_at:
+                retrying_refused = True
+                break
+            wait = 1.0 if retry_at is None else max(0.01, min(1.0, retry_at - time.monotonic()))
+            rc = self._client.loop(timeout=wait)
+        if retrying_refused and not self._stopping.is_set():
+            self._close()
+            if self._connected.is_set():
+                self._connected.clear()
+                self._deliver(Disconnected(reason="subscriptions refused"))
+            log.debug("reconnecting to %s with a clean session to subscribe again", url)
+            return
         reconnecting = self._reconnect.is_set() and not self._stopping.is_set()
         if self._stopping.is_set() or reconnecting:
             self._close()
@@ -280,14 +311,29 @@ class MqttLink:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
     ) -> None:
-        """A refused subscription means this node never hears the cloud: say which, and why."""
+        """A refused subscription means this node never hears the cloud: say which and why
+        (once), and retry after a backoff on a clean session until all are granted."""
         self.refused = [f"{topic_filter} ({reason})" for topic_filter, reason
                         in zip(self._filters, reasons) if reason.is_failure]
-        if self.refused:
-            log.error("the broker at %s refused this node's subscriptions %s: it will not hear "
-                      "the cloud; check the broker's permissions for %s",
-                      self._identity.mqtt.url, ", ".join(self.refused),
-                      self._identity.mqtt.username)
+        if not self.refused:
+            if self._refusal_logged:
+                log.warning("the broker at %s now grants this node's subscriptions",
+                            self._identity.mqtt.url)
+            self._refusal_logged = []
+            self._refusal_backoff.reset()
+            return
+        delay = self._refusal_backoff.next()
+        self._clean_next = True
+        self._retry_refused_at = time.monotonic() + delay
+        if self.refused == self._refusal_logged:
+            log.debug("subscriptions still refused (%s); retrying in %.1f s",
+                      ", ".join(self.refused), delay)
+            return
+        self._refusal_logged = list(self.refused)
+        log.error("the broker at %s refused this node's subscriptions %s: it will not hear "
+                  "the cloud; check the broker's permissions for %s (retrying with a clean "
+                  "session, with backoff)", self._identity.mqtt.url, ", ".join(self.refused),
+                  self._identity.mqtt.username)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         parsed = self._topics.parse(message.topic)

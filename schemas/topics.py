@@ -106,6 +106,16 @@ class TopicScheme:
             filters = [f"$share/{share_group}/{f}" for f in filters]
         return filters
 
+    def node_publish_filters(self, namespace: str, node: str) -> list[str]:
+        """The MQTT filters covering exactly what a node may publish (``node_may_publish``),
+        for brokers that take the rule as a list (NATS permissions)."""
+        root = self.node_root(namespace, node)
+        return sorted(
+            f"{root}/functions/+/+/result" if suffix == Suffix.FUNCTION_RESULT
+            else f"{root}/{suffix.value}"
+            for suffix in NODE_PUBLISHES
+        )
+
     # -- parsing ---------------------------------------------------------------------
     def parse(self, topic: str) -> NodeTopic | None:
         """Parse a concrete topic under this root; None if it is not one of ours."""

@@ -72,6 +72,7 @@ class Bridge:
         self._filters += node_output_filters(self.topics, share_group=settings.share_group)
         self._host, self._port, tls = mqtt_endpoint(settings.mqtt_url)
         self._ready = threading.Event()
+        self.subscriptions = 0  # times the bridge got its subscriptions: once per (re)connect
         self._stopping = threading.Event()
         # unbounded: _on_message keeps requests to bridge_queue_size (statuses pass, see there)
         self._queues: list[queue.Queue[_Queued | None]] = [
@@ -196,6 +197,7 @@ class Bridge:
             return
         self._problem = None
         self._resubscribe_delay = RESUBSCRIBE_SECONDS[0]
+        self.subscriptions += 1
         self._ready.set()
 
     def _on_disconnect(

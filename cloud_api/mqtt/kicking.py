@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cloud_api.mqtt.paho_reading import configure_login
 from cloud_api.settings import CloudSettings, mqtt_endpoint
 from schemas.names import node_client_id, parse_node_identity
 
@@ -40,6 +41,7 @@ class SessionKicker:
         self, settings: CloudSettings, *, password: str, timeout: float = CONNECT_TIMEOUT
     ) -> None:
         self._host, self._port, self._tls = mqtt_endpoint(settings.mqtt_url)
+        self._settings = settings
         self._timeout = timeout
         self._username, self._password = settings.mqtt_username, password
         self._pool = ThreadPoolExecutor(MAX_CONCURRENT_KICKS, thread_name_prefix="tether-kick")
@@ -67,9 +69,7 @@ class SessionKicker:
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              clean_session=True, protocol=mqtt.MQTTv311)
-        client.username_pw_set(self._username, self._password)
-        if self._tls:
-            client.tls_set()
+        configure_login(client, self._settings, password=self._password, tls=self._tls)
         client.on_connect = on_connect
         client.on_disconnect = lambda *_: gone.set()
         try:

@@ -11,8 +11,8 @@ be shown online forever.
 So every message from a node is a sign of life. Bridge workers only note it in memory
 (``heard``); a sweeper thread, once per period, writes what was heard as ``last_seen`` (one
 statement for all, off the request path) and then marks offline every node recorded
-online whose ``last_seen`` is older than the timeout (a few heartbeats; agents beat every
-30 s by default). The database holds the truth, so replicas sharing the traffic agree and
+online whose ``last_seen`` is older than the timeout (2.5 heartbeats by default; agents
+beat every 30 s), so a silent node is offline within 3 heartbeats. The database holds the truth, so replicas sharing the traffic agree and
 a restarted cloud resumes. Silence is counted only while the bridge is connected: for the
 first timeout after (re)connecting, nothing is swept, as nodes may not have spoken yet.
 
@@ -127,8 +127,16 @@ class Liveness:
         self._thread = threading.Thread(target=self._run, name="tether-liveness", daemon=True)
         self._thread.start()
 
+    @property
+    def period(self) -> float:
+        """Seconds between sweeps: a twentieth of the timeout (at most 5 s), so a node is
+        marked offline within ``timeout`` + ``period`` of falling silent (of the bridge's
+        connect, for one that died while no cloud listened): with the default 2.5
+        heartbeats, within 3."""
+        return max(0.05, min(self.timeout / 20, 5.0))
+
     def _run(self) -> None:
-        period = max(0.1, min(self.timeout / 4, 10.0))
+        period = self.period
         while not self._stop.wait(period):
             try:
                 self.sweep()

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from cloud_api.errors import ConfigError
 from cloud_api.settings import CloudSettings
 
 READ_SIZE = 64 * 1024
@@ -68,14 +70,34 @@ def bridge_client(
         CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
         protocol=mqtt.MQTTv311,
     )
-    client.username_pw_set(settings.mqtt_username, password)
-    if tls:
-        client.tls_set()
+    configure_login(client, settings, password=password, tls=tls)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.suppress_exceptions = True
     client.enable_logger(logger)
     client.on_socket_open = _no_delay
     return client
+
+
+def configure_login(
+    client: mqtt.Client, settings: CloudSettings, *, password: str, tls: bool
+) -> None:
+    """The bridge's identity on ``client``: its username and password, and over TLS the
+    broker's CA (``mqtt_cafile``) and a client certificate (``mqtt_certfile``) if set;
+    with ``mqtt_certificate_login``, no username (the broker maps the certificate)."""
+    if not (settings.mqtt_certificate_login and settings.mqtt_certfile is not None):
+        client.username_pw_set(settings.mqtt_username, password)
+    if not tls:
+        return
+    context = ssl.create_default_context(
+        cafile=str(settings.mqtt_cafile) if settings.mqtt_cafile else None)
+    if settings.mqtt_certfile is not None and settings.mqtt_keyfile is not None:
+        try:
+            context.load_cert_chain(str(settings.mqtt_certfile), str(settings.mqtt_keyfile))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the bridge's client certificate "
+                              f"{settings.mqtt_certfile}: {exc}; check mqtt_certfile and "
+                              "mqtt_keyfile") from exc
+    client.tls_set_context(context)
 
 
 def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:

@@ -11,6 +11,10 @@ which every replica receives unshared. No probe or answer within the timeout: th
 group does not work here, and ``problem`` says so (``/healthz``, the log, and
 ``tether cloud serve``, which refuses to start).
 
+The probe runs again every time the bridge gets its subscriptions anew (each reconnect):
+a broker restarted, upgraded or failed over to a node without shared subscriptions is
+caught too, and a later probe that gets through clears an earlier ``problem``.
+
 Probe traffic never reaches the shadow server: ``watching`` takes it out of each batch.
 """
 
@@ -41,6 +45,7 @@ class ShareProbe:
         self._prefix = f"{topics.root}/{PROBE_SEGMENT}/"
         self._arrived = threading.Event()
         self.done = threading.Event()
+        self._closed = threading.Event()
         self.problem: str | None = None
 
     def _request_topic(self, probe_id: str) -> str:
@@ -70,18 +75,37 @@ class ShareProbe:
         return True
 
     # -- its own thread -----------------------------------------------------------------
-    def run(self, wait_ready: Callable[[float], bool]) -> None:
-        """Wait for the bridge to be subscribed, then probe: a few sends within the
-        timeout, in case the broker activates the subscription a moment after its SUBACK."""
-        while not wait_ready(1.0):
-            if self.done.is_set():
-                return
+    def run(
+        self, wait_ready: Callable[[float], bool], subscriptions: Callable[[], int] = lambda: 0
+    ) -> None:
+        """Probe each time the bridge is subscribed anew (``subscriptions`` counts those),
+        until closed; ``done`` is set at the first verdict."""
+        probed: int | None = None
+        while not self._closed.is_set():
+            if not wait_ready(1.0):
+                continue
+            current = subscriptions()
+            if current == probed:
+                self._closed.wait(0.2)
+                continue
+            probed = current
+            self.probe()
+
+    def probe(self) -> None:
+        """One probe: a few sends within the timeout, in case the broker activates the
+        subscription a moment after its SUBACK."""
+        self._arrived.clear()
         attempts = 5
         for _ in range(attempts):
             self._publish(self._request_topic(self.id), b"{}")
             if self._arrived.wait(self.timeout / attempts):
+                if self.problem is not None:
+                    log.warning("share group %r delivers again: probe received", self.group)
                 log.info("share group %r delivers: probe received", self.group)
+                self.problem = None
                 self.done.set()
+                return
+            if self._closed.is_set():
                 return
         self.problem = (
             f"the broker accepted the subscriptions of share group {self.group!r} but "
@@ -92,9 +116,11 @@ class ShareProbe:
         log.error("%s", self.problem)
         self.done.set()
 
-    def start(self, wait_ready: Callable[[float], bool]) -> None:
-        threading.Thread(target=self.run, args=(wait_ready,), name="tether-share-probe",
-                         daemon=True).start()
+    def start(
+        self, wait_ready: Callable[[float], bool], subscriptions: Callable[[], int] = lambda: 0
+    ) -> None:
+        threading.Thread(target=self.run, args=(wait_ready, subscriptions),
+                         name="tether-share-probe", daemon=True).start()
 
     def verdict(self, timeout: float) -> str | None:
         """Wait up to ``timeout`` for the probe's outcome; its ``problem``, or None when it
@@ -103,4 +129,5 @@ class ShareProbe:
         return self.problem
 
     def close(self) -> None:
+        self._closed.set()
         self.done.set()

@@ -26,6 +26,9 @@ from schemas.errors import ErrorCode, Rejection
 from schemas.labels import Selector, parse_selector
 
 CONTINUE_HEADER = "X-Continue"
+# a route whose query string is another program's contract (RabbitMQ's HTTP auth backend
+# sends what its version sends) marks itself with this OpenAPI extension, naming the contract
+FOREIGN_QUERY = "x-query-contract"
 WRITE_PARAMETERS = frozenset({"dryRun"})  # every audited write takes it (``deps.get_session``)
 
 
@@ -92,6 +95,8 @@ def refuse_unknown_query(request: Request) -> None:
     """400 for a query parameter the route does not take (``/v1`` routes only)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.url.path.startswith("/v1/"):
+        return
+    if (route.openapi_extra or {}).get(FOREIGN_QUERY):  # another program's contract decides
         return
     known = _query_names(route)
     if takes_dry_run(request.method, request.url.path):

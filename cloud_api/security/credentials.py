@@ -5,19 +5,30 @@ bridge password) is 256 bits from ``secrets``; only its SHA-256 is stored. A slo
 hash (bcrypt, scrypt) protects low-entropy human passwords against guessing; against 256
 random bits guessing is hopeless either way, so a single SHA-256 is enough and keeps MQTT
 authentication (once per connect, thousands of nodes) cheap. Comparisons are constant-time.
+
+A broker that checks passwords itself and cannot ask the cloud (NATS before 2.10) needs a
+hash in a form it reads: bcrypt (``broker_hash``), kept beside the SHA-256 of each node
+password and handed to the broker's configuration (``tether broker nats-config``), never
+the password. The cost is low (``BROKER_HASH_ROUNDS``) for the same reason as above: the
+broker pays it at every connect, and 256 random bits cannot be guessed at any cost.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
 import secrets
 from pathlib import Path
 
+import bcrypt
+
 from cloud_api.errors import ConfigError
 
 SECRET_BYTES = 32  # 256 bits
+BROKER_HASH_ROUNDS = 6  # bcrypt's log2 cost: ~3 ms per connect in the broker
+_BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def new_secret() -> str:
@@ -28,6 +39,23 @@ def new_secret() -> str:
 def hash_secret(secret: str) -> str:
     """The stored form of a secret: SHA-256, hex."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def broker_hash(secret: str, *, deterministic: bool = False) -> str:
+    """bcrypt of ``secret`` (``$2b$06$...``), as NATS reads in a user's ``password``.
+
+    ``deterministic``: the salt is derived from the secret, so every replica renders the
+    same hash of the same secret (the bridge password, hashed on demand) and a generated
+    broker configuration changes only when the users do. Fine for a 256-bit secret only."""
+    if deterministic:
+        digest = hashlib.sha256(b"tether-broker-salt:" + secret.encode()).digest()[:16]
+        salt_chars = base64.b64encode(digest).translate(bytes.maketrans(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            _BCRYPT_ALPHABET))[:22]
+        salt = f"$2b${BROKER_HASH_ROUNDS:02d}$".encode() + salt_chars
+    else:
+        salt = bcrypt.gensalt(BROKER_HASH_ROUNDS)
+    return bcrypt.hashpw(secret.encode("utf-8", "surrogatepass"), salt).decode()
 
 
 def secret_matches(secret: str, digest: str) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from cloud_api.errors import Busy, Unauthorized
-from cloud_api.security.credentials import hash_secret, new_secret
+from cloud_api.security.credentials import broker_hash, hash_secret, new_secret
 from cloud_api.security.pki import CertificateAuthority
 from cloud_api.services.install import install_command
 from cloud_api.services.node_certificates import record_certificate, revoke_node_credentials
@@ -155,6 +155,7 @@ def activate(
             namespace=row.namespace,
             node=row.node,
             password_hash=hash_secret(password),
+            broker_password_hash=broker_hash(password),
             created_at=now,
         )
     )

@@ -6,9 +6,12 @@ Erlang cookie (``HOME``), the mnesia, log, config and plugins files. It starts t
 ``/usr/lib/rabbitmq/bin/rabbitmq-server``, because Debian's ``/usr/sbin`` wrapper drops
 the environment when run as root.
 
-Anonymous MQTT clients are logged in as ``guest``; the ``users`` given (the cloud's
-bridge) are loaded as definitions at boot, with every permission on ``/``. RabbitMQ cannot
-ask the cloud about nodes without its HTTP auth backend, so nodes connect anonymously.
+The ``users`` given (the cloud's bridge) are loaded as definitions at boot, with every
+permission on ``/``. With a ``webhook`` (the cloud's ``/v1/broker/rabbitmq`` URL, the
+admin token as basic-auth password in it), ``rabbitmq_auth_backend_http`` asks the cloud
+about every other client: its login, its subscription queues and each topic it publishes
+or subscribes to; anonymous clients are refused. Without one, anonymous MQTT clients are
+logged in as ``guest`` with every permission.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from launcher.brokers.processes import free_port, start_process, stop_group, wait_listening
+from launcher.brokers.tls import TlsListener
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RABBITMQ_PACKAGE = "rabbitmq-server"
@@ -49,8 +53,8 @@ def password_hash(password: str) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def definitions(users: Mapping[str, str]) -> dict[str, object]:
-    everyone = {"guest": "guest", **users}
+def definitions(users: Mapping[str, str], *, guest: bool = True) -> dict[str, object]:
+    everyone = {**({"guest": "guest"} if guest else {}), **users}
     return {
         "users": [
             {"name": name, "password_hash": password_hash(password), "tags": "",
@@ -65,15 +69,49 @@ def definitions(users: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def rabbitmq_config(directory: Path, *, mqtt_port: int) -> str:
+def webhook_config(webhook: str) -> str:
+    """``rabbitmq.conf`` lines that make RabbitMQ ask the cloud at ``webhook`` (its
+    ``/v1/broker/rabbitmq`` URL) about every user it does not know itself. No cache
+    (``rabbitmq_auth_backend_cache``): a revoked node must be refused at once."""
+    base = webhook.rstrip("/")
+    return (
+        "auth_backends.1 = internal\n"
+        "auth_backends.2 = http\n"
+        "auth_http.http_method = post\n"
+        + "".join(f"auth_http.{check}_path = {base}/{check}\n"
+                  for check in ("user", "vhost", "resource", "topic"))
+    )
+
+
+def tls_config(tls: TlsListener) -> str:
+    """An MQTT listener over TLS that asks for a client certificate (not requiring one) and
+    takes a verified certificate's CN as the username (``mqtt.ssl_cert_login``): such a
+    client sends no username, and the webhook is asked about the CN without a password."""
+    return (
+        f"mqtt.listeners.ssl.default = 127.0.0.1:{tls.port}\n"
+        f"ssl_options.cacertfile = {tls.cafile}\n"
+        f"ssl_options.certfile = {tls.certfile}\n"
+        f"ssl_options.keyfile = {tls.keyfile}\n"
+        "ssl_options.verify = verify_peer\n"
+        "ssl_options.fail_if_no_peer_cert = false\n"
+        "mqtt.ssl_cert_login = true\n"
+        "ssl_cert_login_from = common_name\n"
+    )
+
+
+def rabbitmq_config(directory: Path, *, mqtt_port: int, webhook: str | None = None,
+                    tls: TlsListener | None = None) -> str:
+    anonymous = (
+        "mqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
+        if webhook is None else "mqtt.allow_anonymous = false\n" + webhook_config(webhook)
+    )
     return (
         "listeners.tcp = none\n"
         "loopback_users = none\n"
         f"mqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}\n"
-        "mqtt.allow_anonymous = true\n"
-        "mqtt.default_user = guest\n"
-        "mqtt.default_pass = guest\n"
-        f"load_definitions = {directory / 'definitions.json'}\n"
+        + anonymous
+        + (tls_config(tls) if tls is not None else "")
+        + f"load_definitions = {directory / 'definitions.json'}\n"
         "log.console = false\n"
         "log.file.level = warning\n"
     )
@@ -81,7 +119,8 @@ def rabbitmq_config(directory: Path, *, mqtt_port: int) -> str:
 
 @contextmanager
 def running_rabbitmq(
-    directory: Path, *, users: Mapping[str, str] = {}, timeout: float = 60.0
+    directory: Path, *, users: Mapping[str, str] = {}, webhook: str | None = None,
+    tls: TlsListener | None = None, timeout: float = 60.0,
 ) -> Iterator[str]:
     """A RabbitMQ with MQTT for the ``with`` block; yields its MQTT URL."""
     missing = rabbitmq_missing()
@@ -90,9 +129,12 @@ def running_rabbitmq(
         raise FileNotFoundError(missing)
     directory.mkdir(parents=True, exist_ok=True)
     mqtt_port, epmd_port = free_port(), free_port()
-    (directory / "definitions.json").write_text(json.dumps(definitions(users)))
-    (directory / "rabbitmq.conf").write_text(rabbitmq_config(directory, mqtt_port=mqtt_port))
-    (directory / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+    (directory / "definitions.json").write_text(
+        json.dumps(definitions(users, guest=webhook is None)))
+    (directory / "rabbitmq.conf").write_text(
+        rabbitmq_config(directory, mqtt_port=mqtt_port, webhook=webhook, tls=tls))
+    plugins = "rabbitmq_mqtt" if webhook is None else "rabbitmq_mqtt,rabbitmq_auth_backend_http"
+    (directory / "enabled_plugins").write_text(f"[{plugins}].\n")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(directory),  # the Erlang cookie goes here, not in the machine's home
@@ -118,6 +160,8 @@ def running_rabbitmq(
         process = start_process([str(RABBITMQ_SERVER)], log=log, env=env)
         try:
             wait_listening(process, mqtt_port, timeout=timeout, name="rabbitmq-server", log=log)
+            if tls is not None:
+                wait_listening(process, tls.port, timeout=timeout, name="rabbitmq-server", log=log)
             yield f"mqtt://127.0.0.1:{mqtt_port}"
         finally:
             stop_group(process, grace=15)

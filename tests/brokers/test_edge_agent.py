@@ -24,12 +24,15 @@ BROKER_NEEDS = (Capability.NODE_CREDENTIALS,)
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[Callable[[str, str], subprocess.Popen[bytes]]]:
+def agent(
+    tmp_path: Path, broker: RunningBroker
+) -> Iterator[Callable[[str, str], subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def run(api_url: str, token: str) -> subprocess.Popen[bytes]:
         data_dir = tmp_path / "edge"
         activate(api_url, token, data_dir)
+        broker.nodes_changed()  # NATS: as `tether broker nats-config` would
         env = {**os.environ, "TETHER_EDGE_TOPIC_ROOT": TOPICS.root}
         with (tmp_path / "edge.log").open("ab") as log:
             process = subprocess.Popen(

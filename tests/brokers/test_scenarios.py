@@ -104,16 +104,17 @@ def test_app_rollout_reaches_running(
     ]
 
 
-HEARTBEAT = 0.5  # the nodes' heartbeat in the liveness scenario
-LIVENESS = 3 * HEARTBEAT  # the cloud's liveness_timeout_seconds there
+HEARTBEAT = 1.0  # the nodes' heartbeat in the liveness scenario
+LIVENESS = 2.5 * HEARTBEAT  # the cloud's liveness_timeout_seconds there, as by default
 
 
 def test_cloud_restart_with_a_node_that_died_meanwhile(
     clouds: Clouds, nodes: Nodes, record_property: Callable[[str, object], None]
 ) -> None:
-    """A node killed while the cloud is down is shown offline soon after the cloud restarts,
-    whether or not the broker hands the cloud its retained will; a node alive all along
-    stays online."""
+    """A node killed while the cloud is down is shown offline within 3 heartbeats of the
+    restarted cloud's bridge being up, whether or not the broker hands the cloud its
+    retained will (RabbitMQ does not: liveness does it); a node alive all along stays
+    online."""
     cloud = clouds.open(liveness_timeout_seconds=LIVENESS)
     dead = nodes.connect(cloud, "-dead")
     alive = nodes.connect(cloud, "-alive", heartbeat=HEARTBEAT)
@@ -126,7 +127,7 @@ def test_cloud_restart_with_a_node_that_died_meanwhile(
     took = wait_for(lambda: not is_online(cloud, dead.name), timeout=15,
                     what="the node that died while the cloud was down shown offline")
     record_property("offline after the restart s", round(took, 2))
-    assert took < 3 * LIVENESS, f"offline only {took:.1f}s after the cloud restarted"
+    assert took < 3 * HEARTBEAT, f"offline only {took:.2f}s (> 3 heartbeats) after the restart"
     time.sleep(LIVENESS)  # long enough for a wrong sweep of the live node too
     assert is_online(cloud, alive.name), "a node alive all along was marked offline"
 
@@ -171,11 +172,12 @@ def test_a_share_group_is_proven_or_refused_loudly(
 def test_a_revoked_node_is_cut_off_and_refused_at_reconnect(
     clouds: Clouds, nodes: Nodes, broker: RunningBroker
 ) -> None:
-    needs(broker, Capability.CLOUD_AUTH)
+    needs(broker, Capability.REFUSES_REVOKED)
     cloud = clouds.open(kick_revoked_sessions=True)
     node = nodes.connect(cloud)
     wait_for(lambda: is_online(cloud, node.name), what="online")
     cloud.revoke_node(node.name)
+    broker.nodes_changed()  # NATS: as `tether broker nats-config` would
     wait_for(lambda: not node.client.is_connected(), what="the revoked node cut off")
     assert node.credentials is not None
     assert connect_reason(broker, node.name, node.credentials) != "Success"

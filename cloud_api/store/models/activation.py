@@ -47,6 +47,9 @@ class NodeCredential(SQLModel, table=True):
     # SHA-256, not a slow password hash: the password is 256 random bits, so there is
     # nothing to guess and the compare (constant-time) stays cheap at every connect.
     password_hash: str = Field(max_length=64)
+    # bcrypt of the same password, for a broker that checks it itself (NATS: ``tether
+    # broker nats-config``); None for credentials issued before it was kept.
+    broker_password_hash: str | None = Field(default=None, max_length=60)
     created_at: int
 
 
