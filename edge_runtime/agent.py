@@ -40,6 +40,7 @@ from edge_runtime.identity import Identity, ensure_private_dir, load_identity
 from edge_runtime.reconciling import Reconciler
 from edge_runtime.runner import Report, SyncRunner
 from edge_runtime.settings import EdgeSettings
+from edge_runtime.stopping import LOCK_FILENAME
 from edge_runtime.sync import MqttLink
 from edge_runtime.syncing import ShadowSync
 from edge_runtime.transport import LinkEvent
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCK_FILENAME = "agent.lock"
 
 
 class DataDirLock:

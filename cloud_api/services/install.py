@@ -94,6 +94,9 @@ Wants=network-online.target
 ExecStart=$PREFIX/bin/tether edge run --backend native --data-dir $DATA_DIR
 Restart=always
 RestartSec=5
+# stop and restart the agent only: its apps keep running and the next agent adopts them
+# (tether edge stop --remove-apps stops them too)
+KillMode=process
 NoNewPrivileges=true
 ProtectSystem=full
 
