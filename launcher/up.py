@@ -8,7 +8,9 @@ takes a free one instead of failing. A port asked for explicitly that is taken i
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -106,6 +108,10 @@ def up(
             f'Try: curl -s -H "Authorization: Bearer $(cat {token_path})" '
             f"{stack.api_url}/v1/namespaces/default/nodes/{config.local_node}/shadow"
         )
+    here = Path(sys.executable).parent  # the venv's bin (not resolved: a venv links python)
+    on_path = shutil.which("tether")
+    if on_path is None or Path(on_path).parent != here:
+        console.print(f'The hints above need this tether on your PATH: export PATH="{here}:$PATH"')
     state = up_state_path(os.environ)
     try:  # so that `tether get ...` finds this API and its token from any directory
         record_up_state(state, server=stack.api_url, token_file=token_path.resolve(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -223,3 +224,22 @@ def test_the_sqlite_pod_runs_and_its_probes_answer(tmp_path: Path) -> None:
     finally:
         cloud.terminate()
         cloud.wait(timeout=15)
+
+
+def test_the_broker_flag_the_readme_names_exists_and_is_written(tmp_path: Path) -> None:
+    """deploy/kubernetes/README.md has the broker take the bridge from the pods with
+    ``--password-host 0.0.0.0``: the flag exists and lands in mosquitto.conf."""
+    assert "--password-host 0.0.0.0" in (DEPLOY / "README.md").read_text()
+    from broker.cli import app as broker_cli
+
+    tls = tmp_path / "tls"
+    made = CliRunner().invoke(build_app("cloud"), [
+        "cloud", "server-certificate", "--data-dir", str(tmp_path / "cloud"), "--output", str(tls)])
+    assert made.exit_code == 0, made.output
+    written = CliRunner().invoke(broker_cli, [
+        "mosquitto-config", "--output", str(tmp_path / "conf"), "--cafile", str(tls / "ca.crt"),
+        "--certfile", str(tls / "tether-broker.crt"), "--keyfile", str(tls / "tether-broker.key"),
+        "--password-port", "1884", "--password-file", str(tmp_path / "passwd"),
+        "--password-host", "0.0.0.0", "--user", pwd.getpwuid(os.geteuid()).pw_name])
+    assert written.exit_code == 0, written.output
+    assert "listener 1884 0.0.0.0\n" in (tmp_path / "conf" / "mosquitto.conf").read_text()

@@ -133,3 +133,35 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     assert not (home / ".local" / "state" / "tether" / "up.yaml").exists()  # forgotten on exit
     with pytest.raises(httpx.TransportError):
         httpx.get(api, timeout=2)
+
+
+def test_what_the_readme_says_of_an_offline_node_is_what_the_api_does(tmp_path: Path) -> None:
+    """README and /docs: an invocation relayed to a node the cloud shows offline is 503 at
+    once, with the message, Retry-After and no wait for the relay's timeout."""
+    from cloud_api.runtime import Cloud, bind_http
+    from cloud_api.settings import CloudSettings
+    from launcher.serving import BackgroundServer
+    from tests.cloud_api.conftest import admin_token
+
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    assert "answered **503 at once**" in readme and "with `Retry-After`" in readme
+    with Cloud(CloudSettings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}")
+               ) as cloud:
+        cloud.create_node("x")
+        server = BackgroundServer(cloud.app, bind_http("127.0.0.1", 0)).start()
+        try:
+            headers = {"Authorization": f"Bearer {admin_token(cloud)}"}
+            started = time.monotonic()
+            answer = httpx.post(f"{server.url}/v1/namespaces/default/nodes/x/functions/calc/sum"
+                                ":invoke", json={"a": 1}, headers=headers, timeout=10)
+            took = time.monotonic() - started
+            spec = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+        finally:
+            server.stop()
+    assert answer.status_code == 503 and "Retry-After" in answer.headers
+    assert answer.json()["code"] == 503
+    assert "node default/x is offline" in answer.json()["message"]
+    assert "nothing was sent to it" in answer.json()["message"]
+    assert took < 1.0  # not the 30 s relay timeout (measured well under 100 ms)
+    invoke = spec["paths"]["/v1/namespaces/{namespace}/nodes/{node}/functions/{app}/{function}:invoke"]
+    assert "offline" in invoke["post"]["responses"]["503"]["description"]
