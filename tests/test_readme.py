@@ -101,10 +101,19 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     up, api = start_up(work, env, tmp_path / "up.log")
     assert api not in ("http://127.0.0.1:9080",)  # the hints must work on other ports
     try:
-        # the CLI finds this `tether up` from any directory, as its printed hint says
+        # the CLI finds this `tether up` from any directory, and the hints it printed work
         listed = subprocess.run(["tether", "get", "nodes"], cwd=elsewhere, env=env,
                                 capture_output=True, text=True, timeout=60, check=False)
         assert listed.returncode == 0 and "local" in listed.stdout, listed.stderr
+        printed = (tmp_path / "up.log").read_text()
+        hints = [line.split(": ", 1)[1] for line in printed.splitlines()
+                 if line.startswith(("Demo app 'demo' runs on it: ", "Try: "))]
+        assert len(hints) == 2, printed
+        for hint in hints:
+            tried = subprocess.run(["bash", "-eo", "pipefail", "-c", hint], cwd=elsewhere, env=env,
+                                   capture_output=True, text=True, timeout=60, check=False)
+            assert tried.returncode == 0 and tried.stdout, f"{hint}: {tried.stderr}"
+            assert "demo" in tried.stdout or '"reported"' in tried.stdout, tried.stdout
         blocks = replayed()
         ran = subprocess.run(["bash", "-c", script(blocks)], cwd=work, env={**env, "API": api},
                              capture_output=True, text=True, timeout=120, check=False,
