@@ -210,6 +210,13 @@ def wheelhouse_build(
     python_version: Annotated[
         str | None, typer.Option(help="The nodes' Python if not this one's (e.g. 3.12).")
     ] = None,
+    unpinned: Annotated[
+        bool, typer.Option("--unpinned", help="Not the versions this cloud runs: the newest the "
+                                              "requirements allow (when one has no wheel there).")
+    ] = False,
+    add: Annotated[
+        bool, typer.Option("--add", help="Keep the wheels already there (nodes of several platforms).")
+    ] = False,
 ) -> None:
     """Put the wheels of every dependency of the served Tether wheel into DATA_DIR/wheelhouse,
     at the versions this cloud runs, for this cloud's platform (or --platform): install.sh
@@ -219,7 +226,8 @@ def wheelhouse_build(
 
     settings = settings_from_flags(data_dir=data_dir)
     try:
-        names = build_wheelhouse(settings, platform=platform, python_version=python_version)
+        names = build_wheelhouse(settings, platform=platform, python_version=python_version,
+                                 pinned=not unpinned, add=add)
     except CloudError as exc:
         raise fail(exc.message) from exc
     console.print(f"{len(names)} wheels in {escape(str(settings.data_dir / WHEELHOUSE_DIRNAME))}; "

@@ -195,14 +195,31 @@ def _constraints() -> str:
     return "".join(f"{pin}\n" for _, pin in sorted(pins.items()))
 
 
+def _pip_said(output: str) -> str:
+    """The lines of pip's output that say why it failed, on one line."""
+    kept: list[str] = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("ERROR") or " depends on " in text or "(constraint)" in text:
+            kept.append(text)
+        elif "no matching distributions available" in text and index + 1 < len(lines):
+            kept.append(f"no wheel for this platform: {lines[index + 1].strip()}")
+    return " / ".join(dict.fromkeys(kept)) or (output.strip().splitlines() or ["(no output)"])[-1]
+
+
 def build_wheelhouse(
-    settings: CloudSettings, *, platform: str | None = None, python_version: str | None = None
+    settings: CloudSettings, *, platform: str | None = None, python_version: str | None = None,
+    pinned: bool = True, add: bool = False,
 ) -> list[str]:
     """Fill ``DATA_DIR/wheelhouse`` with the wheels of the served wheel's dependencies
     (replacing what was there only once every wheel is in); returns their file names.
 
     Without ``platform``, ``pip wheel`` for the cloud's own interpreter (it builds what has
-    no wheel); with it, ``pip download --only-binary=:all:`` for that platform."""
+    no wheel); with it, ``pip download --only-binary=:all:`` for that platform. ``pinned``:
+    the versions the cloud runs; else the newest the requirements allow (a version the
+    cloud runs may have no wheel for another platform). ``add``: keep the wheels already
+    there (one wheelhouse for nodes of several platforms)."""
     wheel = ServedWheel(settings).path()
     target = settings.data_dir / WHEELHOUSE_DIRNAME
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -218,14 +235,18 @@ def build_wheelhouse(
             command = [*pip, "download", "--dest", str(built), "--only-binary=:all:"]
             command += ["--platform", platform] if platform else []
             command += ["--python-version", python_version] if python_version else []
-        command += ["--constraint", str(constraints), str(wheel)]
-        ran = subprocess.run(command, capture_output=True, text=True, check=False)
+        command += ["--constraint", str(constraints)] if pinned else []
+        ran = subprocess.run([*command, str(wheel)], capture_output=True, text=True, check=False)
         if ran.returncode != 0:
-            said = (ran.stderr.strip() or ran.stdout.strip()).splitlines()[-3:]
+            hint = "; --unpinned lets pip take other versions" if pinned and platform else ""
             raise ConfigError("pip could not get the dependencies (it needs a package index "
-                              f"once, on the cloud): {' / '.join(said)}")
+                              f"once, on the cloud): {_pip_said(ran.stdout + ran.stderr)}{hint}")
         for own in built.glob(f"{DISTRIBUTION}-*.whl"):
             own.unlink()  # install.sh takes Tether from its own URL, of the running version
+        if add and target.is_dir():
+            for kept in target.glob("*.whl"):
+                if not (built / kept.name).exists():
+                    shutil.copy2(kept, built / kept.name)
         names = sorted(path.name for path in built.iterdir() if path.suffix == ".whl")
         old = work / "old"
         if target.exists():

@@ -115,6 +115,23 @@ def test_build_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not (tmp_path / "d" / WHEELHOUSE_DIRNAME).exists()
 
 
+def test_add_keeps_the_wheels_of_other_platforms(
+    wheelhouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One wheelhouse for a mixed fleet: ``--add`` keeps what an earlier build for another
+    platform left. (Built here from the session's wheelhouse as the only source.)"""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
+    data = tmp_path / "d"
+    other = "psutil-7.2.2-cp36-abi3-manylinux2014_aarch64.manylinux_2_17_aarch64.whl"
+    (data / WHEELHOUSE_DIRNAME).mkdir(parents=True)
+    (data / WHEELHOUSE_DIRNAME / other).write_bytes(b"an aarch64 wheel")
+    settings = CloudSettings(data_dir=data, database_url=f"sqlite:///{tmp_path / 'c.db'}")
+    names = build_wheelhouse(settings, add=True)
+    assert other in names and set(names) - {other} == {p.name for p in wheelhouse.iterdir()}
+    assert ServedWheelhouse(settings).names() == names
+
+
 def _install_problem() -> str | None:
     if os.geteuid() != 0:
         return "install.sh runs as root: this test needs root"
