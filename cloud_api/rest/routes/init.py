@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from cloud_api.errors import NotFound
 from cloud_api.packaging import ServedWheel, ServedWheelhouse
 from cloud_api.rest.deps import ContextDep, SessionDep
+from cloud_api.rest.openapi import ERROR_REF
 from cloud_api.rest.routes.activation import limit_activations
 from cloud_api.services.activation import pending_token
 from cloud_api.services.install import render_install_script, render_manifest
@@ -70,7 +71,8 @@ def manifest(token: TokenQuery, session: SessionDep, context: ContextDep) -> Pla
     return PlainTextResponse(text, media_type="application/yaml", headers=NO_STORE)
 
 
-@router.get("/wheelhouse/", response_class=HTMLResponse)
+@router.get("/wheelhouse/", response_class=HTMLResponse, responses={404: {
+    "description": "No wheelhouse was built", "content": {"application/json": {"schema": ERROR_REF}}}})
 def wheelhouse_page(context: ContextDep) -> HTMLResponse:
     """Links to the wheels of Tether's dependencies (``pip --find-links``); 404 until
     ``tether cloud wheelhouse build`` has run."""
