@@ -171,6 +171,10 @@ def mosquitto_config(
     password_file: Annotated[
         Path | None, typer.Option(help="mosquitto_passwd file (with --password-port).")
     ] = None,
+    password_host: Annotated[
+        str, typer.Option(help="Address of the password listener: loopback unless the cloud "
+                               "runs elsewhere (a Kubernetes Service, say).")
+    ] = "127.0.0.1",
     user: Annotated[
         str | None,
         typer.Option(help="The user Mosquitto runs as (it drops to it when started as root); "
@@ -206,6 +210,7 @@ def mosquitto_config(
             cloud_username=cloud_username,
             password_port=password_port,
             password_file=password_file.resolve() if password_file else None,
+            password_host=password_host,
             user=user,
             crl_file=crl_file.resolve() if crl_file else None,
             pid_file=pid_file.resolve() if pid_file else None,

@@ -195,5 +195,44 @@ def server_certificate(
                   f"and {escape(str(files.cafile))}")
 
 
+wheelhouse = typer.Typer(help="The wheels of Tether's dependencies, served for installs with no index.",
+                         no_args_is_help=True)
+app.add_typer(wheelhouse, name="wheelhouse")
+
+
+@wheelhouse.command("build")
+def wheelhouse_build(
+    data_dir: DataDir = None,
+    platform: Annotated[
+        str | None, typer.Option(help="A node platform other than this one (pip's --platform, "
+                                      "e.g. manylinux2014_aarch64); wheels only.")
+    ] = None,
+    python_version: Annotated[
+        str | None, typer.Option(help="The nodes' Python if not this one's (e.g. 3.12).")
+    ] = None,
+    unpinned: Annotated[
+        bool, typer.Option("--unpinned", help="Not the versions this cloud runs: the newest the "
+                                              "requirements allow (when one has no wheel there).")
+    ] = False,
+    add: Annotated[
+        bool, typer.Option("--add", help="Keep the wheels already there (nodes of several platforms).")
+    ] = False,
+) -> None:
+    """Put the wheels of every dependency of the served Tether wheel into DATA_DIR/wheelhouse,
+    at the versions this cloud runs, for this cloud's platform (or --platform): install.sh
+    then installs with `pip install --no-index` from GET /v1/init/wheelhouse/. Needs a
+    package index (PIP_INDEX_URL, a mirror) here, once; the nodes need none."""
+    from cloud_api.packaging import WHEELHOUSE_DIRNAME, build_wheelhouse
+
+    settings = settings_from_flags(data_dir=data_dir)
+    try:
+        names = build_wheelhouse(settings, platform=platform, python_version=python_version,
+                                 pinned=not unpinned, add=add)
+    except CloudError as exc:
+        raise fail(exc.message) from exc
+    console.print(f"{len(names)} wheels in {escape(str(settings.data_dir / WHEELHOUSE_DIRNAME))}; "
+                  "install.sh now installs with --no-index from /v1/init/wheelhouse/")
+
+
 if __name__ == "__main__":
     app()

@@ -13,8 +13,18 @@ deterministic (sorted, fixed timestamps), so the bytes change only when the code
 ``pip wheel --no-deps .``, say).
 
 The wheel holds code, no secret: ``GET /v1/init/tether-VERSION-py3-none-any.whl`` is open
-to whoever reaches the API. Its dependencies are not in it: pip fetches them from the
-index it is configured with (``PIP_INDEX_URL``, a mirror).
+to whoever reaches the API. Its dependencies are not in it.
+
+The wheelhouse holds them, for nodes with no package index: ``tether cloud wheelhouse
+build`` (``build_wheelhouse``) runs ``pip wheel`` from the cloud's own venv on the packed
+wheel, with every version pinned to what the cloud itself runs (a constraints file made
+from its installed distributions), into ``DATA_DIR/wheelhouse``: the wheels of every
+runtime dependency, for the cloud's platform and Python, or with ``--platform`` and
+``--python-version`` for another (``pip download --only-binary=:all:``). It needs an
+index once, on the cloud's side; the nodes then need none. ``ServedWheelhouse`` lists
+it as a page of links at ``GET /v1/init/wheelhouse/`` (what ``pip --find-links`` reads)
+and serves each file; when it is not empty, ``install.sh`` installs with
+``pip install --no-index --find-links`` against it.
 """
 
 from __future__ import annotations
@@ -24,7 +34,12 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -33,7 +48,15 @@ from pathlib import Path
 from cloud_api.errors import ConfigError
 from cloud_api.settings import CloudSettings
 
-__all__ = ["DISTRIBUTION", "ServedWheel", "pack_running", "wheel_name"]
+__all__ = [
+    "DISTRIBUTION",
+    "WHEELHOUSE_DIRNAME",
+    "ServedWheel",
+    "ServedWheelhouse",
+    "build_wheelhouse",
+    "pack_running",
+    "wheel_name",
+]
 
 DISTRIBUTION = "tether"
 TOP_LEVEL = ("schemas", "broker", "cloud_api", "edge_runtime", "launcher", "tether")
@@ -151,3 +174,109 @@ class ServedWheel:
                 except OSError as exc:
                     raise ConfigError(f"cannot pack the wheel into {self.directory}: {exc}") from exc
             return self._packed
+
+
+# -- the wheelhouse: the dependencies, for installs with no index ----------------------------
+WHEELHOUSE_DIRNAME = "wheelhouse"
+_WHEEL_FILE = re.compile(r"^[A-Za-z0-9_.+-]+\.whl$")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _constraints() -> str:
+    """``name==version`` of every distribution the cloud runs, but Tether itself."""
+    pins: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and _canonical(name) != DISTRIBUTION and "+" not in dist.version:
+            pins.setdefault(_canonical(name), f"{name}=={dist.version}")
+    return "".join(f"{pin}\n" for _, pin in sorted(pins.items()))
+
+
+def _pip_said(output: str) -> str:
+    """The lines of pip's output that say why it failed, on one line."""
+    kept: list[str] = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("ERROR") or " depends on " in text or "(constraint)" in text:
+            kept.append(text)
+        elif "no matching distributions available" in text and index + 1 < len(lines):
+            kept.append(f"no wheel for this platform: {lines[index + 1].strip()}")
+    return " / ".join(dict.fromkeys(kept)) or (output.strip().splitlines() or ["(no output)"])[-1]
+
+
+def build_wheelhouse(
+    settings: CloudSettings, *, platform: str | None = None, python_version: str | None = None,
+    pinned: bool = True, add: bool = False,
+) -> list[str]:
+    """Fill ``DATA_DIR/wheelhouse`` with the wheels of the served wheel's dependencies
+    (replacing what was there only once every wheel is in); returns their file names.
+
+    Without ``platform``, ``pip wheel`` for the cloud's own interpreter (it builds what has
+    no wheel); with it, ``pip download --only-binary=:all:`` for that platform. ``pinned``:
+    the versions the cloud runs; else the newest the requirements allow (a version the
+    cloud runs may have no wheel for another platform). ``add``: keep the wheels already
+    there (one wheelhouse for nodes of several platforms)."""
+    wheel = ServedWheel(settings).path()
+    target = settings.data_dir / WHEELHOUSE_DIRNAME
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".wheelhouse-", dir=settings.data_dir))
+    try:
+        built = work / "wheels"
+        constraints = work / "constraints.txt"
+        constraints.write_text(_constraints(), encoding="utf-8")
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+        if platform is None and python_version is None:
+            command = [*pip, "wheel", "--wheel-dir", str(built)]
+        else:
+            command = [*pip, "download", "--dest", str(built), "--only-binary=:all:"]
+            command += ["--platform", platform] if platform else []
+            command += ["--python-version", python_version] if python_version else []
+        command += ["--constraint", str(constraints)] if pinned else []
+        ran = subprocess.run([*command, str(wheel)], capture_output=True, text=True, check=False)
+        if ran.returncode != 0:
+            hint = "; --unpinned lets pip take other versions" if pinned and platform else ""
+            raise ConfigError("pip could not get the dependencies (it needs a package index "
+                              f"once, on the cloud): {_pip_said(ran.stdout + ran.stderr)}{hint}")
+        for own in built.glob(f"{DISTRIBUTION}-*.whl"):
+            own.unlink()  # install.sh takes Tether from its own URL, of the running version
+        if add and target.is_dir():
+            for kept in target.glob("*.whl"):
+                if not (built / kept.name).exists():
+                    shutil.copy2(kept, built / kept.name)
+        names = sorted(path.name for path in built.iterdir() if path.suffix == ".whl")
+        old = work / "old"
+        if target.exists():
+            target.rename(old)
+        built.rename(target)
+        return names
+    except OSError as exc:
+        raise ConfigError(f"cannot build the wheelhouse in {target}: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class ServedWheelhouse:
+    """``DATA_DIR/wheelhouse`` as ``GET /v1/init/wheelhouse/`` serves it."""
+
+    def __init__(self, settings: CloudSettings) -> None:
+        self.directory = settings.data_dir / WHEELHOUSE_DIRNAME
+
+    def names(self) -> list[str]:
+        """The wheels in it, sorted; empty when it was never built."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.iterdir()
+                      if p.is_file() and _WHEEL_FILE.match(p.name))
+
+    def path(self, name: str) -> Path | None:
+        """The file ``name`` names, if it is one of the wheels (never a path elsewhere)."""
+        return self.directory / name if name in self.names() else None
+
+    def page(self) -> str:
+        """An HTML page of links to every wheel, relative: what ``--find-links`` reads."""
+        links = "".join(f'<a href="{name}">{name}</a><br>\n' for name in self.names())
+        return f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n"

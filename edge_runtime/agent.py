@@ -43,6 +43,7 @@ from edge_runtime.logs.sources import LogReadable, LogSource
 from edge_runtime.reconciling import Reconciler
 from edge_runtime.runner import Report, SyncRunner
 from edge_runtime.settings import EdgeSettings
+from edge_runtime.stopping import LOCK_FILENAME
 from edge_runtime.sync import MqttLink
 from edge_runtime.syncing import ShadowSync
 from edge_runtime.transport import LinkEvent
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCK_FILENAME = "agent.lock"
 
 
 class DataDirLock:

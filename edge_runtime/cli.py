@@ -119,3 +119,40 @@ def run(
         EdgeAgent(settings).run()
     except EdgeError as exc:
         raise _fail(exc) from exc
+
+
+@app.command()
+def stop(
+    data_dir: DataDirOption = None,
+    remove_apps: Annotated[
+        bool,
+        typer.Option("--remove-apps", help="Also stop every app process the agent ran (native)."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds to wait for the agent to stop.")
+    ] = 60.0,
+) -> None:
+    """Stop the agent running on a data dir (SIGTERM); with --remove-apps, its apps too.
+
+    Without --remove-apps the node's apps keep running, and the next `tether edge run`
+    adopts them (same processes, no restart). With it, every app process is stopped
+    (SIGTERM, SIGKILL after TETHER_EDGE_STOP_GRACE_SECONDS); the next `tether edge run`
+    starts them again from the cached desired state. Under systemd, `systemctl stop
+    tether-edge` first (or systemd restarts the agent), then `tether edge stop --remove-apps`.
+    """
+    from edge_runtime.stopping import stop_agent, stop_apps
+
+    try:
+        settings = load_settings(data_dir=data_dir)
+        with stop_agent(settings.data_dir, timeout=timeout) as pid:
+            said = f"stopped the agent (pid {pid})" if pid else "no agent was running"
+            if not remove_apps:
+                typer.echo(f"{said}; its apps keep running (--remove-apps stops them)")
+                return
+            stopped = stop_apps(settings.data_dir, grace=settings.stop_grace_seconds)
+    except EdgeError as exc:
+        raise _fail(exc) from exc
+    except OSError as exc:
+        raise _fail(EdgeError(f"cannot stop the apps in {settings.data_dir}: {exc}")) from exc
+    names = ", ".join(stopped) if stopped else "none was running"
+    typer.echo(f"{said}; stopped {len(stopped)} app processes ({names})")

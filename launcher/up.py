@@ -7,7 +7,10 @@ takes a free one instead of failing. A port asked for explicitly that is taken i
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -16,6 +19,7 @@ import typer
 from rich.console import Console
 
 from broker.errors import BrokerError
+from cloud_api.admin.client import forget_up_state, record_up_state, up_state_path
 from cloud_api.errors import CloudError
 from edge_runtime.errors import EdgeError
 from launcher.serving import port_is_free
@@ -104,6 +108,17 @@ def up(
             f'Try: curl -s -H "Authorization: Bearer $(cat {token_path})" '
             f"{stack.api_url}/v1/namespaces/default/nodes/{config.local_node}/shadow"
         )
+    here = Path(sys.executable).parent  # the venv's bin (not resolved: a venv links python)
+    on_path = shutil.which("tether")
+    if on_path is None or Path(on_path).parent != here:
+        console.print(f'The hints above need this tether on your PATH: export PATH="{here}:$PATH"')
+    state = up_state_path(os.environ)
+    try:  # so that `tether get ...` finds this API and its token from any directory
+        record_up_state(state, server=stack.api_url, token_file=token_path.resolve(),
+                        pid=os.getpid())
+    except OSError as exc:
+        console.print(f"[yellow]cannot write {state} ({exc.strerror or exc}): run the CLI from "
+                      f"this directory or pass --server {stack.api_url}[/]")
     console.print("Ctrl-C stops everything.")
     code = 0
     try:
@@ -113,4 +128,5 @@ def up(
         console.print("stopping...")
     finally:
         stack.stop()
+        forget_up_state(state, pid=os.getpid())
     raise typer.Exit(code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -20,6 +21,9 @@ from schemas.topics import TopicScheme
 # Every edge agent a test starts (in process or as a child) takes a free port for its
 # function proxy instead of the fixed default 50011, so agents never collide.
 os.environ.setdefault("TETHER_EDGE_FUNCTION_PROXY_PORT", "0")
+# A `tether up` running on this machine records where it is in $XDG_STATE_HOME/tether/up.yaml
+# for the CLI to find; the tests' CLI calls must not find someone else's.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tether-tests-state-")
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -63,6 +63,8 @@ OUTPUTS = ("table", "wide", "name", "yaml", "json")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+
+
 def read_text(path: str) -> tuple[str, str]:
     """(text, name for messages) of a file, or of stdin for ``-``."""
     if path == "-":

@@ -93,6 +93,54 @@ def config_path(env: Mapping[str, str]) -> Path:
     return Path(base) / "tether" / "config.yaml"
 
 
+def up_state_path(env: Mapping[str, str]) -> Path:
+    """Where a running ``tether up`` says where it is: ``$XDG_STATE_HOME/tether/up.yaml``."""
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".local" / "state")
+    return Path(base) / "tether" / "up.yaml"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_up_state(path: Path) -> dict[str, str]:
+    """``server`` and ``token_file`` of the ``tether up`` that wrote ``path``, if it still
+    runs; else nothing (a stale or unreadable file is ignored: it is only a hint)."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("pid"), int):
+        return {}
+    if not _alive(loaded["pid"]):
+        return {}
+    return {key: str(loaded[key]) for key in ("server", "token_file") if key in loaded}
+
+
+def record_up_state(path: Path, *, server: str, token_file: Path, pid: int) -> None:
+    """Written by ``tether up`` once it serves, so the CLI finds it from any directory."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{pid}")
+    temporary.write_text(yaml.safe_dump({"server": server, "token_file": str(token_file),
+                                         "pid": pid}), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def forget_up_state(path: Path, *, pid: int) -> None:
+    """Remove ``path`` if ``pid`` wrote it (another ``tether up`` may have since)."""
+    try:
+        if yaml.safe_load(path.read_text(encoding="utf-8")).get("pid") == pid:
+            path.unlink()
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError):
+        pass
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     server: str
@@ -111,16 +159,23 @@ class ClientConfig:
     ) -> ClientConfig:
         """Flags, then ``TETHER_SERVER/TETHER_TOKEN/TETHER_NAMESPACE``, then the config
         file (``$XDG_CONFIG_HOME/tether/config.yaml``: the context named by
-        ``TETHER_CONTEXT``, else its current context, over its top-level keys), then the
-        defaults: the local server and, without a token, ``./data/admin.token`` if present."""
+        ``TETHER_CONTEXT``, else its current context, over its top-level keys), then a
+        running ``tether up`` (``up_state_path``: its server and admin token, from any
+        directory), then the defaults: the local server and, without a token,
+        ``./data/admin.token`` if present."""
         env = os.environ if env is None else env
         stored = current_context(_read_config_file(config_path(env)), config_path(env),
                                  name=env.get("TETHER_CONTEXT"))
-        server = server or env.get("TETHER_SERVER") or stored.get("server") or DEFAULT_SERVER
+        up = read_up_state(up_state_path(env))
+        server = (server or env.get("TETHER_SERVER") or stored.get("server") or up.get("server")
+                  or DEFAULT_SERVER)
         token = token or env.get("TETHER_TOKEN") or stored.get("token")
         if not token:
-            token_file = (cwd or Path.cwd()) / DEFAULT_TOKEN_FILE
-            token = token_file.read_text(encoding="utf-8").strip() if token_file.is_file() else None
+            token_files = [(cwd or Path.cwd()) / DEFAULT_TOKEN_FILE]
+            if "token_file" in up and server.rstrip("/") == up.get("server", "").rstrip("/"):
+                token_files.insert(0, Path(up["token_file"]))  # that server's own token
+            found = next((path for path in token_files if path.is_file()), None)
+            token = found.read_text(encoding="utf-8").strip() if found is not None else None
         namespace = (namespace or env.get("TETHER_NAMESPACE") or stored.get("namespace")
                      or DEFAULT_NAMESPACE)
         if not server.startswith(("http://", "https://")):

@@ -18,7 +18,8 @@ from cloud_api.admin.client import ClientConfig, ClientError, TetherClient
 
 WHERE = ("Server and token: --server/--token, else TETHER_SERVER/TETHER_TOKEN, else "
          "server:/token:/namespace: in $XDG_CONFIG_HOME/tether/config.yaml "
-         "(~/.config/tether/config.yaml); the defaults are http://127.0.0.1:9080 and, "
+         "(~/.config/tether/config.yaml), else the `tether up` running on this machine "
+         "(from any directory); the defaults are http://127.0.0.1:9080 and, "
          "without a token, ./data/admin.token (what `tether up` writes).")
 
 Server = Annotated[str | None, typer.Option("--server", help="API URL (env TETHER_SERVER)")]

@@ -8,8 +8,10 @@ is the only secret, it expires, and it is spent by the first activation.
 - native: ``curl -fsSL URL/v1/init/install.sh?token=T | sudo sh`` — a venv under
   ``/opt/tether``, Tether installed into it (by default the wheel the cloud serves, of
   its own version: ``URL/v1/init/tether-VERSION-py3-none-any.whl``), activation with a
-  CSR, a systemd unit. ``TETHER_PACKAGE`` (any pip requirement or file), ``TETHER_PREFIX``
-  and ``TETHER_DATA_DIR`` in the script's environment override the defaults;
+  CSR, a systemd unit. Its dependencies come from the cloud's wheelhouse with
+  ``--no-index`` when the cloud has one, else from pip's index. ``TETHER_PACKAGE`` (any
+  pip requirement or file), ``TETHER_FIND_LINKS``, ``TETHER_PREFIX`` and
+  ``TETHER_DATA_DIR`` in the script's environment override the defaults;
 - kube: ``kubectl apply -f URL/v1/init/manifest.yaml?token=T`` — namespace
   ``tether-edge``, a ServiceAccount whose Role is limited to that namespace, a Secret with
   the token, and a Deployment that activates once (the identity is kept on a hostPath
@@ -66,6 +68,12 @@ PACKAGE="${{TETHER_PACKAGE:-}}"
 if [ -z "$PACKAGE" ]; then
   PACKAGE={package_q}  # the cloud's own wheel, of the version it runs
 fi
+# where pip finds the dependencies with no index: the cloud's wheelhouse, if it has one
+# (TETHER_FIND_LINKS= set empty: use the index pip is configured with instead)
+FIND_LINKS={find_links_q}
+if [ -n "${{TETHER_FIND_LINKS+set}}" ]; then
+  FIND_LINKS="$TETHER_FIND_LINKS"
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "tether: run this script as root (it installs a systemd unit)" >&2
@@ -77,7 +85,14 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 
 python3 -m venv "$PREFIX"
-"$PREFIX/bin/pip" install --quiet --upgrade "$PACKAGE"
+if [ -n "$FIND_LINKS" ]; then
+  if ! "$PREFIX/bin/pip" install --quiet --upgrade --no-index --find-links "$FIND_LINKS" "$PACKAGE"; then
+    echo "tether: the wheelhouse at $FIND_LINKS lacks a wheel for this machine ($(python3 -V), $(uname -m)): build one for it (tether cloud wheelhouse build --platform ... --python-version ...) or run with TETHER_FIND_LINKS= to use a package index" >&2
+    exit 1
+  fi
+else
+  "$PREFIX/bin/pip" install --quiet --upgrade "$PACKAGE"
+fi
 umask 077
 mkdir -p "$DATA_DIR"
 "$PREFIX/bin/tether" edge activate --cloud "$TETHER_CLOUD" --node "$TETHER_NODE" \\
@@ -94,6 +109,9 @@ Wants=network-online.target
 ExecStart=$PREFIX/bin/tether edge run --backend native --data-dir $DATA_DIR
 Restart=always
 RestartSec=5
+# stop and restart the agent only: its apps keep running and the next agent adopts them
+# (tether edge stop --remove-apps stops them too)
+KillMode=process
 NoNewPrivileges=true
 ProtectSystem=full
 
@@ -108,11 +126,13 @@ echo "tether: node {identity} installed; logs: journalctl -u tether-edge"
 
 
 def render_install_script(
-    *, public_url: str, namespace: str, node: str, token: str, package: str
+    *, public_url: str, namespace: str, node: str, token: str, package: str,
+    find_links: str | None = None,
 ) -> str:
     """The native install script (POSIX sh) installing ``package`` (a pip requirement: the
-    URL of the cloud's wheel). Names are DNS labels, the token URL-safe, and every value
-    is shell-quoted all the same."""
+    URL of the cloud's wheel), its dependencies from ``find_links`` with no index when
+    given (the cloud's wheelhouse). Names are DNS labels, the token URL-safe, and every
+    value is shell-quoted all the same."""
     identity = f"{namespace}/{node}"
     return _SCRIPT.format(
         identity=identity,
@@ -122,6 +142,7 @@ def render_install_script(
         token_q=shlex.quote(token),
         data_dir=DATA_DIR_NATIVE,
         package_q=shlex.quote(package),
+        find_links_q=shlex.quote(find_links or ""),
     )
 
 

@@ -48,6 +48,8 @@ def test_the_script_is_valid_sh(tmp_path: Path) -> None:
     assert "TETHER_NODE=default/n1" in script and "PRIVATE KEY" not in script
     assert "--token" not in script  # the token goes by environment, not on a command line
     assert "systemctl enable --now tether-edge.service" in script
+    # systemd's default KillMode (control-group) would kill the apps the agent leaves running
+    assert "\nKillMode=process\n" in script
 
 
 def test_every_manifest_object_is_valid_kubernetes() -> None:

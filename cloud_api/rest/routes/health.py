@@ -1,5 +1,12 @@
-"""``GET /healthz`` (liveness and the database) and ``GET /metrics`` (Prometheus text, with
-the fleet gauges of ``services.fleet_status`` read at each scrape)."""
+"""``GET /healthz`` (the database answers: ready), ``GET /livez`` (the process answers) and
+``GET /metrics`` (Prometheus text, with
+the fleet gauges of ``services.fleet_status`` read at each scrape).
+
+Two probes because they ask different things: a cloud whose database is away should be
+taken out of a load balancer (``/healthz`` 503) but not restarted, which would not bring
+the database back (``/livez`` stays 200 while the HTTP server answers). The Kubernetes
+manifests (deploy/kubernetes) use ``/healthz`` for readiness and ``/livez`` for liveness.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +48,12 @@ def healthz(context: ContextDep) -> JSONResponse:
         body = {"status": "unavailable", "database": exc.message, **_bridge_state(context)}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
     return JSONResponse({"status": "ok", "database": "ok", **_bridge_state(context)})
+
+
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """200 while the process serves HTTP, whatever its database or broker is doing."""
+    return {"status": "ok"}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
