@@ -43,6 +43,9 @@ class EdgeSettings(BaseSettings):
     keepalive_seconds: int = Field(default=30, ge=5, le=65535)
     reconnect_min_seconds: float = Field(default=0.5, gt=0)
     reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    reconnect_path_seconds: float = Field(
+        default=2.0, gt=0, description="retry within this while the network (not the broker) is down"
+    )
     # How long reported changes are gathered into one update. It adds to every round
     # trip, so it stays small (the round-trip target is p50 < 25 ms end to end).
     report_debounce_seconds: float = Field(default=0.005, ge=0, le=0.05)
