@@ -142,8 +142,12 @@ def fleet(
     update_nodes: Annotated[int, typer.Option(min=0, help="Nodes reporting updates in phase 4.")] = 10,
     update_seconds: Annotated[float, typer.Option(min=0, help="Length of phase 4.")] = 10.0,
     fault: Annotated[
-        str | None, typer.Option(help="broker-restart or replica-kill, mid-rollout.")
+        str | None, typer.Option(help="broker-restart, replica-kill or partition (the fleet in a "
+                                 "network namespace, every packet dropped; needs root), mid-rollout.")
     ] = None,
+    partition_seconds: Annotated[
+        float, typer.Option(min=0, help="--fault partition: how long the fleet is cut off.")
+    ] = 30.0,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds each phase may take.")] = 120.0,
     connect_concurrency: Annotated[
         int, typer.Option(min=1, help="Connection attempts in progress at once.")
@@ -162,7 +166,7 @@ def fleet(
         nodes=nodes, mqtt_url=mqtt_url, cloud_url=cloud_url, token=token,
         database_url=database_url, replicas=replicas, update_nodes=update_nodes,
         update_seconds=update_seconds, fault=fault, timeout=timeout,
-        connect_concurrency=connect_concurrency,
+        connect_concurrency=connect_concurrency, partition_seconds=partition_seconds,
     )
     # SIGTERM unwinds like Ctrl-C: the broker, clouds and scratch database it started go too
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
