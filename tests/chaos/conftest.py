@@ -164,17 +164,21 @@ class Documents:
         return next((at for at, online in self.statuses.get(node, []) if at >= since and not online), None)
 
     def out_of_order(self, node: str, key: str) -> list[str]:
-        """Versions that went backwards, or a reported ``properties[key]`` that did."""
-        problems, version, value = [], -1, -1
-        for doc in self.seen.get(node, []):
-            if doc["version"] <= version:
-                problems.append(f"version {doc['version']} after {version}")
-            reported = doc["state"].get("reported", {}).get("properties", {}).get(key)
-            if isinstance(reported, int):
-                if reported < value:
-                    problems.append(f"reported {key}={reported} after {value} (v{doc['version']})")
-                value = reported
-            version = doc["version"]
+        """In the order the cloud applied them (by version; the stream itself may arrive
+        out of order, from the cloud's two MQTT connections): a version applied twice, or
+        a reported or desired ``properties[key]`` that went back."""
+        problems: list[str] = []
+        docs = sorted(self.seen.get(node, []), key=lambda doc: int(doc["version"]))
+        versions = [doc["version"] for doc in docs]
+        problems += [f"version {v} applied twice" for v in sorted(set(versions)) if versions.count(v) > 1]
+        for section in ("reported", "desired"):
+            value = -1
+            for doc in docs:
+                seen = doc["state"].get(section, {}).get("properties", {}).get(key)
+                if isinstance(seen, int):
+                    if seen < value:
+                        problems.append(f"{section} {key}={seen} after {value} (v{doc['version']})")
+                    value = seen
         return problems
 
     def close(self) -> None:

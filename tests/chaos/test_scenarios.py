@@ -67,7 +67,7 @@ def partition(world: World, seconds: float) -> None:
 
 
 def test_partition_bounded(world: World) -> None:
-    partition(world, 5.0)
+    partition(world, 4.0)
 
 
 @pytest.mark.chaos
