@@ -120,6 +120,14 @@ class Edge:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def retried(self) -> int:
+        """Requests this agent sent again (unanswered get or update, refused report, a
+        re-fetch): the log lines that say so."""
+        text = self.log()
+        return sum(text.count(phrase) for phrase in (
+            "asking again", "fetching the shadow again", "rejected this node's report",
+            "refused to send this node's shadow"))
+
     def app_pids(self) -> dict[str, int]:
         """``app/replica -> pid`` from the native backend's pid files."""
         pids = {}

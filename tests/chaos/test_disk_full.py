@@ -66,7 +66,7 @@ def test_a_full_disk_leaves_the_node_running_from_memory_until_space_returns(wor
         assert CAUGHT_UP in edge.log()
         record("edge disk full during cache writes (2 MiB tmpfs)", detect=None,
                converge=round(applied, 2), catch_up=round(time.monotonic() - freed, 2),
-               updates_lost=0, duplicate_restarts=int(edge.app_pids() != pids))
+               updates_lost=0, duplicate_restarts=int(edge.app_pids() != pids), retried=edge.retried())
         assert caught <= CACHE_RETRY_SECONDS + 1
         assert edge.app_pids() == pids
         assert world.documents.out_of_order(edge.name, "seq") == []

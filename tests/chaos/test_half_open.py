@@ -51,7 +51,7 @@ def half_open(world: World) -> None:
            agent_detect=agent_at, will=None if will is None else round(will - started, 2),
            cloud_detect=cloud_at, converge_after_heal=round(back, 2),
            duplicate_restarts=sum(1 for k, v in edge.app_pids().items() if pids.get(k) != v),
-           relay_connections=edge.relay.connections)
+           retried=edge.retried(), relay_connections=edge.relay.connections)
 
     assert agent_at is not None and agent_at <= bound, f"the agent noticed after {agent_at} s (bound {bound} s)"
     # The cloud says offline when the broker fires the will, at once. When the broker fires

@@ -63,7 +63,8 @@ def test_postgres_restart_under_load(net_admin: None, tmp_path: Path) -> None:
             restarts = sum(edge.app_pids() != pids[edge.name] for edge in edges)
             record("PostgreSQL restart under load (pg_ctl restart -m fast)", detect=None,
                    converge=round(time.monotonic() - restarted, 2), updates_lost=0,
-                   duplicate_restarts=restarts, accepted=sum(last.values()), refused=len(refused),
+                   duplicate_restarts=restarts, retried=sum(e.retried() for e in edges),
+                   accepted=sum(last.values()), refused=len(refused),
                    refused_codes=sorted(set(refused)))
             assert converge <= CONVERGE_WITHIN
             assert all(code >= 500 or code == 0 for code in refused), refused

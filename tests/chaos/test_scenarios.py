@@ -60,7 +60,8 @@ def partition(world: World, seconds: float) -> None:
     restarts = sum(edge.app_pids() != pids[edge.name] for edge in edges)
     record(f"edge partition {seconds:g} s (nft drop)", detect=round(detect, 2),
            converge=round(converge, 2), updates_lost=0, duplicate_restarts=restarts,
-           accepted_during=accepted, reconnects=cut.relay.connections - 1)
+           retried=sum(e.retried() for e in edges), accepted_during=accepted,
+           reconnects=cut.relay.connections - 1)
     assert converge <= CONVERGE_WITHIN
     assert restarts == 0, "an app was restarted because its node reconnected"
     check_order(world, edges)
@@ -93,7 +94,7 @@ def test_edge_reboot_while_offline_keeps_its_apps_from_the_cache(world: World) -
     converge = settle(world, edges, seq=1, apps=apps)
     record("edge reboot while offline (link down, SIGKILL, restart)", detect=None,
            converge=round(time.monotonic() - started, 2), updates_lost=0,
-           duplicate_restarts=int(edge.app_pids() != pids))
+           duplicate_restarts=int(edge.app_pids() != pids), retried=edge.retried())
     assert converge <= CONVERGE_WITHIN
     assert edge.app_pids() == pids
     check_order(world, edges)
@@ -113,7 +114,7 @@ def test_broker_restart_mid_rollout(world: World) -> None:
     time.sleep(3)  # a reconnect or a late duplicate delta would restart the app now
     restarts = sum(edge.app_pids() != pids[edge.name] for edge in edges)
     record("broker restart mid-rollout", detect=None, converge=round(time.monotonic() - started - 3, 2),
-           updates_lost=0, duplicate_restarts=restarts)
+           updates_lost=0, duplicate_restarts=restarts, retried=sum(e.retried() for e in edges))
     assert converge <= CONVERGE_WITHIN + 10
     assert restarts == 0
     check_order(world, edges)
