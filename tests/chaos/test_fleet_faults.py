@@ -32,7 +32,7 @@ def fleet_partition(nodes: int, seconds: float) -> None:
 
 
 def test_fleet_partition_bounded(net_admin: None) -> None:
-    fleet_partition(60, 3.0)
+    fleet_partition(40, 2.0)
 
 
 @pytest.mark.chaos

@@ -113,9 +113,9 @@ def test_broker_restart_mid_rollout(world: World) -> None:
         world.set_properties(edge.name, {"seq": 1})
     converge = settle(world, edges, seq=1, apps=new)
     pids = {edge.name: edge.app_pids() for edge in edges}
-    time.sleep(3)  # a reconnect or a late duplicate delta would restart the app now
+    time.sleep(2)  # a reconnect or a late duplicate delta would restart the app now
     restarts = sum(edge.app_pids() != pids[edge.name] for edge in edges)
-    record("broker restart mid-rollout", detect=None, converge=round(time.monotonic() - started - 3, 2),
+    record("broker restart mid-rollout", detect=None, converge=round(time.monotonic() - started - 2, 2),
            updates_lost=0, duplicate_restarts=restarts, retried=sum(e.retried() for e in edges))
     assert converge <= CONVERGE_WITHIN + 10
     assert restarts == 0
