@@ -130,6 +130,15 @@ class Cache:
         rows = self._db.table("resources").all()
         return [ResourceKey(row["kind"], row["name"], row["version"]) for row in rows]
 
+    @property
+    def unsaved(self) -> bool:
+        """A write failed (a full disk): memory holds state the file does not."""
+        return self._storage.unsaved
+
+    def flush(self) -> bool:
+        """Write again what a failed write left in memory only; True when all is on disk."""
+        return self._storage.flush()
+
     def close(self) -> None:
         self._db.close()
 

@@ -47,6 +47,9 @@ class EdgeSettings(BaseSettings):
         default=False, description="a node with a certificate sends no username: the broker "
         "maps the certificate to the node (RabbitMQ ssl_cert_login, NATS verify_and_map), "
         "and would refuse a username without a password")
+    reconnect_path_seconds: float = Field(
+        default=2.0, gt=0, description="retry within this while the network (not the broker) is down"
+    )
     # How long reported changes are gathered into one update. It adds to every round
     # trip, so it stays small (the round-trip target is p50 < 25 ms end to end).
     report_debounce_seconds: float = Field(default=0.005, ge=0, le=0.05)

@@ -10,11 +10,19 @@ is durable. A reader therefore sees either the old or the new file, never a mix.
 The agent is the only writer of its data dir (it holds a lock), so the storage keeps the
 last written text in memory and parses it on ``read`` instead of reading the disk again.
 ``deferred()`` groups several TinyDB operations into one write (one fsync).
+
+A full disk (or any failed write) does not stop the node: memory is updated first, so
+the node goes on running on what it holds; the failure is logged once, ``unsaved`` is set,
+and every later write -- or ``flush()``, which the sync calls every few seconds while
+``unsaved`` -- tries the whole file again; the first that succeeds says so and catches up.
+What a crash meanwhile loses is only what the disk could not take: the file on disk is
+still the last complete one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +34,7 @@ from tinydb.storages import Storage
 
 from edge_runtime.errors import CacheError
 
+log = logging.getLogger(__name__)
 Tables = dict[str, dict[str, Any]]
 
 
@@ -99,6 +108,7 @@ class AtomicJSONStorage(Storage):
         self._deferred: Tables | None = None
         self._depth = 0
         self._dirty = False
+        self.unsaved = False  # memory holds what the disk could not take
 
     def read(self) -> Tables | None:
         if self._deferred is not None:
@@ -137,11 +147,29 @@ class AtomicJSONStorage(Storage):
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise CacheError(f"cannot store a value that is not JSON in the cache: {exc}") from exc
+        self._text = text  # memory first: the node runs on it, whatever the disk says
+        self._save()
+
+    def _save(self) -> None:
+        assert self._text is not None
         try:
-            atomic_write_bytes(self.path, text.encode("utf-8"))
+            atomic_write_bytes(self.path, self._text.encode("utf-8"))
         except OSError as exc:
-            raise CacheError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
-        self._text = text
+            if not self.unsaved:
+                log.error("cannot write the cache %s: %s; running on what is held in memory "
+                          "until the disk takes it again (free some space)", self.path,
+                          exc.strerror or exc)
+            self.unsaved = True
+            return
+        if self.unsaved:
+            log.warning("the cache %s is written again: the disk caught up with memory", self.path)
+        self.unsaved = False
+
+    def flush(self) -> bool:
+        """Try again to write what only memory holds; True when the disk has everything."""
+        if self.unsaved and self._text is not None and self._depth == 0:
+            self._save()
+        return not self.unsaved
 
     def close(self) -> None:
         pass

@@ -15,6 +15,13 @@ queue). What the link does own is the connection policy of DESIGN §4 and §8:
 - its own reconnect loop with exponential backoff and jitter (paho's built-in one has
   no jitter, and a fleet reconnecting in lockstep after a broker restart is a stampede),
   from ``reconnect_min_seconds`` to ``reconnect_max_seconds``, reset on a good connect;
+  but a connect that times out or finds no route (the network is down, not the broker)
+  is retried within ``reconnect_path_seconds``, so a node is back seconds after its
+  link, wherever its backoff stood (``liveness.path_down``);
+- its own liveness watchdog (``liveness.Liveness``): a probe the broker answers after
+  ``keepalive / 2`` of silence, and the connection dropped if nothing answers within
+  another ``keepalive / 2`` -- a half-open link is noticed within one keepalive, before
+  the broker fires the will (1.5 x keepalive), where paho alone takes up to two;
 - on every connect: drop what paho would re-send from the last session (the sync
   decides afresh) and subscribe under the node's own root before the sync publishes;
 - every SUBACK is checked. A refused filter is logged once (with the filters and the
@@ -43,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_runtime.errors import BrokerUnavailable
 from edge_runtime.identity import Identity
+from edge_runtime.liveness import Liveness, Verdict, path_down
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.transport import (
     INVOKE_FILTER,
@@ -63,6 +71,7 @@ from schemas.topics import Suffix
 log = logging.getLogger(__name__)
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+PROBE_FILTER = "liveness"  # under the node's root, never subscribed: unsubscribing it is a ping
 
 
 class Backoff:
@@ -102,6 +111,9 @@ class MqttLink:
         self._topics = settings.topics
         self._root = self._topics.node_root(identity.namespace, identity.node)
         self._backoff = Backoff(settings.reconnect_min_seconds, settings.reconnect_max_seconds)
+        self._keepalive = settings.keepalive_seconds
+        self._liveness = Liveness(self._keepalive)
+        self._dead: str | None = None  # why the watchdog dropped the current connection
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._reconnect = threading.Event()
@@ -156,6 +168,8 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_acknowledged
+        client.on_unsubscribe = self._on_acknowledged
         return client
 
     def _load_certificate(self) -> None:
@@ -234,10 +248,19 @@ class MqttLink:
         self._load_certificate()
         try:
             self._client.connect(self._identity.mqtt.host, self._identity.mqtt.port,
-                                 keepalive=self._settings.keepalive_seconds)
+                                 keepalive=self._keepalive)
         except OSError as exc:
+            if path_down(exc):
+                path = self._settings.reconnect_path_seconds
+                raise BrokerUnavailable(
+                    f"cannot reach the broker at {url}: {str(exc) or 'timed out'} (the network "
+                    "looks down, not the broker)", retry_after=path / 2 + random.random() * path / 2,
+                ) from exc
             raise BrokerUnavailable(f"cannot reach the broker at {url}: {exc}",
                                     retry_after=self._backoff.next()) from exc
+        self._liveness.opened(time.monotonic())
+        self._dead = None
+        period = min(1.0, self._liveness.silence_limit / 4)
         rc = mqtt.MQTT_ERR_SUCCESS
         self._retry_refused_at = None
         retrying_refused = False
@@ -248,8 +271,10 @@ class MqttLink:
             if retry_at is not None and time.monotonic() >= retry_at:
                 retrying_refused = True
                 break
-            wait = 1.0 if retry_at is None else max(0.01, min(1.0, retry_at - time.monotonic()))
+            wait = period if retry_at is None else max(0.01, min(period, retry_at - time.monotonic()))
             rc = self._client.loop(timeout=wait)
+            if rc == mqtt.MQTT_ERR_SUCCESS and self._dead is None:
+                self._watch()
         if retrying_refused and not self._stopping.is_set():
             self._close()
             if self._connected.is_set():
@@ -269,9 +294,26 @@ class MqttLink:
             log.info("reconnecting to %s to use a renewed certificate", url)
             return
         if not self._stopping.is_set():
-            reason = mqtt.error_string(rc)
+            reason = self._dead or mqtt.error_string(rc)
             raise BrokerUnavailable(f"the connection to the broker at {url} ended ({reason})",
                                     retry_after=self._backoff.next())
+
+    def _watch(self) -> None:
+        """The liveness watchdog, between two passes of paho's loop (network thread)."""
+        now = time.monotonic()
+        verdict = self._liveness.check(now)
+        if verdict is Verdict.PROBE:
+            self._client.unsubscribe(f"{self._root}/{PROBE_FILTER}")
+        elif verdict is Verdict.DEAD:
+            self._dead = (f"nothing heard from the broker for {self._liveness.silent_for(now):.1f} s: "
+                          "the link is dead")
+            log.warning("%s; dropping the connection", self._dead)
+            sock = self._client.socket()
+            try:  # paho's next read sees the end of the stream and closes it as lost
+                if isinstance(sock, socket.socket):  # an ssl.SSLSocket is one too
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _close(self) -> None:
         """Send DISCONNECT (so the broker drops the will) and close, from this thread."""
@@ -296,6 +338,7 @@ class MqttLink:
                       self._identity.namespace, self._identity.node, reason)
             return
         self._backoff.reset()
+        self._liveness.established(time.monotonic())
         client.drop_out_messages()
         filters = [f"{self._root}/{s.value}" for s in SUBSCRIBED] + [f"{self._root}/{RESOURCES_FILTER}"]
         if self._on_invoke is not None:
@@ -313,6 +356,7 @@ class MqttLink:
     ) -> None:
         """A refused subscription means this node never hears the cloud: say which and why
         (once), and retry after a backoff on a clean session until all are granted."""
+        self._liveness.heard(time.monotonic())
         self.refused = [f"{topic_filter} ({reason})" for topic_filter, reason
                         in zip(self._filters, reasons) if reason.is_failure]
         if not self.refused:
@@ -335,7 +379,12 @@ class MqttLink:
                   "session, with backoff)", self._identity.mqtt.url, ", ".join(self.refused),
                   self._identity.mqtt.username)
 
+    def _on_acknowledged(self, client: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
+        """A PUBACK or an UNSUBACK (the watchdog's probe): the link is alive."""
+        self._liveness.heard(time.monotonic())
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._liveness.heard(time.monotonic())
         parsed = self._topics.parse(message.topic)
         ours = (self._identity.namespace, self._identity.node)
         if parsed is None or (parsed.namespace, parsed.node) != ours:

@@ -19,6 +19,8 @@ and the ``Cache``. The rules:
   message's cache batch: the resources an answer brings are stored with one write.
 - Heartbeat: an unacknowledged state is sent again, an update or get whose answer never
   came is given up and the document re-fetched; otherwise the status is refreshed.
+- A cache the disk would not take (full) is written again every ``CACHE_RETRY_SECONDS``
+  until it is; meanwhile the node runs on memory (``storage.AtomicJSONStorage``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from schemas.topics import Suffix
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
+CACHE_RETRY_SECONDS = 2.0  # a cache write that failed (full disk) is tried again this often
 RETRYABLE_CODES = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.INTERNAL})
 ResourceHandler = Callable[[Suffix, JSONObject], None]
 
@@ -112,7 +115,9 @@ class ShadowSync:
         # a report can only go out once synced (get/accepted sends what is pending): until
         # then its due time, maybe long past, is no deadline, or the runner would spin
         report_due = self._outbox.due if self.synced else None
-        dues = [d for d in (report_due, self._get_due, self._heartbeat_due, self._update_due()) if d is not None]
+        flush_due = self._clock() + CACHE_RETRY_SECONDS if self._cache.unsaved else None
+        dues = [d for d in (report_due, self._get_due, self._heartbeat_due, self._update_due(), flush_due)
+                if d is not None]
         return min(dues) if dues else None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -164,6 +169,8 @@ class ShadowSync:
     def tick(self) -> None:
         """Run the timers that are due."""
         now = self._clock()
+        if self._cache.unsaved:
+            self._cache.flush()
         if self._outbox.due is not None and now >= self._outbox.due:
             self._send_report()
         if self._get_due is not None and now >= self._get_due:

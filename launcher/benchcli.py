@@ -172,8 +172,12 @@ def fleet(
     update_nodes: Annotated[int, typer.Option(min=0, help="Nodes reporting updates in phase 4.")] = 10,
     update_seconds: Annotated[float, typer.Option(min=0, help="Length of phase 4.")] = 10.0,
     fault: Annotated[
-        str | None, typer.Option(help="broker-restart or replica-kill, mid-rollout.")
+        str | None, typer.Option(help="broker-restart, replica-kill or partition (the fleet in a "
+                                 "network namespace, every packet dropped; needs root), mid-rollout.")
     ] = None,
+    partition_seconds: Annotated[
+        float, typer.Option(min=0, help="--fault partition: how long the fleet is cut off.")
+    ] = 30.0,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds each phase may take.")] = 120.0,
     connect_concurrency: Annotated[
         int, typer.Option(min=1, help="Connection attempts in progress at once.")
@@ -192,7 +196,7 @@ def fleet(
         nodes=nodes, mqtt_url=mqtt_url, cloud_url=cloud_url, token=token,
         database_url=database_url, replicas=replicas, update_nodes=update_nodes,
         update_seconds=update_seconds, fault=fault, timeout=timeout,
-        connect_concurrency=connect_concurrency,
+        connect_concurrency=connect_concurrency, partition_seconds=partition_seconds,
     )
     # SIGTERM unwinds like Ctrl-C: the broker, clouds and scratch database it started go too
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -218,5 +222,41 @@ def fleet(
         console.print(table)
         if plot is not None:
             console.print(f"plot: {plot}")
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def soak(
+    nodes: Annotated[int, typer.Option(min=1, help="Simulated edge nodes.")] = 1000,
+    seconds: Annotated[float, typer.Option(min=0, help="How long to keep making faults.")] = 3600.0,
+    fault_every: Annotated[float, typer.Option(min=0, help="A round (fault + rollout) this often.")] = 180.0,
+    partition_seconds: Annotated[float, typer.Option(min=0, help="How long a partition lasts.")] = 20.0,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds a round may take to converge.")] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """A fleet through a fault every few minutes: cloud and broker RSS and descriptors per round."""
+    from launcher.fleet.services import ServiceError
+    from launcher.fleet.soak import SoakOptions, run_soak
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        result = run_soak(SoakOptions(nodes=nodes, seconds=seconds, fault_every=fault_every,
+                                      partition_seconds=partition_seconds, timeout=timeout))
+    except (ServiceError, FileNotFoundError, httpx.HTTPError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        table = Table(title=f"Soak: {nodes} simulated nodes, a round every {fault_every:g} s")
+        for column in ("round", "fault", "converged s", "cloud MB", "cloud fds", "broker MB", "broker fds"):
+            table.add_column(column, justify="right")
+        for index, row in enumerate(result.rounds):
+            table.add_row(str(index), row.fault, str(row.converge_seconds), str(row.cloud_rss_mb),
+                          str(row.cloud_fds), str(row.broker_rss_mb), str(row.broker_fds))
+        console.print(table)
+        for line in result.skipped + result.failures:
+            console.print(line)
     if not result.ok:
         raise typer.Exit(code=1)

@@ -52,12 +52,19 @@ def start_mosquitto(
     """``mosquitto -c config``, once it accepts connections on ``port``; ``RuntimeError``
     with its own words (and the configuration) if it exits or never listens. ``nofile``
     raises its open-file limit (a socket per client) before it accepts any."""
+    # The child inherits this process's limit: raise ours first. prlimit on the child only
+    # where that was not enough -- it races with Mosquitto dropping root for its own user,
+    # after which reading its limits fails with EPERM.
+    inherited = raise_nofile(nofile) if nofile is not None else None
     process = subprocess.Popen(
         [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    if nofile is not None:  # prlimit, not preexec_fn: that one is unsafe in a threaded parent
-        _, hard = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
-        resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (nofile, max(hard, nofile)))
+    if nofile is not None and inherited is not None and inherited < nofile:
+        try:  # prlimit, not preexec_fn: that one is unsafe in a threaded parent
+            _, hard = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
+            resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (nofile, max(hard, nofile)))
+        except PermissionError:
+            pass  # it already runs as its own user; it keeps the limit it inherited
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -124,6 +124,13 @@ class CloudRest:
         seconds = time.perf_counter() - started
         return seconds, _check(response, f"creating app {app['name']}").json()
 
+    async def update_app(self, namespace: str, app: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        """``PUT .../apps/{name}``: seconds, and the app as stored (its new version)."""
+        started = time.perf_counter()
+        response = await self._http.put(f"/v1/namespaces/{namespace}/apps/{app['name']}", json=app)
+        seconds = time.perf_counter() - started
+        return seconds, _check(response, f"updating app {app['name']}").json()
+
     async def rollout(self, namespace: str, app: str) -> tuple[float, dict[str, Any]]:
         """Seconds ``GET .../apps/{app}/nodes`` took, and its answer."""
         started = time.perf_counter()

@@ -8,8 +8,12 @@ lost connection the agent's own ``Backoff`` (0.5 s doubling to 30 s, equal jitte
 on a good connect). So a broker restart is followed by the same reconnect storm a real
 fleet makes.
 
-One ticker task runs every node's timers and sends PINGREQ on connections idle for a
-keepalive; 10,000 timers per node would cost more than the traffic they guard.
+One ticker task runs every node's timers and the agent's link watchdog
+(``edge_runtime.liveness.Liveness``: a probe, here a PINGREQ, after keepalive/2 of
+silence, the connection dropped if nothing answers within another keepalive/2), and
+sends PINGREQ on connections idle for a keepalive; 10,000 timers per node would cost
+more than the traffic they guard. A connect that times out or finds no route is retried
+within ``reconnect_path_seconds``, as the agent does.
 
 At most ``connect_concurrency`` connection attempts (TCP connect to CONNACK) are in
 progress at once: Mosquitto listens with a backlog of 100, and 10,000 simultaneous SYNs
@@ -20,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import random
+import socket
 import time
 from collections.abc import Callable
 
+from edge_runtime.liveness import Liveness, Verdict, path_down
 from edge_runtime.settings import EdgeSettings
 from edge_runtime.sync import Backoff
 from edge_runtime.transport import QOS, RESOURCES_FILTER, SUBSCRIBED
@@ -62,11 +69,13 @@ class Fleet:
         reconnect_max: float = _AGENT["reconnect_max_seconds"].default,
         connect_concurrency: int = 100, connect_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        sock_factory: Callable[[], socket.socket] | None = None,
     ) -> None:
         self.namespace, self.host, self.port = namespace, host, port
         self.stats, self.catalog, self.clock = FleetStats(), AppCatalog(), clock
         self._keepalive, self._connect_timeout = keepalive, connect_timeout
         self._reconnect = (reconnect_min, reconnect_max)
+        self._sock_factory = sock_factory  # the nodes' sockets, e.g. in a network namespace
         self._connecting = asyncio.Semaphore(connect_concurrency)
         facts, topics, timers = simulated_facts(), topics or TopicScheme(), timers or Timers()
         self.nodes = [
@@ -76,6 +85,8 @@ class Fleet:
         ]
         self._by_name = {node.name: node for node in self.nodes}
         self._links: dict[str, Connection] = {}
+        self._watchdogs: dict[str, Liveness] = {}
+        self._path_retry = _AGENT["reconnect_path_seconds"].default
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -143,10 +154,14 @@ class Fleet:
                         self.host, self.port, client_id=node_client_id(namespace, node.name),
                         username=node_identity(namespace, node.name), will=will,
                         keepalive=self._keepalive, clean_session=False,
-                        timeout=self._connect_timeout)
-            except MqttError:
+                        timeout=self._connect_timeout, sock_factory=self._sock_factory)
+            except MqttError as exc:
                 self.stats.connect_failures += 1
-                await asyncio.sleep(backoff.next())
+                cause = exc.__cause__
+                if isinstance(cause, OSError) and path_down(cause):  # the network, not the broker
+                    await asyncio.sleep(self._path_retry * (0.5 + random.random() / 2))
+                else:
+                    await asyncio.sleep(backoff.next())
                 continue
             self.stats.connects += 1
             # as the agent: subscribe, then the sync's first publishes, then what the
@@ -154,6 +169,9 @@ class Fleet:
             link.subscribe(filters).add_done_callback(_refused_ends(link))
             backoff.reset()
             self._links[node.name] = link
+            watchdog = self._watchdogs[node.name] = Liveness(self._keepalive)
+            watchdog.opened(link.last_read)
+            watchdog.established(link.last_read)
             node.connected(link)
             ended: asyncio.Future[str] = loop.create_future()
             link.start(node.handle, _ends(ended))
@@ -170,10 +188,20 @@ class Fleet:
             await asyncio.sleep(TICK_SECONDS)
             now = self.clock()
             idle_since = time.monotonic() - self._keepalive
+            mono = time.monotonic()
             for node in self.nodes:
                 node.tick(now)
                 link = links.get(node.name)
-                if link is not None and link.last_write < idle_since:
+                if link is None:
+                    continue
+                watchdog = self._watchdogs[node.name]
+                if link.last_read > mono - watchdog.silence_limit:
+                    watchdog.heard(link.last_read)
+                verdict = watchdog.check(mono)
+                if verdict is Verdict.DEAD:
+                    self.stats.dead_links += 1
+                    link.abort("nothing heard from the broker: the link is dead")
+                elif verdict is Verdict.PROBE or link.last_write < idle_since:
                     link.ping()
 
 

@@ -77,7 +77,7 @@ class Connection(asyncio.Protocol):
         self._closed = False
         self._reason = "the broker closed the connection"
         self.unacked = 0  # QoS 1 publishes not acknowledged yet
-        self.last_write = time.monotonic()
+        self.last_write = self.last_read = time.monotonic()
 
     @property
     def closed(self) -> bool:
@@ -92,6 +92,7 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = time.monotonic()
         try:
             for packet in self._decoder.feed(data):
                 self._dispatch(packet)
@@ -216,17 +217,28 @@ async def open_connection(
     keepalive: int = 30,
     clean_session: bool = True,
     timeout: float = 10.0,
+    sock_factory: Callable[[], socket.socket] | None = None,
 ) -> Connection:
-    """TCP connect, CONNECT, CONNACK; ``MqttError`` if any of it fails or is refused."""
+    """TCP connect, CONNECT, CONNACK; ``MqttError`` if any of it fails or is refused.
+    ``sock_factory`` makes the socket (one in a network namespace: ``Namespace.socket``)."""
     connection: Connection | None = None
+    sock: socket.socket | None = None
     try:
         async with asyncio.timeout(timeout):
-            _, connection = await asyncio.get_running_loop().create_connection(
-                Connection, host, port)
+            loop = asyncio.get_running_loop()
+            if sock_factory is None:
+                _, connection = await loop.create_connection(Connection, host, port)
+            else:
+                sock = sock_factory()
+                await loop.sock_connect(sock, (host, port))
+                _, connection = await loop.create_connection(Connection, sock=sock)
+                sock = None  # the transport owns it
             connection._write(encode(Connect(client_id, keepalive, clean_session, username,
                                               password, will)))
             connack = await connection._connack
     except BaseException as exc:  # cancelled too: never leave the socket open
+        if sock is not None:
+            sock.close()
         if connection is not None:
             connection.abort("the connection could not be opened")
         if isinstance(exc, OSError | TimeoutError | ProtocolError):

@@ -5,7 +5,8 @@
    report accepted;
 3. rollout: one new app whose selector matches every node; per node, when its desired
    apps held the app, when it fetched it, and when its report of it Running was
-   accepted; optionally a fault mid-rollout (``broker-restart``, ``replica-kill``); then
+   accepted; optionally a fault mid-rollout (``broker-restart``, ``replica-kill``, or
+   ``partition``: every packet of the fleet's namespace dropped for a while); then
    the rollout status endpoint, timed and checked against the fleet;
 4. sustained updates: a few nodes report a changing property, one update in flight each.
 
@@ -41,6 +42,8 @@ from launcher.fleet.services import CloudProcess, ProcessSample, sample_process
 from launcher.mosquitto import PrivateMosquitto
 
 if TYPE_CHECKING:
+    from launcher.chaos.netns import Namespace
+    from launcher.chaos.relay import DelayRelay
     from launcher.fleet.running import FleetOptions, Progress
 
 FLEET_LABEL = "tether.io/fleet"
@@ -54,10 +57,12 @@ class Phases:
     def __init__(
         self, options: FleetOptions, result: FleetResult, mqtt_url: str, url: str, token: str,
         clouds: list[CloudProcess], mosquitto: PrivateMosquitto | None, progress: Progress | None,
+        *, net: tuple[Namespace, DelayRelay] | None = None,
     ) -> None:
         self.options, self.result, self.progress = options, result, progress
         self.mqtt_url, self.url, self.token = mqtt_url, url, token
         self.clouds, self.mosquitto = clouds, mosquitto
+        self.net = net  # the fleet's namespace and its relay to the broker (network faults)
         self.killed: CloudProcess | None = None
         self._broker_pid: int | None = None
         self._at_kill: ProcessSample | None = None
@@ -75,8 +80,13 @@ class Phases:
                  for cloud in self.clouds] or [CloudRest(self.url, self.token, timeout=REST_TIMEOUT_SECONDS)]
         rest = rests[0]
         parts = urlsplit(self.mqtt_url)
-        fleet = Fleet(self.names, namespace=result.namespace, host=parts.hostname or "127.0.0.1",
-                      port=parts.port or 1883, connect_concurrency=options.connect_concurrency)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 1883
+        sock_factory = None
+        if self.net is not None:  # every node's socket in the namespace, through the relay
+            namespace, relay = self.net
+            host, port, sock_factory = namespace.host_address, relay.port, namespace.socket
+        fleet = Fleet(self.names, namespace=result.namespace, host=host, port=port,
+                      connect_concurrency=options.connect_concurrency, sock_factory=sock_factory)
         try:
             await rest.create_namespace(result.namespace)
             labels = {FLEET_LABEL: result.namespace}
@@ -106,7 +116,8 @@ class Phases:
             stats = fleet.stats
             result.traffic = {
                 "connects": stats.connects, "connect_failures": stats.connect_failures,
-                "disconnects": stats.disconnects, "sent": dict(stats.sent),
+                "disconnects": stats.disconnects, "dead_links": stats.dead_links,
+                "sent": dict(stats.sent),
                 "received": dict(stats.received), "rejected": dict(stats.rejected),
                 "resent": dict(stats.resent),
             }
@@ -130,6 +141,9 @@ class Phases:
         namespace, options = self.result.namespace, self.options
         app = {"name": "fleet-app", "selector": f"{FLEET_LABEL}={namespace}",
                "services": [{"name": "main", "command": ["sleep", "86400"]}]}
+        if options.fault == "partition" and self.net is not None:
+            # the whole rollout is published while the fleet hears nothing
+            await asyncio.to_thread(self.net[0].blackhole)
         started = fleet.clock()
         post_seconds, created = await rest.create_app(namespace, app)
         version = str(created.get("version"))
@@ -165,7 +179,12 @@ class Phases:
                 f"the cloud's rollout status disagrees with the fleet: {rollout.status_counts}")
 
     async def _fault(self, fleet: Fleet, mark: str, started: float) -> float:
-        """Mid-rollout: once a quarter of the nodes converged, or 2 s after the POST."""
+        """Mid-rollout: once a quarter of the nodes converged, or 2 s after the POST. A
+        partition began before the POST; it ends ``partition_seconds`` after."""
+        if self.options.fault == "partition" and self.net is not None:
+            await asyncio.sleep(self.options.partition_seconds)
+            await asyncio.to_thread(self.net[0].heal)
+            return 0.0
         quarter = max(1, len(fleet.nodes) // 4)
         while fleet.reached(mark) < quarter and fleet.clock() - started < 2.0:
             await asyncio.sleep(0.05)

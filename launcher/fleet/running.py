@@ -17,13 +17,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from launcher.fleet.phases import Phases
 from launcher.fleet.results import FleetResult
 from launcher.fleet.services import CloudProcess, ScratchDatabase, ServiceError
 from launcher.mosquitto import PrivateMosquitto, raise_nofile
 
-FAULTS = ("broker-restart", "replica-kill")
+FAULTS = ("broker-restart", "replica-kill", "partition")
+NET_FAULTS = ("partition",)  # made in the kernel: the fleet's sockets in a network namespace
 SHARE_GROUP = "tether-cloud"
 # Mosquitto queues at most 1000 QoS 1 messages per client beyond those in flight, and
 # drops the rest: the cloud bridge's one subscription receives every node's requests, and
@@ -53,6 +55,7 @@ class FleetOptions:
     fault: str | None = None
     timeout: float = 120.0  # per phase
     connect_concurrency: int = 100
+    partition_seconds: float = 30.0  # --fault partition: how long every packet is dropped
 
 
 def run_fleet_bench(options: FleetOptions, progress: Progress | None = None) -> FleetResult:
@@ -89,7 +92,17 @@ def run_fleet_bench(options: FleetOptions, progress: Progress | None = None) -> 
         result = FleetResult(nodes=options.nodes, namespace=f"fleet-{uuid.uuid4().hex[:8]}",
                              broker="private mosquitto" if mosquitto else mqtt_url,
                              database=database, replicas=len(clouds) or 1)
-        bench = Phases(options, result, mqtt_url, url, token, clouds, mosquitto, progress)
+        net = None
+        if options.fault in NET_FAULTS:
+            from launcher.chaos.netns import Namespace
+            from launcher.chaos.relay import DelayRelay
+
+            parts = urlsplit(mqtt_url)
+            namespace = stack.enter_context(Namespace())
+            relay = stack.enter_context(DelayRelay(namespace.host_address,
+                                                   (parts.hostname or "127.0.0.1", parts.port or 1883)))
+            net = (namespace, relay)
+        bench = Phases(options, result, mqtt_url, url, token, clouds, mosquitto, progress, net=net)
         asyncio.run(bench.run())
         for cloud in clouds:
             if cloud.process is not None and cloud.process.poll() is not None and cloud is not bench.killed:
@@ -100,6 +113,12 @@ def run_fleet_bench(options: FleetOptions, progress: Progress | None = None) -> 
 def _check(options: FleetOptions) -> None:
     if options.fault is not None and options.fault not in FAULTS:
         raise ServiceError(f"--fault must be one of {', '.join(FAULTS)}")
+    if options.fault in NET_FAULTS:
+        from launcher.chaos.netns import net_admin_problem
+
+        problem = net_admin_problem()
+        if problem is not None:
+            raise ServiceError(f"--fault {options.fault} puts the fleet in a network namespace: {problem}")
     if options.fault == "broker-restart" and options.mqtt_url is not None:
         raise ServiceError("--fault broker-restart restarts the bench's own broker: drop --mqtt-url")
     if options.fault == "replica-kill" and (options.replicas < 2 or options.cloud_url):

@@ -37,3 +37,4 @@ class FleetStats:
     connects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
+    dead_links: int = 0  # connections the watchdog dropped (half-open)
