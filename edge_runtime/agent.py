@@ -11,6 +11,12 @@ publishes the retained offline status, disconnects and closes the backend -- who
 workloads keep running. ``run()`` is what ``tether edge run`` calls: start, wait for
 SIGTERM or SIGINT, stop.
 
+Self-upgrade (``edge_runtime.upgrading``): an ``Upgrader`` sees every desired section before
+the engine and adds ``reported.sysapps`` to every report. Before anything else, ``start``
+lets it finish what a previous process left (a trial to boot makes ``run()`` exec the
+launcher at once); when it has installed a new version, it asks ``run()`` to stop cleanly
+-- apps keep running -- and exec the launcher, which boots the new version in this pid.
+
 Threads: the sync thread (``SyncRunner``) owns ``ShadowSync`` and the cache; the engine
 thread plans and acts; the MQTT network thread and the native supervisor only post events.
 """
@@ -21,6 +27,7 @@ import fcntl
 import logging
 import os
 import signal
+import ssl
 import threading
 from pathlib import Path
 from types import FrameType
@@ -43,7 +50,14 @@ from edge_runtime.settings import EdgeSettings
 from edge_runtime.sync import MqttLink
 from edge_runtime.syncing import ShadowSync
 from edge_runtime.transport import LinkEvent
+from edge_runtime.upgrading.wiring import (
+    SysappsReconciler,
+    Upgrader,
+    running_version,
+    sysapps_section,
+)
 from schemas.shadow import JSONObject
+from schemas.sysapps import AgentState, reported_agent
 
 if TYPE_CHECKING:
     from edge_runtime.renewal import CertificateRenewer
@@ -108,6 +122,10 @@ class EdgeAgent:
         self.sync: ShadowSync | None = None
         self.proxy: FunctionProxy | None = None
         self.invoker: FunctionInvoker | None = None
+        self.upgrader: Upgrader | None = None
+        self.restart_argv: list[str] | None = None  # set: run() execs it after stopping
+        self._stopping = threading.Event()
+        self._can_restart = False  # only run() can exec
 
     def start(self) -> None:
         """Load, reconcile from the cache, then connect in the background (never blocks)."""
@@ -115,9 +133,25 @@ class EdgeAgent:
         identity = self._identity or load_identity(data_dir)
         ensure_private_dir(data_dir)
         self._lock.acquire()
+        upgrader = self._make_upgrader(data_dir, identity)
+        if upgrader is not None:
+            try:
+                argv = upgrader.boot()
+            except Exception:  # an upgrade must never keep the agent from starting
+                log.exception("the agent upgrade could not resume; running %s as is",
+                              upgrader.version)
+                argv = None
+            if argv is not None and self._can_restart:
+                log.info("restarting through %s", argv[0])
+                self.restart_argv = argv
+                self._lock.release()
+                return
+            self.upgrader = upgrader
         try:
             self._cache = Cache(data_dir)
             reconciler = self._reconciler or self._make_engine(data_dir, self._cache)
+            if self.upgrader is not None:
+                reconciler = SysappsReconciler(reconciler, self.upgrader)
             self._start_functions(data_dir, identity)
             assert self.invoker is not None
             self.link = MqttLink(identity, self.settings, deliver=self._deliver, on_invoke=self.invoker.submit)
@@ -142,6 +176,11 @@ class EdgeAgent:
         self._runner.start()
         if self.engine is not None:
             self.engine.start()
+        if self.upgrader is not None:
+            engine = self.engine
+            self.upgrader.start(healthy=self._healthy,
+                                restart=self._restart if self._can_restart else None,
+                                changed=engine.wake if engine is not None else lambda: None)
         self.link.start()
         if identity.uses_certificate:
             # imported here: cryptography and httpx cost a password node ~30 MiB it never needs
@@ -162,6 +201,8 @@ class EdgeAgent:
 
         Workloads keep running: the next agent on this data dir picks them up.
         """
+        if self.upgrader is not None:
+            self.upgrader.stop()
         if self.engine is not None:
             self.engine.stop()
         if self._runner is not None:
@@ -185,14 +226,47 @@ class EdgeAgent:
             stopping.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._stopping = stopping
+        self._can_restart = True
         try:
             self.start()
-            while not stopping.wait(1.0):
+            while self.restart_argv is None and not stopping.wait(1.0):
                 pass
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.stop()
+        if self.restart_argv is not None:
+            argv = self.restart_argv
+            logging.shutdown()
+            os.execv(argv[0], argv)  # same pid: the apps stay this process's children
+
+    def _restart(self, argv: list[str]) -> None:
+        """The upgrader's way to restart this process into ``argv`` (from its thread)."""
+        self.restart_argv = argv
+        self._stopping.set()
+
+    def _healthy(self) -> bool:
+        """An agent on trial is healthy once the cloud acknowledged its report."""
+        sync, upgrader = self.sync, self.upgrader
+        document = sync.document if sync is not None else None
+        if sync is None or upgrader is None or not sync.synced or document is None:
+            return False
+        report = reported_agent(document.reported)
+        return (report is not None and report.version == upgrader.version
+                and report.state is AgentState.UPGRADING)
+
+    def _make_upgrader(self, data_dir: Path, identity: Identity) -> Upgrader | None:
+        settings = self.settings
+        if not settings.self_upgrade or self._reconciler is not None:
+            return None
+        argv = ["run", "--data-dir", str(data_dir.resolve()), "--backend", settings.backend]
+        if settings.backend == "kube":
+            return None  # the kube side of sysapps.tether is not built yet
+        from edge_runtime.upgrading.native import NativeUpgrader
+
+        return NativeUpgrader(data_dir, version=running_version(), argv=argv,
+                              verify=identity_verify(identity))
 
     def _make_engine(self, data_dir: Path, cache: Cache) -> Engine:
         settings = self.settings
@@ -206,6 +280,7 @@ class EdgeAgent:
             stats_seconds=settings.stats_seconds,
             fetch_timeout_seconds=settings.request_timeout_seconds,
             stats=NodeStats(data_dir),
+            sections=sysapps_section(self.upgrader) if self.upgrader is not None else None,
         )
         return self.engine
 
@@ -257,3 +332,15 @@ class EdgeAgent:
             self._cache.close()
             self._cache = None
         self._lock.release()
+
+
+def identity_verify(identity: Identity) -> ssl.SSLContext | bool:
+    """How to check the cloud's certificate: the system's CAs plus the node's CA, if any."""
+    if identity.tls is None:
+        return True
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=str(identity.tls.cafile))
+    except (OSError, ssl.SSLError) as exc:
+        log.warning("cannot load %s: %s", identity.tls.cafile, exc)
+    return context

@@ -71,11 +71,12 @@ class Engine:
         fetch_timeout_seconds: float = 2.0,
         history: int = 2,
         stats: Callable[[], JSONObject] | None = None,
+        sections: Callable[[], JSONObject] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend, self._sink, self._clock = backend, sink, clock
         self._period, self._stats_period, self._history = reconcile_seconds, stats_seconds, history
-        self._reporter = Reporter(backend, data_dir, stats=stats)
+        self._reporter = Reporter(backend, data_dir, stats=stats, sections=sections)
         self._store = ResourceStore(cache)
         self._lock = threading.RLock()
         self._wakeup = threading.Condition(self._lock)
