@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "delete": ("cloud_api.admin.cli", "delete", "Delete objects by kind and name, or those in -f FILE."),
     "shadow": ("cloud_api.admin.cli", "shadow_app", "Read or patch a node's shadow document."),
     "rollout": ("cloud_api.admin.cli", "rollout_app", "Where an app's rollout stands (--wait)."),
+    "agent": ("cloud_api.admin.agent", "app", "The edge agent's version: upload wheels, upgrade nodes."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 import yaml
@@ -237,15 +238,36 @@ class TetherClient:
         rollout: dict[str, Any] = self._call("GET", self._url("app", app, namespace=namespace) + "/nodes")
         return rollout
 
+    def agent_upload(self, wheel: bytes) -> dict[str, Any]:
+        """Store an agent wheel; ``{version, filename, sha256, size, url}``."""
+        stored: dict[str, Any] = self._call("PUT", "/v1/agent/wheels", content=wheel)
+        return stored
+
+    def agent_upgrade(self, body: dict[str, Any], *, namespace: str = DEFAULT_NAMESPACE
+                      ) -> dict[str, Any]:
+        """Set the agent version of nodes: ``{target, nodes, updated}``."""
+        done: dict[str, Any] = self._call("POST", f"/v1/namespaces/{namespace}/agent/upgrade",
+                                          body)
+        return done
+
+    def agent_status(self, version: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        status: dict[str, Any] = self._call(
+            "GET", f"/v1/namespaces/{namespace}/agent/upgrade?version={quote(version)}")
+        return status
+
     # -- plumbing ------------------------------------------------------------------
     def _url(self, kind: str, name: str | None = None, *, namespace: str) -> str:
         found = kind_of(kind)
         base = f"/v1/namespaces/{namespace}/{found.plural}" if found.namespaced else "/v1/namespaces"
         return base if name is None else f"{base}/{name}"
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, *,
+              content: bytes | None = None) -> Any:
         try:
-            response = self._http.request(method, path, json=body)
+            if content is not None:
+                response = self._http.request(method, path, content=content)
+            else:
+                response = self._http.request(method, path, json=body)
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
                 f"the Tether API at {self.server} did not answer in time ({type(exc).__name__}); "

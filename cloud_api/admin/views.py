@@ -120,6 +120,8 @@ def describe_node(node: dict[str, Any], document: dict[str, Any]) -> RenderableT
         ("Online", "yes" if node.get("online") else "no"),
         ("Last seen", when(node.get("lastSeen"))),
         ("Shadow version", str(document.get("version"))),
+        ("Agent", _agent_text(_object(desired.get("sysapps")).get("tether"),
+                              _object(reported.get("sysapps")).get("tether"))),
     ])
     apps = Table(title="Apps", title_justify="left", title_style="bold", box=None, pad_edge=False)
     for column in ("APP", "DESIRED", "REPORTED", "STATUS", "CAUSE"):
@@ -140,6 +142,17 @@ def describe_node(node: dict[str, Any], document: dict[str, Any]) -> RenderableT
     parts.append(_pairs("Node facts", [(k, str(v)) for k, v in sorted(facts.items())] or
                         [("", "<none reported>")]))
     return Group(*parts)
+
+
+def _agent_text(desired: object, reported: object) -> str:
+    """``1.0.0 Running`` (``-> 1.1.0`` while desired names another, ``: cause`` if any)."""
+    have, want = _object(reported), _object(desired)
+    text = f"{have.get('version', '<not reported>')} {have.get('state', '')}".rstrip()
+    if want.get("version") and want.get("version") != have.get("version"):
+        text += f" (desired {want['version']})"
+    if have.get("cause"):
+        text += f": {have['cause']}"
+    return text
 
 
 def rollout_table(rollout: dict[str, Any]) -> Table:

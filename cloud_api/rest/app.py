@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud_api.agent_wheels import MAX_WHEEL_BYTES
 from cloud_api.errors import Retryable
 from cloud_api.packaging import ServedWheel
 from cloud_api.rest.context import Context
@@ -26,6 +27,7 @@ from cloud_api.rest.middleware import BodyLimitMiddleware
 from cloud_api.rest.openapi import install_openapi
 from cloud_api.rest.routes import (
     activation,
+    agent,
     apps,
     broker,
     certificates,
@@ -104,7 +106,8 @@ def create_app(context: Context) -> FastAPI:
     app.state.context = context
     app.state.secret_box = SecretBox.from_settings(context.settings)
     app.state.wheel = ServedWheel(context.settings)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes,
+                       larger={agent.UPLOAD_PATH: MAX_WHEEL_BYTES})
     app.add_exception_handler(Rejection, _on_rejection)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
@@ -115,5 +118,6 @@ def create_app(context: Context) -> FastAPI:
         app.include_router(module.router)
     app.include_router(nodes.bulk_router)
     app.include_router(functions.router)
+    app.include_router(agent.router)
     install_openapi(app)
     return app
