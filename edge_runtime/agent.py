@@ -29,6 +29,7 @@ import os
 import signal
 import ssl
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -38,7 +39,7 @@ from edge_runtime.backends.base import Backend
 from edge_runtime.cache import Cache
 from edge_runtime.collectors import NodeStats
 from edge_runtime.engine import Engine
-from edge_runtime.errors import AlreadyRunning
+from edge_runtime.errors import AlreadyRunning, EdgeError
 from edge_runtime.functions.directory import FUNCTIONS_DIRNAME, FunctionDirectory
 from edge_runtime.functions.errors import ProxyError
 from edge_runtime.functions.invoking import FunctionInvoker
@@ -74,15 +75,23 @@ class DataDirLock:
         self.path = data_dir / LOCK_FILENAME
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, *, wait_seconds: float = 0.0) -> None:
+        """Take the lock; with ``wait_seconds``, wait that long for another agent to let go
+        (a kube agent's new pod starts while the old one hands over)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            raise AlreadyRunning(
-                f"another edge agent is running with the data dir {self.path.parent}"
-            ) from exc
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                os.close(fd)
+                raise AlreadyRunning(
+                    f"another edge agent is running with the data dir {self.path.parent}"
+                ) from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -132,7 +141,7 @@ class EdgeAgent:
         data_dir = Path(self.settings.data_dir)
         identity = self._identity or load_identity(data_dir)
         ensure_private_dir(data_dir)
-        self._lock.acquire()
+        self._lock.acquire(wait_seconds=self.settings.lock_wait_seconds)
         upgrader = self._make_upgrader(data_dir, identity)
         if upgrader is not None:
             try:
@@ -230,8 +239,12 @@ class EdgeAgent:
         self._can_restart = True
         try:
             self.start()
+            ready = self.settings.ready_file is None or self.upgrader is not None
             while self.restart_argv is None and not stopping.wait(1.0):
-                pass
+                if not ready and self.sync is not None and self.sync.synced:
+                    ready = True  # without an upgrader (which marks it), once synced
+                    assert self.settings.ready_file is not None
+                    self.settings.ready_file.write_text("ready\n")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -262,7 +275,13 @@ class EdgeAgent:
             return None
         argv = ["run", "--data-dir", str(data_dir.resolve()), "--backend", settings.backend]
         if settings.backend == "kube":
-            return None  # the kube side of sysapps.tether is not built yet
+            from edge_runtime.upgrading.kube import kube_upgrader
+
+            try:
+                return kube_upgrader(settings, version=running_version(), argv=argv)
+            except EdgeError as exc:
+                log.error("no self-upgrade on this node: %s", exc)
+                return None
         from edge_runtime.upgrading.native import NativeUpgrader
 
         return NativeUpgrader(data_dir, version=running_version(), argv=argv,
