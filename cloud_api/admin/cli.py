@@ -37,7 +37,7 @@ WHERE = ("Server and token: --server/--token, else TETHER_SERVER/TETHER_TOKEN, e
 Server = Annotated[str | None, typer.Option("--server", help="API URL (env TETHER_SERVER)")]
 Token = Annotated[str | None, typer.Option("--token", help="API token (env TETHER_TOKEN)", show_default=False)]
 Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="namespace (env TETHER_NAMESPACE; else default)")]
-Output = Annotated[str, typer.Option("--output", "-o", help="table, yaml or json")]
+Output = Annotated[str, typer.Option("--output", "-o", help="table, wide, yaml or json")]
 Files = Annotated[list[str] | None, typer.Option("--filename", "-f", help="manifest file, '-' for stdin")]
 
 
@@ -106,12 +106,16 @@ def get(kind: Annotated[str, typer.Argument(help="nodes, apps, configs, secrets,
         namespace: Namespace = None) -> None:
     """List objects of a kind, or show one."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
-        if output not in ("table", "yaml", "json"):
-            raise ClientError(400, f"unknown output {output!r}: use table, yaml or json")
+        if output not in ("table", "wide", "yaml", "json"):
+            raise ClientError(400, f"unknown output {output!r}: use table, wide, yaml or json")
         found = kind_of(kind)
         items = [client.get(kind, name, namespace=ns)] if name else client.list_all(kind, namespace=ns)
-        if output == "table":
-            console().print(views.object_table(found.plural, items))
+        if output == "wide" and found.plural == "nodes":  # each node's agent, in one request
+            agents = client.agent_status(None, namespace=ns)["nodes"]
+            items = [{**item, "agent": agents.get(item.get("name"), {}).get("agent")}
+                     for item in items]
+        if output in ("table", "wide"):
+            console().print(views.object_table(found.plural, items, wide=output == "wide"))
         else:
             typer.echo(views.dump(items[0] if name else items, output))
 

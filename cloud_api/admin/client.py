@@ -250,9 +250,12 @@ class TetherClient:
                                           body)
         return done
 
-    def agent_status(self, version: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+    def agent_status(self, version: str | None, *, namespace: str = DEFAULT_NAMESPACE
+                     ) -> dict[str, Any]:
+        """Each node's agent report: ``{version, nodes: {NODE: {agent, upgraded}}}``."""
+        query = "" if version is None else f"?version={quote(version)}"
         status: dict[str, Any] = self._call(
-            "GET", f"/v1/namespaces/{namespace}/agent/upgrade?version={quote(version)}")
+            "GET", f"/v1/namespaces/{namespace}/agent/upgrade{query}")
         return status
 
     # -- plumbing ------------------------------------------------------------------

@@ -77,9 +77,22 @@ COLUMNS: dict[str, list[tuple[str, Getter]]] = {
 }
 
 
-def object_table(plural: str, items: list[dict[str, Any]]) -> Table:
+def _agent_column(item: dict[str, Any]) -> str:
+    agent = _object(item.get("agent"))
+    if not agent:
+        return "<none>"
+    text = f"{agent.get('version', '?')} {agent.get('state', '')}".rstrip()
+    return text + (f" -> {agent['target']}" if agent.get("target") and
+                   agent.get("target") != agent.get("version") else "")
+
+
+WIDE = {"nodes": [("AGENT", _agent_column)]}
+"""Columns ``-o wide`` adds (from fields the CLI attaches to each item)."""
+
+
+def object_table(plural: str, items: list[dict[str, Any]], *, wide: bool = False) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    columns = COLUMNS[plural]
+    columns = COLUMNS[plural] + (WIDE.get(plural, []) if wide else [])
     for header, _ in columns:
         table.add_column(header, overflow="fold")
     for item in items:

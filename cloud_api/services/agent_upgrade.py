@@ -99,7 +99,7 @@ def _retarget(documents: dict[tuple[str, str], ShadowDocument], value: dict[str,
 
 
 def agent_outcomes(connection: Connection, namespace: str, nodes: Collection[str],
-                   version: str) -> dict[str, dict[str, Any]]:
+                   version: str | None) -> dict[str, dict[str, Any]]:
     """Per node: what it reports of its agent and the gate for ``version`` (see the module
     docstring); the shape a wave engine reads."""
     query = (select(_SHADOWS.c.node, _SHADOWS.c.reported)
@@ -109,5 +109,5 @@ def agent_outcomes(connection: Connection, namespace: str, nodes: Collection[str
     for node, reported in connection.execute(query):
         report = reported_agent(reported or {})
         out[node] = {"agent": None if report is None else report.to_json(),
-                     "upgraded": upgraded(reported or {}, version)}
+                     "upgraded": None if version is None else upgraded(reported or {}, version)}
     return out

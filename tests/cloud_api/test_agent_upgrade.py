@@ -87,6 +87,12 @@ def test_cli_uploads_upgrades_and_describes(api: httpx.Client, cloud: Cloud, api
     assert result.exit_code == 1 and "tether agent upload" in result.output
     result = runner.invoke(admin_app, ["describe", "node", "edge1", *flags])
     assert "Agent" in result.output and "(desired 3.0.0)" in result.output
+    document = api.get(f"/v1/namespaces/{NS}/nodes/edge1/shadow").json()
+    seed_shadow(cloud, "edge1", desired=document["state"]["desired"], version=2, reported={
+        "sysapps": {"tether": {"version": "2.9.0", "state": "Upgrading", "target": "3.0.0"}}})
+    result = runner.invoke(admin_app, ["get", "nodes", "-o", "wide", *flags])
+    assert result.exit_code == 0, result.output
+    assert "AGENT" in result.output and "2.9.0 Upgrading -> 3.0.0" in result.output
 
 
 def test_gate_reads_reports() -> None:

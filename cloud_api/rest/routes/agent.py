@@ -90,9 +90,10 @@ def upgrade(token: CurrentToken, namespace: str, request: UpgradeRequest, contex
 
 
 @router.get("/v1/namespaces/{namespace}/agent/upgrade")
-def status(token: CurrentToken, namespace: str, version: str, context: ContextDep
-           ) -> dict[str, Any]:
-    """What each node reports of its agent, and whether it runs ``version`` healthy."""
+def status(token: CurrentToken, namespace: str, context: ContextDep,
+           version: str | None = None) -> dict[str, Any]:
+    """What each node reports of its agent, and (with ``version``) whether it runs it
+    healthy: ``upgraded`` true, false (rolled back or failed) or null (not yet)."""
     authorize(token, namespace=namespace)
     nodes = select_nodes(context.store, namespace)
     with context.store.session() as session:
