@@ -15,8 +15,11 @@ Desired, written by the cloud (``cloud_api.services.agent_upgrade``)::
 
 Reported, by the node (every report, so the cloud always knows the running version)::
 
-    "sysapps": {"tether": {"version": "0.1.0", "state": "Running",
+    "sysapps": {"tether": {"version": "0.1.0", "state": "RolledBack",
                            "target": "0.2.0", "cause": "..."}}
+
+Once it runs its target healthy, the node also mirrors the target's ``wheel``, ``image``
+and ``deadlineSeconds`` (``mirrored``), so a converged node has an empty delta.
 
 ``state`` is ``Upgrading`` while a target is installed or on trial, ``Running`` when the
 node runs what desired names (or nothing is desired), ``RolledBack`` when the target did
@@ -147,6 +150,16 @@ class AgentReport:
         if self.cause:
             body["cause"] = self.cause
         return body
+
+
+def mirrored(report: AgentReport, target: AgentTarget | None) -> JSONObject:
+    """The report as sent: a node that runs its target healthy also reports the target's
+    other fields (wheel, image, deadline), as properties are mirrored, so no delta stays."""
+    body = report.to_json()
+    if (target is not None and report.state is AgentState.RUNNING
+            and report.version == target.version):
+        body.update({k: v for k, v in target.to_json().items() if k != "version"})
+    return body
 
 
 def reported_agent(reported: JSONObject) -> AgentReport | None:

@@ -42,7 +42,14 @@ from kubernetes.client.exceptions import ApiException
 from edge_runtime.errors import UpgradeError
 from edge_runtime.settings import EdgeSettings
 from schemas.shadow import JSONObject
-from schemas.sysapps import AgentReport, AgentState, AgentTarget, BadTarget, desired_target
+from schemas.sysapps import (
+    AgentReport,
+    AgentState,
+    AgentTarget,
+    BadTarget,
+    desired_target,
+    mirrored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +193,10 @@ class KubeUpgrader:
             self._lock.notify_all()
 
     def report(self) -> JSONObject:
+        """``reported.sysapps.tether`` as of now; once the node runs the target, it mirrors
+        the target's other fields too, so the shadow's delta is empty."""
         with self._lock:
-            return self._report().to_json()
+            return mirrored(self._report(), self._target)
 
     def _report(self) -> AgentReport:
         record, target = self._record, self._target

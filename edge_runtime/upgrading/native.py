@@ -50,7 +50,14 @@ from edge_runtime.upgrading.home import (
 )
 from edge_runtime.upgrading.installing import build_venv, fetch_wheel
 from schemas.shadow import JSONObject
-from schemas.sysapps import AgentReport, AgentState, AgentTarget, BadTarget, desired_target
+from schemas.sysapps import (
+    AgentReport,
+    AgentState,
+    AgentTarget,
+    BadTarget,
+    desired_target,
+    mirrored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +169,10 @@ class NativeUpgrader:
             self._lock.notify_all()
 
     def report(self) -> JSONObject:
-        """``reported.sysapps.tether`` as of now."""
+        """``reported.sysapps.tether`` as of now; once the node runs the target, it mirrors
+        the target's other fields too, so the shadow's delta is empty."""
         with self._lock:
-            return self._report().to_json()
+            return mirrored(self._report(), self._target)
 
     def _report(self) -> AgentReport:
         state, target = self._state, self._target

@@ -63,3 +63,16 @@ def test_reports_are_read_leniently() -> None:
     report = reported_agent({"sysapps": {"tether": {"version": "1", "state": "Failed",
                                                      "cause": 5}}})
     assert report is not None and report.state is AgentState.FAILED and report.cause == ""
+
+
+def test_a_node_on_its_target_mirrors_it_so_no_delta_stays() -> None:
+    from schemas.shadow import compute_delta
+    from schemas.sysapps import AgentReport, mirrored
+
+    target = AgentTarget("2", url="http://c/w.whl", sha256=SHA, deadline_seconds=60)
+    desired = {"sysapps": {"tether": target.to_json()}}
+    running = {"sysapps": {"tether": mirrored(AgentReport("2"), target)}}
+    assert compute_delta(desired, running) == {}
+    behind = {"sysapps": {"tether": mirrored(AgentReport("1", AgentState.UPGRADING, "2"), target)}}
+    assert behind["sysapps"]["tether"] == {"version": "1", "state": "Upgrading", "target": "2"}
+    assert compute_delta(desired, behind) != {}

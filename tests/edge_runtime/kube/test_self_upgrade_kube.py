@@ -86,7 +86,8 @@ def test_new_pod_commits_once_healthy(fake_kube: FakeKube, tmp_path: Path) -> No
     wait(lambda: deployment(fake_kube)[2]["outcome"] == "Running", "the commit")
     wait(lambda: (tmp_path / "ready").exists(), "readiness")
     new.stop()
-    assert new.report() == {"version": "1.1.0", "state": "Running"}
+    assert new.report() == {"version": "1.1.0", "state": "Running", "image": "tether:1.1.0",
+                            "deadlineSeconds": 30}
     assert old.watch(sleep=lambda s: None) is None  # the old pod waits to be retired
 
 
