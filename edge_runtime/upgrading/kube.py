@@ -190,6 +190,9 @@ class KubeUpgrader:
                 self._target, self._bad = desired_target(desired), ""
             except BadTarget as exc:
                 self._target, self._bad = None, str(exc)
+            key = self._target.key if self._target is not None else ""
+            if self._record.get("outcome") and self._record.get("key") != key:
+                self._record = {}  # desired moved on: the same target again is a new attempt
             self._lock.notify_all()
 
     def report(self) -> JSONObject:

@@ -166,6 +166,10 @@ class NativeUpgrader:
                 version = value.get("version") if isinstance(value, dict) else None
                 self._target, self._bad = None, str(exc)
                 self._bad_version = version if isinstance(version, str) else ""
+            state, key = self._state, self._target.key if self._target is not None else ""
+            if state is not None and state.step == Step.DONE and state.key and state.key != key:
+                state.key = ""  # desired moved on: the same target again is a new attempt
+                self._save(state)
             self._lock.notify_all()
 
     def report(self) -> JSONObject:

@@ -8,6 +8,8 @@ states its fault, waits for the condition with a deadline, then checks the invar
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,53 @@ def test_upgrade_to_a_bad_version_rolls_back_and_a_good_one_survives_kills(
         assert pid_of(data_dir, "web") == pid and running(pid) and app_running()
         assert rcloud.document(NS, unique_name).delta == {}  # the target is mirrored
         assert supervisor.starts >= 4  # three kills, each restarted by the supervisor
+    finally:
+        supervisor.stop()
+        kill_leftovers(data_dir)
+        wipe_session(mosquitto_url, f"tether-edge.{NS}.{unique_name}")
+
+
+@pytest.mark.slow
+def test_kills_at_the_other_steps_land_on_one_of_the_two_versions(
+    versions: dict[str, Path], wheels: WheelServer, rcloud: ResourceCloud, catalog: Catalog,
+    mosquitto_url: str, tmp_path: Path, unique_name: str,
+) -> None:
+    def agent() -> dict[str, Any]:
+        report = rcloud.document(NS, unique_name).reported.get("sysapps", {}).get("tether", {})
+        return {k: report[k] for k in ("version", "state", "target", "cause") if k in report}
+
+    data_dir, home = tmp_path / "node", tmp_path / "node" / "agent"
+    catalog.add(native_app("web"), "v1")
+    rcloud.set_desired(NS, unique_name, {"apps": {"web": "v1"}})
+    supervisor = run_node(versions, rcloud, mosquitto_url, data_dir, unique_name,
+                          "installed,trial-marked,healthy")
+    try:
+        rcloud.wait_for(lambda: agent().get("state") == "Running" and running(
+            pid_of(data_dir, "web")), timeout=30, what="A running the app")
+        pid = pid_of(data_dir, "web")
+        rcloud.set_desired(NS, unique_name,
+                           {"apps": {"web": "v1"},
+                            "sysapps": {"tether": target(versions, wheels, B, 30)}})
+        # fault: SIGKILL from outside while pip builds the new venv
+        rcloud.wait_for(lambda: (home / "venvs" / f"{B}.partial").exists(), timeout=30,
+                        what="the install under way")
+        assert supervisor.process is not None
+        os.kill(supervisor.process.pid, signal.SIGKILL)
+        # then the failpoints: after the install, after the trial mark, and on the trial
+        # once healthy but before its commit -> back on A, RolledBack
+        rcloud.wait_for(lambda: agent().get("state") == "RolledBack", timeout=120,
+                        what="the uncommitted trial rolled back")
+        assert agent()["version"] == A and "stopped during its trial" in agent()["cause"]
+        for step in ("installed", "trial-marked", "healthy"):
+            assert (home / f".failpoint-{step}").exists(), step
+        # desired moves on and back: a new attempt, which commits
+        rcloud.set_desired(NS, unique_name, {"sysapps": {"tether": None}})
+        rcloud.wait_for(lambda: agent() == {"version": A, "state": "Running"}, what="A again")
+        rcloud.set_desired(NS, unique_name,
+                           {"sysapps": {"tether": target(versions, wheels, B, 30)}})
+        rcloud.wait_for(lambda: agent() == {"version": B, "state": "Running"}, timeout=90,
+                        what="B committed")
+        assert pid_of(data_dir, "web") == pid and running(pid)
     finally:
         supervisor.stop()
         kill_leftovers(data_dir)

@@ -74,6 +74,11 @@ def test_the_old_version_started_after_a_trial_rolls_back(
     assert (state["step"], state["outcome"], state["cause"]) == ("done", "RolledBack", cause)
     old.desired({"sysapps": {"tether": {"version": "2.0"}}})
     assert old.report()["state"] == "RolledBack"  # and not tried again
+    assert old._work() is None
+    old.desired({"sysapps": {"tether": {"version": "1.0"}}})  # desired moves on ...
+    assert old.report() == {"version": "1.0", "state": "Running", "deadlineSeconds": 120}
+    old.desired({"sysapps": {"tether": {"version": "2.0"}}})  # ... and back: a new attempt
+    assert old._work() is not None and old.report()["state"] == "Upgrading"
 
 
 def test_a_commit_cut_short_is_finished(home: AgentHome) -> None:
