@@ -25,6 +25,8 @@ from schemas.errors import ErrorCode, Rejection
 from schemas.sysapps import is_valid_version, wheel_filename
 
 MAX_WHEEL_BYTES = 64 << 20
+WHEELS_PATH = "/v1/agent/wheels"
+"""Where the REST API serves them (``GET WHEELS_PATH/FILE``) and takes uploads (``PUT``)."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class AgentWheel:
 
     def to_json(self, *, public_url: str) -> dict[str, object]:
         return {"version": self.version, "filename": self.filename, "sha256": self.sha256,
-                "size": self.size, "url": f"{public_url}/v1/agent/wheels/{self.filename}"}
+                "size": self.size, "url": f"{public_url}{WHEELS_PATH}/{self.filename}"}
 
 
 def wheel_version(data: bytes) -> str:
@@ -95,10 +97,13 @@ class AgentWheels:
         return self._describe(version, path)
 
     def path(self, filename: str) -> Path | None:
-        path = self.directory / filename
-        if "/" in filename or filename.startswith(".") or not path.is_file():
+        if "/" in filename or "\0" in filename or filename.startswith(".") or len(filename) > 255:
             return None
-        return path
+        path = self.directory / filename
+        try:
+            return path if path.is_file() else None
+        except OSError:  # a name the filesystem refuses
+            return None
 
     @staticmethod
     def _describe(version: str, path: Path) -> AgentWheel:

@@ -2,7 +2,8 @@
 
 Why it exists: agents upgrade themselves when desired names another version
 (``schemas.sysapps``; the node side is ``edge_runtime.upgrading``). This module is the one
-cloud-side way to ask for it, built for a wave engine to drive: ``set_agent_target`` writes
+cloud-side way to ask for it, built for a wave engine to drive: ``target_for`` builds the
+target of an uploaded version, ``set_agent_target`` writes
 the target of any set of nodes through the batched write path
 (``store.shadow_writing.locked_write``, ``BATCH`` documents per transaction, rows locked,
 compare-and-swapped, one commit), publishing each node's update after its batch commits;
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, select
 from sqlmodel import col
 from sqlmodel import select as model_select
 
+from cloud_api.agent_wheels import WHEELS_PATH, AgentWheels
 from cloud_api.errors import NotFound
 from cloud_api.mqtt.transport import Publisher
 from cloud_api.services.shadows import publish_update
@@ -29,13 +31,29 @@ from cloud_api.store.shadow_writing import locked_write
 from schemas.errors import Rejection
 from schemas.labels import match_all, parse_selector
 from schemas.shadow import ShadowDocument, ShadowLimits, UpdateOutcome, UpdateRequest, apply_update
-from schemas.sysapps import AGENT_KEY, SYSAPPS_KEY, AgentTarget, reported_agent, upgraded
+from schemas.sysapps import (
+    AGENT_KEY,
+    DEFAULT_DEADLINE_SECONDS,
+    SYSAPPS_KEY,
+    AgentTarget,
+    reported_agent,
+    upgraded,
+)
 from schemas.topics import TopicScheme
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 _SHADOWS = table_of(Shadow)
+
+
+def target_for(wheels: AgentWheels, version: str, *, public_url: str, image: str = "",
+               deadline_seconds: int = DEFAULT_DEADLINE_SECONDS) -> AgentTarget:
+    """The target of ``version``: its stored wheel's URL and sha256 (404 with what to do if
+    it was never uploaded), the image kube nodes run, the deadline to report healthy."""
+    wheel = wheels.get(version)
+    return AgentTarget(version, url=f"{public_url}{WHEELS_PATH}/{wheel.filename}",
+                       sha256=wheel.sha256, image=image, deadline_seconds=deadline_seconds)
 
 
 def select_nodes(store: Store, namespace: str, *, names: Collection[str] | None = None,

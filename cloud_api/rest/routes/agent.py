@@ -15,17 +15,22 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud_api.agent_wheels import AgentWheels
+from cloud_api.agent_wheels import WHEELS_PATH, AgentWheels
 from cloud_api.errors import NotFound
 from cloud_api.rest.context import Context
 from cloud_api.rest.deps import ContextDep, CurrentToken, PublisherDep, RawBody
-from cloud_api.services.agent_upgrade import agent_outcomes, select_nodes, set_agent_target
+from cloud_api.services.agent_upgrade import (
+    agent_outcomes,
+    select_nodes,
+    set_agent_target,
+    target_for,
+)
 from cloud_api.services.tokens import authorize
 from schemas.errors import ErrorCode, Rejection
-from schemas.sysapps import DEFAULT_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS, AgentTarget
+from schemas.sysapps import DEFAULT_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS
 
 router = APIRouter(tags=["agent"])
-UPLOAD_PATH = "/v1/agent/wheels"
+UPLOAD_PATH = WHEELS_PATH
 
 
 def wheels_of(context: Context) -> AgentWheels:
@@ -74,10 +79,9 @@ def upgrade(token: CurrentToken, namespace: str, request: UpgradeRequest, contex
     authorize(token, namespace=namespace, write=True)
     target = None
     if request.version is not None:
-        wheel = wheels_of(context).get(request.version)
-        url = f"{context.settings.public_url}{UPLOAD_PATH}/{wheel.filename}"
-        target = AgentTarget(request.version, url=url, sha256=wheel.sha256, image=request.image,
-                             deadline_seconds=request.deadline_seconds)
+        target = target_for(wheels_of(context), request.version,
+                            public_url=context.settings.public_url, image=request.image,
+                            deadline_seconds=request.deadline_seconds)
     nodes = select_nodes(context.store, namespace, names=request.nodes, selector=request.selector)
     if not nodes:
         raise Rejection(ErrorCode.NOT_FOUND, "no node matches: name nodes or a selector that "
