@@ -7,6 +7,7 @@ Layout of ``DATA_DIR/agent/``::
     trial ->        a venv to boot once (made by the old agent right before it restarts)
     trying ->       the venv being tried (the launcher renames trial to this as it boots it)
     trial.seconds   how long the trial may take before the launcher's watchdog kills it
+    trying.boot     which boot of the trial the watchdog is for
     venvs/VERSION/  installed versions (``VERSION.partial`` while being built)
     wheels/         downloaded wheels, checked against their sha256
     upgrade.json    the upgrade's state, written atomically at every step
@@ -46,9 +47,14 @@ export TETHER_EDGE_LAUNCHER
 if [ -L "$root/trial" ]; then
   rm -f "$root/trying"
   mv "$root/trial" "$root/trying" || exit 1
+  boot="$(date +%s)-$$-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"
+  printf '%s\n' "$boot" > "$root/trying.boot"
   seconds=$(cat "$root/trial.seconds" 2>/dev/null || echo 150)
   pid=$$
-  ( ( sleep "$seconds"; [ -L "$root/trying" ] && kill -9 "$pid" ) </dev/null >/dev/null 2>&1 & )
+  # the watchdog kills this boot only (the pid outlives it: every restart is an exec)
+  ( ( sleep "$seconds"
+      [ -L "$root/trying" ] && [ "$(cat "$root/trying.boot" 2>/dev/null)" = "$boot" ] \
+        && kill -9 "$pid" ) </dev/null >/dev/null 2>&1 & )
   exec "$root/trying/bin/python" -I -m edge_runtime "$@"
 fi
 if [ ! -e "$root/current/bin/python" ]; then
