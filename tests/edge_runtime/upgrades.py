@@ -3,8 +3,8 @@
 The wheels are the project's own code packed under other versions
 (``cloud_api.packaging.pack_running``); ``BAD`` has a bug that stops it from ever
 reporting, so it fails its health check. The venv of version ``A`` is built once per
-session (``python -m venv`` + ``pip install --no-index``); its dependencies come from the
-test's own venv through a ``.pth`` file, so nothing is downloaded. ``Supervisor`` plays
+session (``python -m venv`` + ``pip install --no-index``); its dependencies (and pip) come
+from the test's own venv through a ``.pth`` file, so nothing is downloaded. ``Supervisor`` plays
 systemd's ``Restart=always``.
 """
 
@@ -36,7 +36,8 @@ def build_versions(directory: Path) -> dict[str, Path]:
               BAD: pack_running(directory, version=BAD,
                                 patch={"edge_runtime/syncing.py": syncing.replace(*_BUG)})}
     venv = directory / "venv-a"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # no pip of its own (ensurepip takes seconds): the .pth below brings the test venv's
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
                               "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
