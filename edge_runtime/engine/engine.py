@@ -15,6 +15,9 @@ bug) fails that app -- ``Failed`` with the cause -- until the error's ``retry_af
 the next period; a refused fetch fails the app and is asked again with backoff. A failure
 is forgotten when the app's desired version changes or what runs matches it.
 
+Reported sections other parts own (the upgrader's ``sysapps``) come from ``sections``, asked
+at every report; ``wake`` after they change.
+
 Threads: ``reconcile`` and ``on_resources`` run on the sync thread, which owns the cache;
 so the cache's garbage (``planning.garbage``: resource versions no desired or running app
 needs, beyond a short history) is collected there, when desired changes or an answer
