@@ -32,11 +32,13 @@ import shutil
 import ssl
 import subprocess
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from edge_runtime.errors import UpgradeError
 from schemas.sysapps import AgentTarget, wheel_filename
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ def fetch_wheel(
 ) -> Path:
     """Download the target's wheel into ``directory`` (kept if already there and intact);
     ``UpgradeError`` if it cannot be fetched or its sha256 differs."""
+    import httpx  # only when upgrading: an idle agent does not pay for it (~30 MiB)
+
     if not target.url:
         raise UpgradeError(f"desired.sysapps.tether names no wheel for {target.version}: "
                            "upload one with `tether agent upload` and set the version again")
