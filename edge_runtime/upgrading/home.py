@@ -8,7 +8,7 @@ Layout of ``DATA_DIR/agent/``::
     trying ->       the venv being tried (the launcher renames trial to this as it boots it)
     trial.seconds   how long the trial may take before the launcher's watchdog kills it
     trying.boot     which boot of the trial the watchdog is for
-    venvs/VERSION/  installed versions (``VERSION.partial`` while being built)
+    venvs/VERSION/  installed versions (``VERSION.partial-*`` while being built)
     wheels/         downloaded wheels, checked against their sha256
     upgrade.json    the upgrade's state, written atomically at every step
 

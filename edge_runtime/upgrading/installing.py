@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import ssl
 import subprocess
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_SECONDS = 60.0
 PIP_TIMEOUT_SECONDS = 300.0
 MAX_WHEEL_BYTES = 256 << 20
+PARTIAL = ".partial-"
 _PROBE = ("import importlib.metadata as m, edge_runtime.agent, edge_runtime.cli; "
           "print(m.version('tether'))")
 
@@ -111,10 +113,12 @@ def _link_or_copy(source: str, destination: str) -> None:
 
 def build_venv(running: Path, wheel: Path, destination: Path, *, version: str) -> None:
     """Build ``destination`` as a copy of the ``running`` venv with ``wheel`` installed, and
-    check it runs ``version``; ``UpgradeError`` if not. Built as ``DEST.partial`` and renamed:
-    ``destination`` exists only complete."""
-    partial = destination.with_name(destination.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    check it runs ``version``; ``UpgradeError`` if not. Built as ``DEST.partial-*`` and
+    renamed: ``destination`` exists only complete."""
+    # a directory of this attempt's own: a pip left running by a killed agent (it is not in
+    # the agent's process group's fate) can only spoil its own attempt's directory
+    partial = destination.with_name(f"{destination.name}{PARTIAL}{os.getpid()}-"
+                                    f"{secrets.token_hex(3)}")
     try:
         shutil.copytree(running, partial, symlinks=True, copy_function=_link_or_copy)
     except (OSError, shutil.Error) as exc:
@@ -148,3 +152,9 @@ def _run(argv: list[str], *, env: dict[str, str], what: str, cleanup: Path) -> s
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         raise UpgradeError(f"{what}: {lines[-1] if lines else f'exit code {done.returncode}'}")
     return done.stdout.strip()
+
+
+def remove_partials(venvs: Path) -> None:
+    """Delete venvs a killed agent left half built."""
+    for partial in venvs.glob(f"*{PARTIAL}*"):
+        shutil.rmtree(partial, ignore_errors=True)

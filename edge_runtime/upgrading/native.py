@@ -6,7 +6,8 @@ Why it exists: ``desired.sysapps.tether`` names the agent version a node should 
 
 1. ``installing``: fetch the wheel, check its sha256, build ``venvs/VERSION`` beside the
    running venv (``installing``). Killed here: the next start (old version) cleans up and
-   installs again, at most ``MAX_ATTEMPTS`` times.
+   installs again, at most ``MAX_ATTEMPTS`` times (each attempt builds in a directory of its
+   own, so a pip the killed agent left running spoils nothing).
 2. ``trial``: the deadline is written, then the ``trial`` link (rename); the agent stops
    (its apps keep running) and execs the launcher, which boots the trial once.
 3. The new version, on trial, counts as healthy once the cloud has acknowledged its report
@@ -48,7 +49,7 @@ from edge_runtime.upgrading.home import (
     Step,
     UpgradeState,
 )
-from edge_runtime.upgrading.installing import build_venv, fetch_wheel
+from edge_runtime.upgrading.installing import build_venv, fetch_wheel, remove_partials
 from schemas.shadow import JSONObject
 from schemas.sysapps import (
     AgentReport,
@@ -129,8 +130,7 @@ class NativeUpgrader:
             else:
                 self._finish(state, AgentState.FAILED, f"the venv of {target} is gone")
         if state is not None and state.step == Step.INSTALLING:
-            shutil.rmtree(home.venv(state.target.get("version", "?")).with_name(
-                f"{state.target.get('version', '?')}.partial"), ignore_errors=True)
+            remove_partials(home.venvs)
         if home.managed and not os.environ.get(LAUNCHER_ENV) \
                 and not home.points_at(home.current, self.prefix):
             return self.launcher_argv()
