@@ -28,6 +28,7 @@ def test_a_trial_boots_once_then_current(tmp_path: Path) -> None:
     home.ensure()
     home.link(home.current, venv(home, "1.0", "exit 0"))
     home.link(home.trial, venv(home, "2.0", "exit 3"))
+    home.trial_seconds.write_text("1\n")  # its watchdog ends soon after
     assert launch(home).returncode == 3  # the trial, which failed
     assert not home.trial.exists() and home.points_at(home.trying, home.venv("2.0"))
     assert launch(home).returncode == 0  # then the current version
