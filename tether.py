@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "token": ("cloud_api.admin.access", "token_app", "API tokens: create, list, describe, revoke."),
     "config": ("cloud_api.admin.contexts", "config_app", "Client contexts: set-context, use-context, get-contexts."),
     "version": ("cloud_api.admin.cli", "version", "The client's and the server's versions."),
+    "agent": ("cloud_api.admin.agent", "app", "The edge agent's version: upload wheels, upgrade nodes."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from cloud_api.errors import ConfigError
@@ -107,18 +107,29 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def pack_running(directory: Path) -> Path:
+def pack_running(
+    directory: Path, *, version: str | None = None, patch: Mapping[str, bytes] | None = None
+) -> Path:
     """Pack the running Tether as a wheel in ``directory``; returns its path. Atomic: a
-    reader sees the old file or the new one."""
+    reader sees the old file or the new one.
+
+    ``version`` packs it under another version and ``patch`` replaces files by their name
+    in the wheel: how a test builds the versions an agent upgrades between.
+    """
     dist = _distribution()
-    info = f"{DISTRIBUTION}-{dist.version}.dist-info"
+    version = version or dist.version
+    info = f"{DISTRIBUTION}-{version}.dist-info"
     modules = (dist.read_text("top_level.txt") or "").split() or list(TOP_LEVEL)
     metadata = dist.read_text("METADATA")
     if metadata is None:
         raise ConfigError(f"the installed {DISTRIBUTION} has no METADATA to pack")
+    if version != dist.version:
+        metadata = "".join(f"Version: {version}\n" if line.startswith("Version:") else line
+                           for line in metadata.splitlines(keepends=True))
     entries: list[tuple[str, bytes]] = []
     for module in sorted(modules):
-        entries += [(name, path.read_bytes()) for name, path in _module_files(module)]
+        entries += [(name, (patch or {}).get(name) or path.read_bytes())
+                    for name, path in _module_files(module)]
     entries.append((f"{info}/METADATA", metadata.encode("utf-8")))
     entry_points = dist.read_text("entry_points.txt")
     if entry_points:
@@ -130,7 +141,7 @@ def pack_running(directory: Path) -> Path:
     entries.append((f"{info}/RECORD", (record + f"{info}/RECORD,,\n").encode("utf-8")))
 
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = directory / wheel_name(dist.version)
+    target = directory / wheel_name(version)
     temporary = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
     try:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -17,6 +17,8 @@ Where things are (pure logic first, then the shell around it):
     sync          MqttLink: paho transport, will, TCP_NODELAY, backoff with jitter
     runner        SyncRunner: the single thread that drives ShadowSync
     agent         EdgeAgent: start/stop/run, wiring all of the above
+    upgrading/    the agent's self-upgrade (desired.sysapps.tether): native venvs and
+                  launcher, kube Deployment image; see its __init__
     cli           `tether edge activate|run`
 
 This file stays import-free so that importing one module does not pull in the others.

@@ -11,6 +11,12 @@ publishes the retained offline status, disconnects and closes the backend -- who
 workloads keep running. ``run()`` is what ``tether edge run`` calls: start, wait for
 SIGTERM or SIGINT, stop.
 
+Self-upgrade (``edge_runtime.upgrading``): an ``Upgrader`` sees every desired section before
+the engine and adds ``reported.sysapps`` to every report. Before anything else, ``start``
+lets it finish what a previous process left (a trial to boot makes ``run()`` exec the
+launcher at once); when it has installed a new version, it asks ``run()`` to stop cleanly
+-- apps keep running -- and exec the launcher, which boots the new version in this pid.
+
 Threads: the sync thread (``SyncRunner``) owns ``ShadowSync`` and the cache; the engine
 thread plans and acts; the MQTT network thread and the native supervisor only post events.
 """
@@ -21,7 +27,9 @@ import fcntl
 import logging
 import os
 import signal
+import ssl
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -31,7 +39,7 @@ from edge_runtime.backends.base import Backend
 from edge_runtime.cache import Cache
 from edge_runtime.collectors import NodeStats
 from edge_runtime.engine import Engine
-from edge_runtime.errors import AlreadyRunning
+from edge_runtime.errors import AlreadyRunning, EdgeError
 from edge_runtime.events.recording import EventRecorder
 from edge_runtime.functions.directory import FUNCTIONS_DIRNAME, FunctionDirectory
 from edge_runtime.functions.errors import ProxyError
@@ -47,7 +55,14 @@ from edge_runtime.stopping import LOCK_FILENAME
 from edge_runtime.sync import MqttLink
 from edge_runtime.syncing import ShadowSync
 from edge_runtime.transport import LinkEvent
+from edge_runtime.upgrading.wiring import (
+    SysappsReconciler,
+    Upgrader,
+    running_version,
+    sysapps_section,
+)
 from schemas.shadow import JSONObject
+from schemas.sysapps import AgentState, reported_agent
 from schemas.topics import Suffix
 
 if TYPE_CHECKING:
@@ -64,15 +79,23 @@ class DataDirLock:
         self.path = data_dir / LOCK_FILENAME
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, *, wait_seconds: float = 0.0) -> None:
+        """Take the lock; with ``wait_seconds``, wait that long for another agent to let go
+        (a kube agent's new pod starts while the old one hands over)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            raise AlreadyRunning(
-                f"another edge agent is running with the data dir {self.path.parent}"
-            ) from exc
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                os.close(fd)
+                raise AlreadyRunning(
+                    f"another edge agent is running with the data dir {self.path.parent}"
+                ) from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -114,17 +137,37 @@ class EdgeAgent:
         self.invoker: FunctionInvoker | None = None
         self.logs: LogServer | None = None  # answers logs/request
         self.events: EventRecorder | None = None  # publishes app events
+        self.upgrader: Upgrader | None = None
+        self.restart_argv: list[str] | None = None  # set: run() execs it after stopping
+        self._stopping = threading.Event()
+        self._can_restart = False  # only run() can exec
 
     def start(self) -> None:
         """Load, reconcile from the cache, then connect in the background (never blocks)."""
         data_dir = Path(self.settings.data_dir)
         identity = self._identity or load_identity(data_dir)
         ensure_private_dir(data_dir)
-        self._lock.acquire()
+        self._lock.acquire(wait_seconds=self.settings.lock_wait_seconds)
+        upgrader = self._make_upgrader(data_dir, identity)
+        if upgrader is not None:
+            try:
+                argv = upgrader.boot()
+            except Exception:  # an upgrade must never keep the agent from starting
+                log.exception("the agent upgrade could not resume; running %s as is",
+                              upgrader.version)
+                argv = None
+            if argv is not None and self._can_restart:
+                log.info("restarting through %s", argv[0])
+                self.restart_argv = argv
+                self._lock.release()
+                return
+            self.upgrader = upgrader
         try:
             self._cache = Cache(data_dir)
             self._start_observability(identity)
             reconciler = self._reconciler or self._make_engine(data_dir, self._cache)
+            if self.upgrader is not None:
+                reconciler = SysappsReconciler(reconciler, self.upgrader)
             self._start_functions(data_dir, identity)
             assert self.invoker is not None and self.logs is not None
             self.link = MqttLink(identity, self.settings, deliver=self._deliver,
@@ -153,6 +196,11 @@ class EdgeAgent:
             self.events.start()
         if self.engine is not None:
             self.engine.start()
+        if self.upgrader is not None:
+            engine = self.engine
+            self.upgrader.start(healthy=self._healthy,
+                                restart=self._restart if self._can_restart else None,
+                                changed=engine.wake if engine is not None else lambda: None)
         self.link.start()
         if identity.uses_certificate:
             # imported here: cryptography and httpx cost a password node ~30 MiB it never needs
@@ -173,6 +221,8 @@ class EdgeAgent:
 
         Workloads keep running: the next agent on this data dir picks them up.
         """
+        if self.upgrader is not None:
+            self.upgrader.stop()
         if self.engine is not None:
             self.engine.stop()
         if self._runner is not None:
@@ -197,14 +247,57 @@ class EdgeAgent:
             stopping.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._stopping = stopping
+        self._can_restart = True
         try:
             self.start()
-            while not stopping.wait(1.0):
-                pass
+            ready = self.settings.ready_file is None or self.upgrader is not None
+            while self.restart_argv is None and not stopping.wait(1.0):
+                if not ready and self.sync is not None and self.sync.synced:
+                    ready = True  # without an upgrader (which marks it), once synced
+                    assert self.settings.ready_file is not None
+                    self.settings.ready_file.write_text("ready\n")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.stop()
+        if self.restart_argv is not None:
+            argv = self.restart_argv
+            logging.shutdown()
+            os.execv(argv[0], argv)  # same pid: the apps stay this process's children
+
+    def _restart(self, argv: list[str]) -> None:
+        """The upgrader's way to restart this process into ``argv`` (from its thread)."""
+        self.restart_argv = argv
+        self._stopping.set()
+
+    def _healthy(self) -> bool:
+        """An agent on trial is healthy once the cloud acknowledged its report."""
+        sync, upgrader = self.sync, self.upgrader
+        document = sync.document if sync is not None else None
+        if sync is None or upgrader is None or not sync.synced or document is None:
+            return False
+        report = reported_agent(document.reported)
+        return (report is not None and report.version == upgrader.version
+                and report.state is AgentState.UPGRADING)
+
+    def _make_upgrader(self, data_dir: Path, identity: Identity) -> Upgrader | None:
+        settings = self.settings
+        if not settings.self_upgrade or self._reconciler is not None:
+            return None
+        argv = ["run", "--data-dir", str(data_dir.resolve()), "--backend", settings.backend]
+        if settings.backend == "kube":
+            from edge_runtime.upgrading.kube import kube_upgrader
+
+            try:
+                return kube_upgrader(settings, version=running_version(), argv=argv)
+            except EdgeError as exc:
+                log.error("no self-upgrade on this node: %s", exc)
+                return None
+        from edge_runtime.upgrading.native import NativeUpgrader
+
+        return NativeUpgrader(data_dir, version=running_version(), argv=argv,
+                              verify=identity_verify(identity))
 
     def _make_engine(self, data_dir: Path, cache: Cache) -> Engine:
         settings = self.settings
@@ -219,6 +312,7 @@ class EdgeAgent:
             fetch_timeout_seconds=settings.request_timeout_seconds,
             stats=NodeStats(data_dir),
             on_observed=self.events.observed if self.events is not None else None,
+            sections=sysapps_section(self.upgrader) if self.upgrader is not None else None,
         )
         return self.engine
 
@@ -295,3 +389,15 @@ class EdgeAgent:
             self._cache.close()
             self._cache = None
         self._lock.release()
+
+
+def identity_verify(identity: Identity) -> ssl.SSLContext | bool:
+    """How to check the cloud's certificate: the system's CAs plus the node's CA, if any."""
+    if identity.tls is None:
+        return True
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=str(identity.tls.cafile))
+    except (OSError, ssl.SSLError) as exc:
+        log.warning("cannot load %s: %s", identity.tls.cafile, exc)
+    return context

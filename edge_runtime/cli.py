@@ -156,3 +156,33 @@ def stop(
         raise _fail(EdgeError(f"cannot stop the apps in {settings.data_dir}: {exc}")) from exc
     names = ", ".join(stopped) if stopped else "none was running"
     typer.echo(f"{said}; stopped {len(stopped)} app processes ({names})")
+
+
+@app.command("upgrade-watch", hidden=True)
+def upgrade_watch(
+    data_dir: DataDirOption = None,
+    backend: Annotated[BackendChoice | None, typer.Option("--backend")] = None,
+) -> None:
+    """(kube) Watch a new agent pod's trial from the old pod; roll it back past its deadline.
+
+    The agent execs this itself when it starts an upgrade (``edge_runtime.upgrading.kube``).
+    """
+    import os
+    import time
+
+    from edge_runtime.upgrading.kube import kube_upgrader
+    from edge_runtime.upgrading.wiring import running_version
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(data_dir=data_dir, backend="kube")
+        argv = ["run", "--data-dir", str(settings.data_dir), "--backend", "kube"]
+        upgrader = kube_upgrader(settings, version=running_version(), argv=argv)
+        again = upgrader.watch()
+    except EdgeError as exc:
+        raise _fail(exc) from exc
+    if again is not None:
+        os.execv(again[0], again)
+    while True:  # committed: the Deployment retires this pod
+        time.sleep(3600)

@@ -14,8 +14,10 @@ while the message stays one line::
      ├── RenewalError            retryable: renewing the node's certificate failed
      ├── BrokerUnavailable       retryable: the broker cannot be reached or refused us;
      │                           ``retry_after`` says when the next attempt is due
-     └── BackendError            a backend could not apply, remove or observe an app;
-                                 ``retry_after`` set when trying again may help
+     ├── BackendError            a backend could not apply, remove or observe an app;
+     │                           ``retry_after`` set when trying again may help
+     └── UpgradeError            the agent's self-upgrade could not fetch, verify, install
+                                 or switch to a version (reported as its cause)
 """
 
 from __future__ import annotations
@@ -73,3 +75,7 @@ class BackendError(EdgeError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UpgradeError(EdgeError):
+    """The agent's own upgrade failed at a step; the message is the cause the node reports."""

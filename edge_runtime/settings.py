@@ -74,6 +74,12 @@ class EdgeSettings(BaseSettings):
     # services without a command run there (the Tether image holds the runtime).
     kube_namespace: str = "tether-edge"
     kube_poll_seconds: float = Field(default=2.0, gt=0, description="how often to look for changes")
+    kube_deployment: str = Field(default="tether-edge", description="the agent's own Deployment")
+    kube_container: str = Field(default="agent", description="its container running the agent")
+    # Self-upgrade (desired.sysapps.tether): off, the node reports its version and stays on it.
+    self_upgrade: bool = True
+    lock_wait_seconds: float = Field(default=0.0, ge=0, description="wait for the data dir's lock")
+    ready_file: Path | None = Field(default=None, description="written once synced (kube readiness)")
     function_image: str = Field(default=DEFAULT_FUNCTION_IMAGE, min_length=1, max_length=1024)
     function_port: int = Field(default=DEFAULT_FUNCTION_PORT, ge=1, le=65535)
 

@@ -146,7 +146,13 @@ def get(kind: Annotated[str, typer.Argument(help="nodes, apps, configs, secrets,
         found = kind_of(kind)
         spread = all_namespaces and found.namespaced
         def fetch() -> list[dict[str, Any]]:
-            return _fetch(client, found, name, ns, selector, spread)
+            items = _fetch(client, found, name, ns, selector, spread)
+            if output == "wide" and found.plural == "nodes":  # each node's agent, per namespace
+                agents = {each: client.agent_status(None, namespace=each)["nodes"]
+                          for each in {str(item.get("namespace") or ns) for item in items}}
+                items = [{**item, "agent": agents[str(item.get("namespace") or ns)]
+                          .get(item.get("name"), {}).get("agent")} for item in items]
+            return items
 
         items = fetch()
         _show(found, items, output, single=name is not None, spread=spread)

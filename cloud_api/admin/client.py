@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import yaml
@@ -445,6 +445,26 @@ class TetherClient:
         document = self._call("GET", "/openapi.json")
         return str(document.get("info", {}).get("version", "unknown"))
 
+    def agent_upload(self, wheel: bytes) -> dict[str, Any]:
+        """Store an agent wheel; ``{version, filename, sha256, size, url}``."""
+        stored: dict[str, Any] = self._call("PUT", "/v1/agent/wheels", content=wheel)
+        return stored
+
+    def agent_upgrade(self, body: dict[str, Any], *, namespace: str = DEFAULT_NAMESPACE
+                      ) -> dict[str, Any]:
+        """Set the agent version of nodes: ``{target, nodes, updated}``."""
+        done: dict[str, Any] = self._call("POST", f"/v1/namespaces/{namespace}/agent/upgrade",
+                                          body)
+        return done
+
+    def agent_status(self, version: str | None, *, namespace: str = DEFAULT_NAMESPACE
+                     ) -> dict[str, Any]:
+        """Each node's agent report: ``{version, nodes: {NODE: {agent, upgraded}}}``."""
+        query = "" if version is None else f"?version={quote(version)}"
+        status: dict[str, Any] = self._call(
+            "GET", f"/v1/namespaces/{namespace}/agent/upgrade{query}")
+        return status
+
     # -- plumbing ------------------------------------------------------------------
     def _dry(self) -> dict[str, str] | None:
         return {"dryRun": "All"} if self.dry_run else None
@@ -455,13 +475,18 @@ class TetherClient:
         return base if name is None else f"{base}/{name}"
 
     def _call(self, method: str, path: str, body: Any = None, *,
-              params: dict[str, Any] | None = None) -> Any:
-        return self._json(self._request(method, path, body, params=params), method, path)
+              params: dict[str, Any] | None = None, content: bytes | None = None) -> Any:
+        return self._json(self._request(method, path, body, params=params, content=content),
+                          method, path)
 
     def _request(self, method: str, path: str, body: Any = None, *,
-                 params: dict[str, Any] | None = None) -> httpx.Response:
+                 params: dict[str, Any] | None = None,
+                 content: bytes | None = None) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=body, params=params)
+            if content is not None:  # a file as it is (an agent wheel), not JSON
+                response = self._http.request(method, path, content=content, params=params)
+            else:
+                response = self._http.request(method, path, json=body, params=params)
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
                 f"the Tether API at {self.server} did not answer in time ({type(exc).__name__}); "

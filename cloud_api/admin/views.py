@@ -84,6 +84,19 @@ WIDE: list[tuple[str, Getter]] = [
 ]
 
 
+def _agent_column(item: dict[str, Any]) -> str:
+    agent = _object(item.get("agent"))
+    if not agent:
+        return "<none>"
+    text = f"{agent.get('version', '?')} {agent.get('state', '')}".rstrip()
+    return text + (f" -> {agent['target']}" if agent.get("target") and
+                   agent.get("target") != agent.get("version") else "")
+
+
+WIDE_OF_KIND: dict[str, list[tuple[str, Getter]]] = {"nodes": [("AGENT", _agent_column)]}
+"""Columns ``-o wide`` adds for one kind (from fields the CLI attaches to each item)."""
+
+
 def columns_of(plural: str, *, wide: bool = False,
                namespaces: bool = False) -> list[tuple[str, Getter]]:
     """The columns of a kind; ``wide`` adds labels, description and creation time (those
@@ -91,7 +104,8 @@ def columns_of(plural: str, *, wide: bool = False,
     columns = list(COLUMNS[plural])
     if wide:
         shown = {header for header, _ in columns}
-        columns += [column for column in WIDE if column[0] not in shown]
+        columns += [column for column in WIDE + WIDE_OF_KIND.get(plural, [])
+                    if column[0] not in shown]
     if namespaces:
         columns.insert(0, ("NAMESPACE", _field("namespace")))
     return columns
@@ -167,6 +181,8 @@ def describe_node(node: dict[str, Any], document: dict[str, Any]) -> RenderableT
         ("Online", "yes" if node.get("online") else "no"),
         ("Last seen", when(node.get("lastSeen"))),
         ("Shadow version", str(document.get("version"))),
+        ("Agent", _agent_text(_object(desired.get("sysapps")).get("tether"),
+                              _object(reported.get("sysapps")).get("tether"))),
     ])
     apps = Table(title="Apps", title_justify="left", title_style="bold", box=None, pad_edge=False)
     for column in ("APP", "DESIRED", "REPORTED", "STATUS", "CAUSE"):
@@ -187,6 +203,17 @@ def describe_node(node: dict[str, Any], document: dict[str, Any]) -> RenderableT
     parts.append(_pairs("Node facts", [(k, str(v)) for k, v in sorted(facts.items())] or
                         [("", "<none reported>")]))
     return Group(*parts)
+
+
+def _agent_text(desired: object, reported: object) -> str:
+    """``1.0.0 Running`` (``-> 1.1.0`` while desired names another, ``: cause`` if any)."""
+    have, want = _object(reported), _object(desired)
+    text = f"{have.get('version', '<not reported>')} {have.get('state', '')}".rstrip()
+    if want.get("version") and want.get("version") != have.get("version"):
+        text += f" (desired {want['version']})"
+    if have.get("cause"):
+        text += f": {have['cause']}"
+    return text
 
 
 def rollout_table(rollout: dict[str, Any]) -> Table:

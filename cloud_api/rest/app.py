@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud_api.agent_wheels import MAX_WHEEL_BYTES
 from cloud_api.console.pages import install_console
 from cloud_api.errors import Retryable
 from cloud_api.packaging import ServedWheel
@@ -30,6 +31,7 @@ from cloud_api.rest.openapi import install_openapi
 from cloud_api.rest.querying import refuse_unknown_query
 from cloud_api.rest.routes import (
     activation,
+    agent,
     apps,
     audit,
     broker,
@@ -113,7 +115,8 @@ def create_app(context: Context) -> FastAPI:
     app.state.context = context
     app.state.secret_box = SecretBox.from_settings(context.settings)
     app.state.wheel = ServedWheel(context.settings)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.limits.max_payload_bytes,
+                       larger={agent.UPLOAD_PATH: MAX_WHEEL_BYTES})
     app.add_middleware(RequestTimingMiddleware, metrics=context.metrics)
     app.add_middleware(AuditMiddleware, context=context, retention=audit_retention(context))
     app.add_exception_handler(Rejection, _on_rejection)
@@ -129,6 +132,7 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(events.router)
     app.include_router(audit.router)
+    app.include_router(agent.router)
     install_openapi(app)
     install_console(app)
     return app

@@ -22,20 +22,23 @@ class BodyTooLarge(Rejection):
 
 
 class BodyLimitMiddleware:
-    """Pure ASGI middleware: 413 for bodies over ``max_bytes``."""
+    """Pure ASGI middleware: 413 for bodies over ``max_bytes`` (``larger`` raises the limit
+    of an exact path, e.g. the upload of agent wheels)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             rejection = (
-                BodyTooLarge(self.max_bytes)
+                BodyTooLarge(limit)
                 if declared.isdigit()
                 else Rejection(ErrorCode.BAD_REQUEST, "Content-Length must be a number of bytes")
             )
@@ -48,8 +51,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited, send)

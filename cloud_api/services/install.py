@@ -18,7 +18,9 @@ is the only secret, it expires, and it is spent by the first activation.
   volume, so a restarted pod does not need the spent token) then runs the agent. The
   agent runs function apps' runtimes in its own image, and its function proxy listens on
   the pod's address behind Service ``tether-function-proxy``, so apps in the cluster call
-  ``http://tether-function-proxy.tether-edge:50011/{app}/{function}``.
+  ``http://tether-function-proxy.tether-edge:50011/{app}/{function}``. The pod is ready
+  once its agent has synced with the cloud, and the agent upgrades itself by patching this
+  Deployment's image (``edge_runtime.upgrading.kube``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ DEFAULT_IMAGE = TETHER_IMAGE
 DATA_DIR_NATIVE = "/var/lib/tether/edge"
 DATA_DIR_KUBE = "/var/lib/tether"
 FUNCTION_PROXY_PORT = 50011
+READY_FILE = "/tmp/tether-ready"  # in the container, not on the shared data dir
 FUNCTION_PROXY_SERVICE = "tether-function-proxy"
 
 
@@ -109,8 +112,8 @@ Wants=network-online.target
 ExecStart=$PREFIX/bin/tether edge run --backend native --data-dir $DATA_DIR
 Restart=always
 RestartSec=5
-# stop and restart the agent only: its apps keep running and the next agent adopts them
-# (tether edge stop --remove-apps stops them too)
+# stop and restart the agent only: its apps keep running and the next agent adopts them (an
+# upgrade or a restart keeps them; tether edge stop --remove-apps stops them too)
 KillMode=process
 NoNewPrivileges=true
 ProtectSystem=full
@@ -199,7 +202,11 @@ def render_manifest(
             "metadata": {"name": "tether-edge", **meta},
             "spec": {
                 "replicas": 1,
-                "strategy": {"type": "Recreate"},  # never two agents on one identity
+                # the old pod lives until the new one is ready, so it can roll back a bad
+                # agent upgrade; the two never run at once: the new one waits for the data
+                # dir's lock, which the old one lets go of when it starts the upgrade
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "selector": {"matchLabels": {"app.kubernetes.io/name": "tether-edge"}},
                 "template": {
                     "metadata": {"labels": labels},
@@ -218,12 +225,19 @@ def render_manifest(
                                         },
                                     },
                                     {"name": "TETHER_EDGE_FUNCTION_IMAGE", "value": image},
+                                    {"name": "TETHER_EDGE_AGENT_IMAGE", "value": image},
+                                    {"name": "TETHER_EDGE_READY_FILE", "value": READY_FILE},
+                                    {"name": "TETHER_EDGE_LOCK_WAIT_SECONDS", "value": "600"},
                                     {"name": "TETHER_EDGE_FUNCTION_PROXY_HOST", "value": "0.0.0.0"},
                                     {"name": "TETHER_EDGE_FUNCTION_PROXY_PORT", "value": str(FUNCTION_PROXY_PORT)},
                                 ],
                                 "ports": [
                                     {"name": "function-proxy", "containerPort": FUNCTION_PROXY_PORT, "protocol": "TCP"}
                                 ],
+                                "readinessProbe": {
+                                    "exec": {"command": ["test", "-f", READY_FILE]},
+                                    "periodSeconds": 2,
+                                },
                                 "volumeMounts": [{"name": "data", "mountPath": DATA_DIR_KUBE}],
                                 "securityContext": {"allowPrivilegeEscalation": False},
                             }

@@ -16,6 +16,9 @@ bug) fails that app -- ``Failed`` with the cause -- until the error's ``retry_af
 the next period; a refused fetch fails the app and is asked again with backoff. A failure
 is forgotten when the app's desired version changes or what runs matches it.
 
+Reported sections other parts own (the upgrader's ``sysapps``) come from ``sections``, asked
+at every report; ``wake`` after they change.
+
 Threads: ``reconcile`` and ``on_resources`` run on the sync thread, which owns the cache;
 so the cache's garbage (``planning.garbage``: resource versions no desired or running app
 needs, beyond a short history) is collected there, when desired changes or an answer
@@ -75,13 +78,14 @@ class Engine:
         fetch_timeout_seconds: float = 2.0,
         history: int = 2,
         stats: Callable[[], JSONObject] | None = None,
+        sections: Callable[[], JSONObject] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_observed: ObservedHook | None = None,
     ) -> None:
         self._backend, self._sink, self._clock = backend, sink, clock
         self._on_observed = on_observed  # (previous, current) after every new observation
         self._period, self._stats_period, self._history = reconcile_seconds, stats_seconds, history
-        self._reporter = Reporter(backend, data_dir, stats=stats)
+        self._reporter = Reporter(backend, data_dir, stats=stats, sections=sections)
         self._store = ResourceStore(cache)
         self._lock = threading.RLock()
         self._wakeup = threading.Condition(self._lock)

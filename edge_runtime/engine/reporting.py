@@ -6,6 +6,7 @@ DESIGN §5 sections, and where each comes from::
                 (asked again at every stats tick while the backend cannot answer)
     nodestats   usage, sampled every ``stats_seconds`` (``collectors.NodeStats``)
     properties  ``desired.properties`` mirrored once delivered (see below)
+    sysapps     the agent's own version and upgrade (``sections``, from the upgrader)
     apps        app -> version the backend applied     } ``status.report_apps``
     appstats    per-app status, cause and instances    }
 
@@ -39,10 +40,11 @@ class Reporter:
     """Composes the reported state and remembers what was last handed to the sink."""
 
     def __init__(
-        self, backend: Backend, data_dir: Path, *, stats: Callable[[], JSONObject] | None = None
+        self, backend: Backend, data_dir: Path, *, stats: Callable[[], JSONObject] | None = None,
+        sections: Callable[[], JSONObject] | None = None,
     ) -> None:
         self.properties_path = Path(data_dir) / PROPERTIES_FILENAME
-        self._stats = stats
+        self._stats, self._sections = stats, sections
         self._properties: JSONObject | None = None
         self._written: bytes | None = None
         self._nodestats: JSONObject | None = None
@@ -109,6 +111,8 @@ class Reporter:
             reported["nodestats"] = copy.deepcopy(self._nodestats)
         if self._properties is not None:
             reported["properties"] = copy.deepcopy(self._properties)
+        if self._sections is not None:
+            reported.update(copy.deepcopy(self._sections()))
         return reported
 
     def changed(self, reported: JSONObject) -> bool:
