@@ -22,8 +22,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "get": ("cloud_api.admin.cli", "get", "List or show nodes, apps, configs, secrets, ..."),
     "describe": ("cloud_api.admin.cli", "describe", "Show one object in detail (a node: apps, status, delta)."),
     "delete": ("cloud_api.admin.cli", "delete", "Delete objects by kind and name, or those in -f FILE."),
-    "shadow": ("cloud_api.admin.cli", "shadow_app", "Read or patch a node's shadow document."),
-    "rollout": ("cloud_api.admin.cli", "rollout_app", "Where an app's rollout stands (--wait)."),
+    "diff": ("cloud_api.admin.cli", "diff", "What changed between two versions of an app, config, ..."),
+    "shadow": ("cloud_api.admin.cli", "shadow_app", "Read, patch or trace the history of a node's shadow."),
+    "rollout": ("cloud_api.admin.cli", "rollout_app", "An app's rollout: status, pause, resume, undo, history."),
     "bench": ("launcher.benchcli", "app", "Benchmarks: shadow round trip, matching, functions, a simulated fleet."),
 }
 

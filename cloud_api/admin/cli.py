@@ -1,11 +1,11 @@
-"""``tether apply|get|describe|delete|shadow|rollout``: the kubectl-like admin client.
+"""``tether apply|get|describe|delete|diff|shadow|rollout``: the kubectl-like admin client.
 
 Thin, as every CLI here (STYLE §11): parse flags, call ``client``/``applying``, render
 with ``views``. Every ``ClientError`` (refused request, unreachable server,
 malformed manifest, bad config) is one line ``error: ...`` on stderr and exit 1.
 
 The root ``tether.py`` mounts, at the top level: the commands ``apply``, ``get``,
-``describe``, ``delete`` and the groups ``shadow_app`` (as ``shadow``) and
+``describe``, ``delete``, ``diff`` and the groups ``shadow_app`` (as ``shadow``) and
 ``rollout_app`` (as ``rollout``). ``app`` holds all of them, for tests and scripts.
 """
 
@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cloud_api.admin import views
+from cloud_api.admin import history_views, views
 from cloud_api.admin.applying import FAILED, apply_manifests, delete_manifest, rollout_state
 from cloud_api.admin.client import ClientConfig, ClientError, TetherClient, kind_of
 from cloud_api.admin.manifests import APPLY_ORDER, Manifest, ManifestError, parse_manifests
@@ -202,10 +202,15 @@ def rollout_status(
 
     Exits 1 if a node reports Failed, or (with --wait) on timeout, naming the nodes."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
-        rollout = client.app_nodes(app_name, namespace=ns)
+        rollout = client.rollout(app_name, namespace=ns)
         if wait:
             rollout = _follow(client, app_name, ns, rollout, timeout=timeout, interval=interval)
         console().print(views.rollout_table(rollout))
+        line = history_views.rollout_line(rollout)
+        if line is not None:
+            typer.echo(line)
+        if rollout.get("phase") == "rolledBack":
+            raise ClientError(500, f"rollout of app/{app_name} rolled back: {rollout.get('message')}")
         state = rollout_state(rollout)
         if state.failed:
             raise ClientError(500, f"rollout of app/{app_name} failed on: {'; '.join(state.failed)}")
@@ -227,15 +232,90 @@ def _follow(client: TetherClient, app_name: str, namespace: str, rollout: dict[s
         while True:
             state = rollout_state(rollout)
             progress.update(task, total=max(state.matched, 1), completed=state.updated)
-            if state.done or state.failed or time.monotonic() >= deadline:
+            waves = rollout.get("phase", "allAtOnce") != "allAtOnce"  # waves: until it settles
+            settled = rollout.get("phase") != "progressing" if waves else state.done or state.failed
+            if settled or time.monotonic() >= deadline:
                 return rollout
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            rollout = client.app_nodes(app_name, namespace=namespace)
+            rollout = client.rollout(app_name, namespace=namespace)
+
+
+def _rollout_action(action: str, app_name: str, server: str | None, token: str | None,
+                    namespace: str | None) -> None:
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        done = client.rollout_action(app_name, action, namespace=ns)
+        typer.echo(f"app/{app_name} rollout {done.get('phase')}: {done.get('message')}")
+
+
+@rollout_app.command("pause")
+def rollout_pause(app_name: Annotated[str, typer.Argument(metavar="APP")], server: Server = None,
+                  token: Token = None, namespace: Namespace = None) -> None:
+    """Admit no further wave (the nodes already on the new version keep it)."""
+    _rollout_action("pause", app_name, server, token, namespace)
+
+
+@rollout_app.command("resume")
+def rollout_resume(app_name: Annotated[str, typer.Argument(metavar="APP")], server: Server = None,
+                   token: Token = None, namespace: Namespace = None) -> None:
+    """Go on with a paused rollout; the failures so far are accepted."""
+    _rollout_action("resume", app_name, server, token, namespace)
+
+
+@rollout_app.command("undo")
+def rollout_undo(app_name: Annotated[str, typer.Argument(metavar="APP")], server: Server = None,
+                 token: Token = None, namespace: Namespace = None) -> None:
+    """Roll every node the rollout touched back to the last healthy version."""
+    _rollout_action("undo", app_name, server, token, namespace)
+
+
+@rollout_app.command("history")
+def rollout_history(app_name: Annotated[str, typer.Argument(metavar="APP")], output: Output = "table",
+                    server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
+    """Every version of the app, newest first, with what changed in each."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        body = client.versions("app", app_name, namespace=ns)
+        if output == "table":
+            console().print(history_views.history_table(body))
+        else:
+            typer.echo(views.dump(body, output))
+
+
+def diff(kind: Annotated[str, typer.Argument(help="app, config, secret, certificate or registry")],
+         name: str,
+         old: Annotated[str, typer.Option("--from", help="the older version")],
+         new: Annotated[str, typer.Option("--to", help="the newer version")],
+         output: Annotated[str, typer.Option("--output", "-o", help="text, yaml or json")] = "text",
+         server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
+    """What changed between two versions of a resource (a secret shows its key names only)."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        body = client.diff(kind, name, old, new, namespace=ns)
+        if output == "text":
+            typer.echo("\n".join(history_views.diff_lines(body)))
+        else:
+            typer.echo(views.dump(body, output))
+
+
+@shadow_app.command("history")
+def shadow_history(
+    node: str,
+    at: Annotated[str | None, typer.Option("--at", help="revisions up to then: epoch, ISO time or HH:MM (UTC)")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="most revisions shown")] = 20,
+    output: Output = "table", server: Server = None, token: Token = None, namespace: Namespace = None,
+) -> None:
+    """A node's recent shadow revisions, newest first: what it was told and ran, and who
+    wrote each (node, rest:token/ID, matching:APPS, rollout:APP)."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        when = history_views.parse_at(at) if at is not None else None
+        body = client.shadow_history(node, namespace=ns, limit=limit, at=when)
+        if output == "table":
+            console().print(history_views.shadow_history_table(body))
+        else:
+            typer.echo(views.dump(body, output))
 
 
 app = typer.Typer(help="Manage a Tether cloud over its REST API. " + WHERE, no_args_is_help=True,
                   add_completion=False)
-for _command in (apply, get, describe, delete):
+for _command in (apply, get, describe, delete, diff):
     _command.__doc__ = f"{_command.__doc__}\n\n{WHERE}"
     app.command()(_command)
 app.add_typer(shadow_app, name="shadow")

@@ -148,10 +148,17 @@ def rollout_table(rollout: dict[str, Any]) -> Table:
              + ", ".join(f"{key} {counts.get(key, 0)}"
                          for key in ("matched", "updated", "running", "failed", "offline")))
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for column in ("NODE", "DESIRED", "REPORTED", "STATUS", "ONLINE"):
+    waves = rollout.get("phase", "allAtOnce") != "allAtOnce"  # a rollout in waves (spec.rollout)
+    columns = ["NODE", "DESIRED", "REPORTED", "STATUS", "ONLINE"] + (["WAVE", "OUTCOME"] if waves else [])
+    for column in columns:
         table.add_column(column)
     for node in rollout.get("nodes", []):
-        table.add_row(node.get("node", "?"), str(node.get("desiredVersion")),
-                      str(node.get("reportedVersion") or "-"), str(node.get("status") or "-"),
-                      "yes" if node.get("online") else "no")
+        row = [node.get("node", "?"), str(node.get("desiredVersion")),
+               str(node.get("reportedVersion") or "-"), str(node.get("status") or "-"),
+               "yes" if node.get("online") else "no"]
+        if waves:
+            outcome = node.get("outcome") or "-"
+            row += [str(node.get("wave") or "-"),
+                    f"{outcome}: {node['cause']}" if node.get("cause") else outcome]
+        table.add_row(*row)
     return table

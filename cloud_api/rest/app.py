@@ -36,6 +36,7 @@ from cloud_api.rest.routes import (
     namespaces,
     nodes,
     registries,
+    rollouts,
     secrets,
     shadows,
     tokens,
@@ -115,5 +116,6 @@ def create_app(context: Context) -> FastAPI:
         app.include_router(module.router)
     app.include_router(nodes.bulk_router)
     app.include_router(functions.router)
+    app.include_router(rollouts.router)
     install_openapi(app)
     return app

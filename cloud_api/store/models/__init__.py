@@ -18,6 +18,7 @@ from cloud_api.store.models.activation import (
     RenewalRequest,
     RenewalResponse,
 )
+from cloud_api.store.models.history import ShadowRevision
 from cloud_api.store.models.matching import PendingMatch
 from cloud_api.store.models.nodes import (
     Namespace,
@@ -33,6 +34,7 @@ from cloud_api.store.models.nodes import (
     NodeUpdate,
 )
 from cloud_api.store.models.resources import Resource, ResourceVersion
+from cloud_api.store.models.rollouts import Rollout, RolloutNode
 from cloud_api.store.models.shadows import Shadow
 from cloud_api.store.models.tokens import (
     ApiToken,
@@ -73,5 +75,8 @@ __all__ = [
     "Resource",
     "ResourceVersion",
     "Role",
+    "Rollout",
+    "RolloutNode",
     "Shadow",
+    "ShadowRevision",
 ]

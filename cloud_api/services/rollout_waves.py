@@ -1,0 +1,326 @@
+"""The wave engine against the database: advance rollouts, pause, resume, undo, status.
+
+Why it exists: ``services.waves`` decides, this module feeds it what is stored and
+reported and stores what it decided. ``advance`` is called by the background
+``cloud_api.rolling.RolloutDriver`` of every replica; each rollout is advanced in one
+transaction that holds its row locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so a
+second replica skips it rather than waiting; SQLite's one writer lock otherwise), so only
+one replica moves a rollout at a time, and a restarted cloud takes it up from its rows.
+
+What a rollout drives is a ``Subject``: where nodes come from (``scope``), what they report
+(``observe``), and how their desired value is set (``assign``). ``AppSubject`` is the one
+for ``desired.apps.NAME``: it assigns by owing a match of the nodes
+(``services.matching.request_match``) -- matching reads the rollout's pins
+(``rollout_state.app_pins``) -- so the write goes through the batched path, in the same
+transaction as the decision, and survives a crash. Another value (the agent's own
+version) plugs in with its own ``Subject`` under another ``kind``: ``advance(store,
+{"app": AppSubject(), "sysapp": ...})``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlmodel import Session
+
+from cloud_api.errors import CloudError, NotFound
+from cloud_api.services.matching import request_match
+from cloud_api.services.resources import get_resource
+from cloud_api.services.rollout import app_rollout
+from cloud_api.services.rollout_state import APP_KIND, ROLLOUT_NODES, ROLLOUTS
+from cloud_api.services.waves import (
+    ACTIVE,
+    NodeRecord,
+    Observation,
+    Outcome,
+    Phase,
+    RolloutState,
+    order_nodes,
+    step,
+)
+from cloud_api.store.engine import Store, table_of
+from cloud_api.store.models import Node, Shadow
+from schemas.errors import ErrorCode
+from schemas.labels import match_all, parse_selector
+from schemas.resources import ResourceKind, RolloutStrategy
+from schemas.shadow import APPS_KEY
+
+_SHADOWS, _NODES = table_of(Shadow), table_of(Node)
+
+
+class Subject(Protocol):
+    """A value rolled out per node: the wave engine's port to what it drives."""
+
+    def scope(self, session: Session, namespace: str, name: str) -> dict[str, dict[str, str]]:
+        """The nodes that should hold the value, with their labels (for ``orderBy``)."""
+        ...
+
+    def observe(
+        self, session: Session, namespace: str, name: str, nodes: Collection[str]
+    ) -> dict[str, Observation]:
+        """What each of ``nodes`` reports of the value (a node missing: nothing known)."""
+        ...
+
+    def assign(self, session: Session, namespace: str, name: str, nodes: Collection[str], *,
+               now: int) -> None:
+        """Make the desired value of ``nodes`` what the rollout's rows now say, in the
+        session's transaction (the caller commits)."""
+        ...
+
+
+class AppSubject:
+    """``desired.apps.NAME``, reported as ``reported.apps.NAME`` and ``appstats.NAME``."""
+
+    def scope(self, session: Session, namespace: str, name: str) -> dict[str, dict[str, str]]:
+        app, _ = get_resource(session, namespace, ResourceKind.APP, name)
+        labels = {node: node_labels or {} for node, node_labels in session.connection().execute(
+            select(_NODES.c.name, _NODES.c.labels).where(_NODES.c.namespace == namespace))}
+        matched = match_all({name: parse_selector(app.selector)}, labels)
+        return {node: labels[node] for node, apps in matched.items() if name in apps}
+
+    def observe(
+        self, session: Session, namespace: str, name: str, nodes: Collection[str]
+    ) -> dict[str, Observation]:
+        if not nodes:
+            return {}
+        query = (
+            select(_SHADOWS.c.node, _SHADOWS.c.reported[(APPS_KEY, name)].as_string(),
+                   _SHADOWS.c.reported[("appstats", name)], _NODES.c.online)
+            .join(_NODES, and_(_NODES.c.namespace == _SHADOWS.c.namespace,
+                               _NODES.c.name == _SHADOWS.c.node))
+            .where(_SHADOWS.c.namespace == namespace, _SHADOWS.c.node.in_(sorted(set(nodes))))
+        )
+        return {node: _observation(bool(online), value, stats)
+                for node, value, stats, online in session.connection().execute(query)}
+
+    def assign(self, session: Session, namespace: str, name: str, nodes: Collection[str], *,
+               now: int) -> None:
+        if nodes:
+            request_match(session, namespace, nodes, now=now)
+
+
+def _observation(online: bool, value: str | None, stats: Any) -> Observation:
+    stats = stats if isinstance(stats, dict) else {}
+    instances = stats.get("instances")
+    restarts = sum(int(i.get("restarts") or 0) for i in instances if isinstance(i, dict)) \
+        if isinstance(instances, list) else 0
+    status_of = stats.get("version")
+    return Observation(online=online, value=value,
+                       status_of=str(status_of) if status_of is not None else None,
+                       status=stats.get("status"), restarts=restarts,
+                       cause=str(stats.get("cause") or ""))
+
+
+SUBJECTS: dict[str, Subject] = {APP_KIND: AppSubject()}
+
+
+# -- advancing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Advanced:
+    """A rollout that moved: its key, its new phase, and what it says."""
+
+    namespace: str
+    kind: str
+    name: str
+    phase: Phase
+    message: str
+    assigned: int  # nodes whose desired value was changed (or owed)
+
+
+@contextmanager
+def _locked(store: Store) -> Iterator[Session]:
+    """A session in one transaction, holding the write lock on SQLite; committed when the
+    block ends without an error (the session only flushes: the connection owns the
+    transaction), rolled back otherwise."""
+    with store.write_lock or nullcontext(), store.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.begin()  # ours, not the session's: closing the session keeps it
+        with Session(bind=connection) as session:
+            yield session
+            session.flush()
+        connection.commit()
+
+
+def _row(connection: Connection, key: tuple[str, str, str], *, skip_locked: bool) -> Any:
+    query = select(ROLLOUTS).where(ROLLOUTS.c.namespace == key[0], ROLLOUTS.c.kind == key[1],
+                                   ROLLOUTS.c.name == key[2])
+    if connection.dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=skip_locked)
+    return connection.execute(query).mappings().one_or_none()
+
+
+def _records(connection: Connection, key: tuple[str, str, str]) -> dict[str, NodeRecord]:
+    rows = connection.execute(select(ROLLOUT_NODES).where(
+        ROLLOUT_NODES.c.namespace == key[0], ROLLOUT_NODES.c.kind == key[1],
+        ROLLOUT_NODES.c.name == key[2])).mappings()
+    return {row["node"]: NodeRecord(node=row["node"], wave=row["wave"],
+                                    admitted_at=row["admitted_at"], outcome=Outcome(row["outcome"]),
+                                    running_since=row["running_since"], restarts=row["restarts"],
+                                    cause=row["cause"] or "")
+            for row in rows}
+
+
+def _store_records(connection: Connection, key: tuple[str, str, str],
+                   records: Mapping[str, NodeRecord], new: Collection[str]) -> None:
+    def values(record: NodeRecord) -> dict[str, Any]:
+        return {"wave": record.wave, "admitted_at": record.admitted_at,
+                "outcome": record.outcome.value, "running_since": record.running_since,
+                "restarts": record.restarts, "cause": record.cause}
+
+    keyed = {"namespace": key[0], "kind": key[1], "name": key[2]}
+    inserts = [{**keyed, "node": node, **values(r)} for node, r in records.items() if node in new]
+    if inserts:
+        connection.execute(insert(ROLLOUT_NODES), inserts)
+    for node, record in records.items():
+        if node not in new:
+            connection.execute(update(ROLLOUT_NODES).where(
+                ROLLOUT_NODES.c.namespace == key[0], ROLLOUT_NODES.c.kind == key[1],
+                ROLLOUT_NODES.c.name == key[2], ROLLOUT_NODES.c.node == node).values(values(record)))
+
+
+def advance(store: Store, *, now: int, subjects: Mapping[str, Subject] = SUBJECTS) -> list[Advanced]:
+    """Take one step of every active rollout this replica can lock; those that moved."""
+    with store.connect() as connection:
+        keys = [tuple(row) for row in connection.execute(
+            select(ROLLOUTS.c.namespace, ROLLOUTS.c.kind, ROLLOUTS.c.name)
+            .where(ROLLOUTS.c.phase.in_([phase.value for phase in ACTIVE])))]
+    moved = []
+    for namespace, kind, name in keys:
+        subject = subjects.get(kind)
+        if subject is not None:
+            done = _advance_one(store, (namespace, kind, name), subject, now=now)
+            if done is not None:
+                moved.append(done)
+    return moved
+
+
+def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
+                 now: int) -> Advanced | None:
+    with _locked(store) as session:
+        connection = session.connection()
+        row = _row(connection, key, skip_locked=True)
+        if row is None or Phase(row["phase"]) not in ACTIVE:
+            return None  # another replica holds it, or it moved on meanwhile
+        strategy = RolloutStrategy.model_validate(row["strategy"])
+        try:
+            scope = subject.scope(session, key[0], key[2])
+        except NotFound:  # the app went away; deleting it forgets the rollout anyway
+            return None
+        records = {node: record for node, record in _records(connection, key).items()
+                   if node in scope}
+        candidates = order_nodes({node: labels for node, labels in scope.items()
+                                  if node not in records}, strategy.order_by)
+        state = RolloutState(phase=Phase(row["phase"]), target=row["target"], wave=row["wave"],
+                             acknowledged=row["acknowledged"], message=row["message"])
+        observations = subject.observe(session, key[0], key[2], records)
+        decision = step(state, records, observations, candidates=candidates,
+                        total=len(records) + len(candidates), strategy=strategy, now=now)
+        _store_records(connection, key, decision.records, set(decision.admit))
+        assigned: Collection[str] = decision.admit
+        if decision.changed and decision.state.phase in (Phase.ROLLED_BACK, Phase.COMPLETE):
+            assigned = sorted(set(records) | set(scope))  # every touched node, and stragglers
+        subject.assign(session, key[0], key[2], assigned, now=now)
+        if decision.changed:
+            connection.execute(update(ROLLOUTS).where(
+                ROLLOUTS.c.namespace == key[0], ROLLOUTS.c.kind == key[1],
+                ROLLOUTS.c.name == key[2]).values(
+                phase=decision.state.phase.value, wave=decision.state.wave,
+                message=decision.state.message, updated_at=now))
+    if not decision.changed and not decision.records:
+        return None
+    return Advanced(key[0], key[1], key[2], decision.state.phase, decision.state.message,
+                    len(assigned))
+
+
+# -- an operator's hand -----------------------------------------------------------------------
+def _act(store: Store, namespace: str, name: str, *, kind: str, now: int,
+         action: str, subject: Subject) -> dict[str, Any]:
+    key = (namespace, kind, name)
+    with _locked(store) as session:
+        connection = session.connection()
+        row = _row(connection, key, skip_locked=False)
+        if row is None:
+            raise NotFound(f"{kind} {namespace}/{name} has no rollout: give it spec.rollout and "
+                           "apply a new version")
+        phase = Phase(row["phase"])
+        values: dict[str, Any] = {"updated_at": now}
+        records = _records(connection, key)
+        if action == "pause":
+            if phase is not Phase.PROGRESSING:
+                raise CloudError(f"the rollout of {name} is {phase.value}: only a progressing "
+                                 "rollout can be paused", code=ErrorCode.CONFLICT)
+            values.update(phase=Phase.PAUSED.value, message=f"paused by an operator in wave "
+                                                             f"{row['wave'] + 1}")
+        elif action == "resume":
+            if phase is not Phase.PAUSED:
+                raise CloudError(f"the rollout of {name} is {phase.value}: only a paused rollout "
+                                 "can be resumed (after an undo, apply a new version)",
+                                 code=ErrorCode.CONFLICT)
+            failed = sum(r.outcome is Outcome.FAILED for r in records.values())
+            values.update(phase=Phase.PROGRESSING.value, acknowledged=failed,
+                          message=f"resumed by an operator in wave {row['wave'] + 1} "
+                                  f"({failed} failure(s) accepted)")
+        else:  # undo
+            if phase is Phase.ROLLED_BACK:
+                raise CloudError(f"the rollout of {name} is already rolled back",
+                                 code=ErrorCode.CONFLICT)
+            touched = sorted(set(records) | set(subject.scope(session, namespace, name)))
+            values.update(phase=Phase.ROLLED_BACK.value,
+                          message=f"rolled back by an operator to {row['stable'] or 'nothing'}")
+            subject.assign(session, namespace, name, touched, now=now)
+        connection.execute(update(ROLLOUTS).where(
+            ROLLOUTS.c.namespace == namespace, ROLLOUTS.c.kind == kind,
+            ROLLOUTS.c.name == name).values(values))
+    return {"phase": values.get("phase", phase.value), "message": values.get("message", "")}
+
+
+def pause(store: Store, namespace: str, name: str, *, now: int, kind: str = APP_KIND,
+          subjects: Mapping[str, Subject] = SUBJECTS) -> dict[str, Any]:
+    return _act(store, namespace, name, kind=kind, now=now, action="pause", subject=subjects[kind])
+
+
+def resume(store: Store, namespace: str, name: str, *, now: int, kind: str = APP_KIND,
+           subjects: Mapping[str, Subject] = SUBJECTS) -> dict[str, Any]:
+    return _act(store, namespace, name, kind=kind, now=now, action="resume", subject=subjects[kind])
+
+
+def undo(store: Store, namespace: str, name: str, *, now: int, kind: str = APP_KIND,
+         subjects: Mapping[str, Subject] = SUBJECTS) -> dict[str, Any]:
+    """Every node touched goes back to the last healthy version (the rollout's stable)."""
+    return _act(store, namespace, name, kind=kind, now=now, action="undo", subject=subjects[kind])
+
+
+# -- status ---------------------------------------------------------------------------------
+def rollout_status(session: Session, namespace: str, name: str) -> dict[str, Any]:
+    """An app's rollout: phase, versions, wave, and each matched node's outcome and report."""
+    report = app_rollout(session, namespace, name)  # 404 if no such app
+    connection = session.connection()
+    key = (namespace, APP_KIND, name)
+    row = connection.execute(select(ROLLOUTS).where(
+        ROLLOUTS.c.namespace == namespace, ROLLOUTS.c.kind == APP_KIND,
+        ROLLOUTS.c.name == name)).mappings().one_or_none()
+    records = _records(connection, key) if row is not None else {}
+    nodes = []
+    for entry in report["nodes"]:
+        record = records.get(entry["node"])
+        nodes.append({**entry, "wave": record.wave + 1 if record else None,
+                      "outcome": record.outcome.value if record else None,
+                      "cause": record.cause if record else ""})
+    outcomes = {outcome.value: sum(r.outcome is outcome for r in records.values())
+                for outcome in Outcome}
+    body: dict[str, Any] = {"app": name, "version": report["version"], "counts": report["counts"],
+                            "nodes": nodes}
+    if row is None:
+        return {**body, "strategy": None, "phase": "allAtOnce", "target": report["version"],
+                "stable": None, "wave": None, "message": "no spec.rollout: every node at once",
+                "outcomes": outcomes}
+    return {**body, "strategy": row["strategy"], "phase": row["phase"], "target": row["target"],
+            "stable": row["stable"], "wave": row["wave"] + 1, "message": row["message"],
+            "outcomes": outcomes, "startedAt": row["started_at"], "updatedAt": row["updated_at"]}
+
