@@ -7,14 +7,19 @@ takes times as an operator writes them; keeping them here keeps ``views`` and ``
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
 
-from cloud_api.admin import views
 from cloud_api.admin.client import ClientError
+
+
+def compact(value: Any) -> str:
+    """JSON on one line, keys sorted: a value in a diff or a table cell."""
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
 
 
 def _stamp(epoch: Any) -> str:
@@ -60,12 +65,11 @@ def diff_lines(body: dict[str, Any]) -> list[str]:
     lines = [f"{body.get('kind')} {body.get('name')}: version {body.get('from')} -> {body.get('to')}"]
     for change in body.get("changes", []):
         if "from" not in change:
-            lines.append(f"+ {change['path']}: {views.dump(change['to'], 'json').strip()}")
+            lines.append(f"+ {change['path']}: {compact(change['to'])}")
         elif "to" not in change:
-            lines.append(f"- {change['path']}: {views.dump(change['from'], 'json').strip()}")
+            lines.append(f"- {change['path']}: {compact(change['from'])}")
         else:
-            lines.append(f"~ {change['path']}: {views.dump(change['from'], 'json').strip()} -> "
-                         f"{views.dump(change['to'], 'json').strip()}")
+            lines.append(f"~ {change['path']}: {compact(change['from'])} -> {compact(change['to'])}")
     if len(lines) == 1:
         lines.append("(no difference)")
     return lines
@@ -74,13 +78,15 @@ def diff_lines(body: dict[str, Any]) -> list[str]:
 def shadow_history_table(body: dict[str, Any]) -> Table:
     table = Table(title=f"node {body.get('node')}: shadow revisions, newest first (UTC)",
                   title_justify="left", box=None, pad_edge=False)
-    for column in ("TIME", "VERSION", "SECTION", "WRITER", "DESIRED APPS", "REPORTED APPS", "CHANGE"):
-        table.add_column(column)
+    for column in ("TIME", "VERSION", "SECTION", "WRITER"):
+        table.add_column(column, no_wrap=True)
+    for column in ("DESIRED APPS", "REPORTED APPS", "CHANGE"):
+        table.add_column(column, overflow="fold")
     for item in body.get("items", []):
         apps = item.get("apps") or {}
         table.add_row(_stamp(item.get("time")), str(item.get("version")), str(item.get("section")),
                       str(item.get("writer")), _apps(apps.get("desired")), _apps(apps.get("reported")),
-                      views.dump(item.get("change"), "json").strip())
+                      compact(item.get("change")))
     return table
 
 

@@ -58,7 +58,7 @@ def revision(namespace: str, node: str, outcome: UpdateOutcome, *, writer: str) 
 def _runs(patch: dict[str, Any]) -> dict[str, Any]:
     """What of a reported patch changes what the node runs or how (else ``{}``)."""
     change: dict[str, Any] = {}
-    if APPS_KEY in patch:
+    if patch.get(APPS_KEY) not in (None, {}):  # {}: a first report of no apps, no change
         change[APPS_KEY] = patch[APPS_KEY]
     stats = patch.get("appstats")
     if isinstance(stats, dict):

@@ -202,3 +202,39 @@ def test_shadow_history_names_rest_matching_and_the_node(
     at = items[1]["time"]
     then = api.get(f"{NS}/nodes/n01/shadow/history", params={"at": at, "limit": 1}).json()
     assert then["items"][0]["apps"]["reported"] == {"web": "1"}
+
+
+def test_a_rollout_another_replica_holds_is_skipped_not_waited_for(
+    cloud: Cloud, api: httpx.Client, clock: Clock, fleet: list[str], store_url: str
+) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("replicas share PostgreSQL; SQLite has one writer lock per database")
+    from sqlalchemy import select
+
+    from cloud_api.services.rollout_state import ROLLOUTS
+    from cloud_api.services.rollout_waves import advance
+    api.put(f"{NS}/apps/web", json=app_body("web:2"))
+    settle(cloud)
+    with cloud.store.connect() as other:  # another replica, in the middle of its step
+        other.execute(select(ROLLOUTS).where(ROLLOUTS.c.name == "web").with_for_update())
+        assert advance(cloud.store, now=int(clock.now)) == []
+        other.rollback()
+    assert [moved.message for moved in advance(cloud.store, now=int(clock.now))] == ["wave 1: 1 node(s)"]
+
+
+def test_a_restarted_cloud_takes_the_rollout_up_where_it_was(
+    cloud: Cloud, api: httpx.Client, clock: Clock, fleet: list[str], make_settings: Any
+) -> None:
+    api.put(f"{NS}/apps/web", json=app_body("web:2"))
+    settle(cloud)
+    step(cloud, clock)
+    report(cloud, clock, ["n07"], "2")
+    step(cloud, clock, 1)
+    cloud.close()
+    with Cloud(make_settings(rollout_poll_seconds=3600), clock=clock) as again:
+        step(again, clock, 11)  # the canary proved itself meanwhile: the next wave goes
+        with again.store.session() as session:
+            from cloud_api.services.rollout_waves import rollout_status
+            status = rollout_status(session, "default", "web")
+    assert status["wave"] == 2 and status["outcomes"] == {"pending": 3, "ready": 1, "failed": 0,
+                                                          "timedOut": 0}
