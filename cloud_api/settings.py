@@ -88,7 +88,7 @@ class CloudSettings(BaseSettings):
         "timeout, so the cloud never answers what its node has given up on; 0: never",
     )
     rollout_poll_seconds: float = Field(
-        default=2.0, gt=0, description="how often rollouts are looked at (waves, health gates)",
+        default=5.0, gt=0, description="how often rollouts are looked at (waves, health gates)",
     )
     history_keep: int = Field(
         default=100, ge=1, description="shadow history rows kept per node (pruned, not per write)",

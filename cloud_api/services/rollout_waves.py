@@ -2,10 +2,11 @@
 
 Why it exists: ``services.waves`` decides, this module feeds it what is stored and
 reported and stores what it decided. ``advance`` is called by the background
-``cloud_api.rolling.RolloutDriver`` of every replica; each rollout is advanced in one
-transaction that holds its row locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so a
-second replica skips it rather than waiting; SQLite's one writer lock otherwise), so only
-one replica moves a rollout at a time, and a restarted cloud takes it up from its rows.
+``cloud_api.rolling.RolloutDriver`` of every replica. A rollout is judged from a plain read,
+then what changed is written in one transaction that holds its row locked (``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, so a second replica skips it rather than waiting; SQLite's
+one writer lock otherwise) and only if the rollout is still where it was read: only one
+replica moves a rollout at a time, and a restarted cloud takes it up from its rows.
 
 What a rollout drives is a ``Subject``: where nodes come from (``scope``), what they report
 (``observe``), and how their desired value is set (``assign``). ``AppSubject`` is the one
@@ -157,11 +158,13 @@ def _locked(store: Store) -> Iterator[Session]:
         connection.commit()
 
 
-def _row(connection: Connection, key: tuple[str, str, str], *, skip_locked: bool) -> Any:
+def _row(connection: Connection, key: tuple[str, str, str], *, lock: str | None) -> Any:
+    """A rollout's row; ``lock`` "skip" (None if another holds it) or "wait" takes its
+    row lock on PostgreSQL (on SQLite, ``_locked`` already holds the writer lock)."""
     query = select(ROLLOUTS).where(ROLLOUTS.c.namespace == key[0], ROLLOUTS.c.kind == key[1],
                                    ROLLOUTS.c.name == key[2])
-    if connection.dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=skip_locked)
+    if lock is not None and connection.dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=lock == "skip")
     return connection.execute(query).mappings().one_or_none()
 
 
@@ -217,11 +220,15 @@ def advance(store: Store, *, now: int, subjects: Mapping[str, Subject] = SUBJECT
 
 def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
                  now: int) -> Advanced | None:
-    with _locked(store) as session:
+    """Judge without a lock (reading 10,000 nodes' reports must not hold SQLite's one
+    writer lock), then write what changed under the rollout's lock, if the rollout is still
+    where it was read (phase, wave, target, failures accepted): else another replica or an
+    operator moved it, and the next look starts again from what they wrote."""
+    with store.session() as session:
         connection = session.connection()
-        row = _row(connection, key, skip_locked=True)
+        row = _row(connection, key, lock=None)
         if row is None or Phase(row["phase"]) not in ACTIVE:
-            return None  # another replica holds it, or it moved on meanwhile
+            return None
         strategy = RolloutStrategy.model_validate(row["strategy"])
         try:
             scope = subject.scope(session, key[0], key[2])
@@ -233,13 +240,22 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
                                   if node not in records}, strategy.order_by)
         state = RolloutState(phase=Phase(row["phase"]), target=row["target"], wave=row["wave"],
                              acknowledged=row["acknowledged"], message=row["message"])
-        observations = subject.observe(session, key[0], key[2], records)
-        decision = step(state, records, observations, candidates=candidates,
-                        total=len(records) + len(candidates), strategy=strategy, now=now)
+        open_ = [node for node, record in records.items()  # the judged stay judged
+                 if record.outcome in (Outcome.PENDING, Outcome.TIMED_OUT)]
+        observations = subject.observe(session, key[0], key[2], open_)
+    decision = step(state, records, observations, candidates=candidates,
+                    total=len(records) + len(candidates), strategy=strategy, now=now)
+    if not decision.changed and not decision.records:
+        return None
+    assigned: Collection[str] = decision.admit
+    if decision.changed and decision.state.phase in (Phase.ROLLED_BACK, Phase.COMPLETE):
+        assigned = sorted(set(records) | set(scope))  # every touched node, and stragglers
+    with _locked(store) as session:
+        connection = session.connection()
+        current = _row(connection, key, lock="skip")
+        if current is None or any(current[k] != row[k] for k in _WHERE_IT_WAS):
+            return None  # another replica holds it or moved it, or an operator did
         _store_records(connection, key, decision.records, set(decision.admit))
-        assigned: Collection[str] = decision.admit
-        if decision.changed and decision.state.phase in (Phase.ROLLED_BACK, Phase.COMPLETE):
-            assigned = sorted(set(records) | set(scope))  # every touched node, and stragglers
         subject.assign(session, key[0], key[2], assigned, now=now)
         if decision.changed:
             connection.execute(update(ROLLOUTS).where(
@@ -247,10 +263,11 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
                 ROLLOUTS.c.name == key[2]).values(
                 phase=decision.state.phase.value, wave=decision.state.wave,
                 message=decision.state.message, updated_at=now))
-    if not decision.changed and not decision.records:
-        return None
     return Advanced(key[0], key[1], key[2], decision.state.phase, decision.state.message,
                     len(assigned))
+
+
+_WHERE_IT_WAS = ("phase", "wave", "target", "stable", "acknowledged", "started_at")
 
 
 # -- an operator's hand -----------------------------------------------------------------------
@@ -259,7 +276,7 @@ def _act(store: Store, namespace: str, name: str, *, kind: str, now: int,
     key = (namespace, kind, name)
     with _locked(store) as session:
         connection = session.connection()
-        row = _row(connection, key, skip_locked=False)
+        row = _row(connection, key, lock="wait")
         if row is None:
             raise NotFound(f"{kind} {namespace}/{name} has no rollout: give it spec.rollout and "
                            "apply a new version")

@@ -238,3 +238,20 @@ def test_a_restarted_cloud_takes_the_rollout_up_where_it_was(
             status = rollout_status(session, "default", "web")
     assert status["wave"] == 2 and status["outcomes"] == {"pending": 3, "ready": 1, "failed": 0,
                                                           "timedOut": 0}
+
+
+def test_a_step_judged_while_an_operator_paused_it_is_not_written(
+    cloud: Cloud, api: httpx.Client, clock: Clock, fleet: list[str]
+) -> None:
+    from cloud_api.services.rollout_waves import AppSubject, advance, pause
+
+    class PausedMeanwhile(AppSubject):
+        def observe(self, session: Any, namespace: str, name: str, nodes: Any) -> Any:
+            pause(cloud.store, namespace, name, now=int(clock.now))  # between read and write
+            return super().observe(session, namespace, name, nodes)
+
+    api.put(f"{NS}/apps/web", json=app_body("web:2"))
+    settle(cloud)
+    assert advance(cloud.store, now=int(clock.now), subjects={"app": PausedMeanwhile()}) == []
+    status = api.get(f"{NS}/apps/web/rollout").json()
+    assert status["phase"] == "paused" and status["wave"] == 0  # no wave admitted
