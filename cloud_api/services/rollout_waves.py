@@ -21,7 +21,7 @@ version) plugs in with its own ``Subject`` under another ``kind``: ``advance(sto
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,6 +63,9 @@ _UPDATE_NODE = (
 )
 
 
+AfterCommit = Callable[[], None]
+
+
 class Subject(Protocol):
     """A value rolled out per node: the wave engine's port to what it drives."""
 
@@ -77,9 +80,13 @@ class Subject(Protocol):
         ...
 
     def assign(self, session: Session, namespace: str, name: str, nodes: Collection[str], *,
-               now: int) -> None:
-        """Make the desired value of ``nodes`` what the rollout's rows now say, in the
-        session's transaction (the caller commits)."""
+               now: int) -> AfterCommit | None:
+        """Make the desired value of ``nodes`` what the rollout's rows now say
+        (``rollout_state`` / ``waves.pinned_value``), in the session's transaction (the
+        caller commits); what to do once it is committed (publish the deltas, say), if
+        anything. A subject that writes shadows itself does it here with
+        ``store.shadow_writing.read_documents``/``swap_documents`` on
+        ``session.connection()``, and publishes in the action it returns."""
         ...
 
 
@@ -109,9 +116,10 @@ class AppSubject:
                 for node, value, stats, online in session.connection().execute(query)}
 
     def assign(self, session: Session, namespace: str, name: str, nodes: Collection[str], *,
-               now: int) -> None:
-        if nodes:
+               now: int) -> AfterCommit | None:
+        if nodes:  # matching writes them, through the batched path (the driver tells it)
             request_match(session, namespace, nodes, now=now)
+        return None
 
 
 def _observation(online: bool, value: str | None, stats: Any) -> Observation:
@@ -127,6 +135,16 @@ def _observation(online: bool, value: str | None, stats: Any) -> Observation:
 
 
 SUBJECTS: dict[str, Subject] = {APP_KIND: AppSubject()}
+"""What each ``kind`` of rollout drives; ``register`` adds one (at import of its module)."""
+
+
+def register(kind: str, subject: Subject) -> None:
+    """Drive rollouts of ``kind`` with ``subject`` (every replica's loop picks it up).
+
+    A rollout of that kind starts when ``rollout_state.version_written(..., kind=kind)``
+    is called in the transaction that stores the new target value; ``pause``/``resume``/
+    ``undo``/``rollout_of`` take ``kind=`` too."""
+    SUBJECTS[kind] = subject
 
 
 # -- advancing ------------------------------------------------------------------------------
@@ -256,13 +274,15 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
         if current is None or any(current[k] != row[k] for k in _WHERE_IT_WAS):
             return None  # another replica holds it or moved it, or an operator did
         _store_records(connection, key, decision.records, set(decision.admit))
-        subject.assign(session, key[0], key[2], assigned, now=now)
         if decision.changed:
             connection.execute(update(ROLLOUTS).where(
                 ROLLOUTS.c.namespace == key[0], ROLLOUTS.c.kind == key[1],
                 ROLLOUTS.c.name == key[2]).values(
                 phase=decision.state.phase.value, wave=decision.state.wave,
                 message=decision.state.message, updated_at=now))
+        after = subject.assign(session, key[0], key[2], assigned, now=now)  # sees the above
+    if after is not None:
+        after()
     return Advanced(key[0], key[1], key[2], decision.state.phase, decision.state.message,
                     len(assigned))
 
@@ -274,6 +294,7 @@ _WHERE_IT_WAS = ("phase", "wave", "target", "stable", "acknowledged", "started_a
 def _act(store: Store, namespace: str, name: str, *, kind: str, now: int,
          action: str, subject: Subject) -> dict[str, Any]:
     key = (namespace, kind, name)
+    after: AfterCommit | None = None
     with _locked(store) as session:
         connection = session.connection()
         row = _row(connection, key, lock="wait")
@@ -305,10 +326,13 @@ def _act(store: Store, namespace: str, name: str, *, kind: str, now: int,
             touched = sorted(set(records) | set(subject.scope(session, namespace, name)))
             values.update(phase=Phase.ROLLED_BACK.value,
                           message=f"rolled back by an operator to {row['stable'] or 'nothing'}")
-            subject.assign(session, namespace, name, touched, now=now)
         connection.execute(update(ROLLOUTS).where(
             ROLLOUTS.c.namespace == namespace, ROLLOUTS.c.kind == kind,
             ROLLOUTS.c.name == name).values(values))
+        if action == "undo":  # once the row says rolled back: the subject reads it
+            after = subject.assign(session, namespace, name, touched, now=now)
+    if after is not None:
+        after()
     return {"phase": values.get("phase", phase.value), "message": values.get("message", "")}
 
 
@@ -329,15 +353,19 @@ def undo(store: Store, namespace: str, name: str, *, now: int, kind: str = APP_K
 
 
 # -- status ---------------------------------------------------------------------------------
+def rollout_of(session: Session, namespace: str, name: str, *,
+               kind: str = APP_KIND) -> tuple[dict[str, Any] | None, dict[str, NodeRecord]]:
+    """A rollout's row (None: there is none) and its admitted nodes, of any kind."""
+    connection = session.connection()
+    row = _row(connection, (namespace, kind, name), lock=None)
+    return (dict(row) if row is not None else None,
+            _records(connection, (namespace, kind, name)) if row is not None else {})
+
+
 def rollout_status(session: Session, namespace: str, name: str) -> dict[str, Any]:
     """An app's rollout: phase, versions, wave, and each matched node's outcome and report."""
     report = app_rollout(session, namespace, name)  # 404 if no such app
-    connection = session.connection()
-    key = (namespace, APP_KIND, name)
-    row = connection.execute(select(ROLLOUTS).where(
-        ROLLOUTS.c.namespace == namespace, ROLLOUTS.c.kind == APP_KIND,
-        ROLLOUTS.c.name == name)).mappings().one_or_none()
-    records = _records(connection, key) if row is not None else {}
+    row, records = rollout_of(session, namespace, name)
     nodes = []
     for entry in report["nodes"]:
         record = records.get(entry["node"])

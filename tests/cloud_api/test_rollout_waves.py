@@ -255,3 +255,54 @@ def test_a_step_judged_while_an_operator_paused_it_is_not_written(
     assert advance(cloud.store, now=int(clock.now), subjects={"app": PausedMeanwhile()}) == []
     status = api.get(f"{NS}/apps/web/rollout").json()
     assert status["phase"] == "paused" and status["wave"] == 0  # no wave admitted
+
+
+class AgentVersions:
+    """A ``Subject`` of another kind: an agent version per node, kept in memory here (the
+    agent self-upgrade plugs its own in the same way, writing ``desired.sysapps``)."""
+
+    def __init__(self, nodes: list[str]) -> None:
+        self.desired = {node: "1.0" for node in nodes}
+        self.running = dict(self.desired)
+        self.published: list[str] = []
+
+    def scope(self, session: Any, namespace: str, name: str) -> dict[str, dict[str, str]]:
+        return {node: {} for node in self.desired}
+
+    def observe(self, session: Any, namespace: str, name: str, nodes: Any) -> Any:
+        from cloud_api.services.waves import Observation
+        return {node: Observation(online=True, value=self.running[node], status="Running")
+                for node in nodes}
+
+    def assign(self, session: Any, namespace: str, name: str, nodes: Any, *, now: int) -> Any:
+        from cloud_api.services.rollout_waves import rollout_of
+        from cloud_api.services.waves import Phase, pinned_value
+        row, records = rollout_of(session, namespace, name, kind="sysapp")
+        assert row is not None
+        for node in nodes:
+            value = pinned_value(Phase(row["phase"]), admitted=node in records,
+                                 target=row["target"], stable=row["stable"])
+            self.desired[node] = value or "1.0"
+        return lambda: self.published.extend(sorted(nodes))  # after the commit
+
+
+def test_the_engine_drives_any_value_per_node(cloud: Cloud, clock: Clock, fleet: list[str]) -> None:
+    from cloud_api.services import rollout_waves
+    from cloud_api.services.rollout_state import version_written
+    agents = AgentVersions(NODES)
+    subjects = {"sysapp": agents}
+    with cloud.store.session() as session:
+        version_written(session, "default", "tether", previous="1.0", target="2.0", now=0,
+                        strategy={"waves": [2], "minReadySeconds": 0}, kind="sysapp")
+        session.commit()
+    rollout_waves.advance(cloud.store, now=1, subjects=subjects)
+    assert sorted(n for n, v in agents.desired.items() if v == "2.0") == ["n00", "n01"]
+    assert agents.published == ["n00", "n01"]
+    agents.running.update({"n00": "2.0", "n01": "2.0"})
+    for now in (2, 3, 4):
+        rollout_waves.advance(cloud.store, now=now, subjects=subjects)
+        agents.running.update(agents.desired)
+    assert set(agents.desired.values()) == {"2.0"}
+    undone = rollout_waves.undo(cloud.store, "default", "tether", now=5, kind="sysapp",
+                                subjects=subjects)
+    assert undone["phase"] == "rolledBack" and set(agents.desired.values()) == {"1.0"}
