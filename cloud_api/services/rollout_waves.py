@@ -14,8 +14,9 @@ for ``desired.apps.NAME``: it assigns by owing a match of the nodes
 (``services.matching.request_match``) -- matching reads the rollout's pins
 (``rollout_state.app_pins``) -- so the write goes through the batched path, in the same
 transaction as the decision, and survives a crash. Another value (the agent's own
-version) plugs in with its own ``Subject`` under another ``kind``: ``advance(store,
-{"app": AppSubject(), "sysapp": ...})``.
+version) plugs in with its own ``Subject`` under another ``kind``: ``register("sysapp",
+AgentSubject())``, and a rollout of it starts with ``rollout_state.version_written(...,
+kind="sysapp")``.
 """
 
 from __future__ import annotations
@@ -125,13 +126,14 @@ class AppSubject:
 def _observation(online: bool, value: str | None, stats: Any) -> Observation:
     stats = stats if isinstance(stats, dict) else {}
     instances = stats.get("instances")
-    restarts = sum(int(i.get("restarts") or 0) for i in instances if isinstance(i, dict)) \
-        if isinstance(instances, list) else 0
-    status_of = stats.get("version")
+    # what a node reports is input: anything malformed counts as nothing, never raises
+    restarts = sum(i["restarts"] for i in instances if isinstance(i, dict)
+                   and isinstance(i.get("restarts"), int)) if isinstance(instances, list) else 0
+    status_of, status = stats.get("version"), stats.get("status")
     return Observation(online=online, value=value,
                        status_of=str(status_of) if status_of is not None else None,
-                       status=stats.get("status"), restarts=restarts,
-                       cause=str(stats.get("cause") or ""))
+                       status=status if isinstance(status, str) else None, restarts=restarts,
+                       cause=str(stats.get("cause") or "")[:500])
 
 
 SUBJECTS: dict[str, Subject] = {APP_KIND: AppSubject()}

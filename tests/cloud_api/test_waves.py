@@ -217,3 +217,14 @@ def test_pinned_values(phase: Phase, admitted_node: bool, expected: str) -> None
     assert pinned_value(phase, admitted=admitted_node, target="2", stable="1") == expected
     if phase is Phase.ROLLED_BACK:  # a first version rolled back: the node holds none
         assert pinned_value(phase, admitted=True, target="2", stable=None) is None
+
+
+@pytest.mark.parametrize("stats", [
+    None, "x", {"instances": "x"}, {"instances": [{"restarts": "7"}, 3, None]},
+    {"status": 5, "version": ["a"], "cause": {"deep": 1}},
+])
+def test_malformed_reports_are_nothing_not_a_crash(stats: Any) -> None:
+    from cloud_api.services.rollout_waves import _observation
+    seen = _observation(True, "2", stats)
+    assert seen.restarts == 0 and (seen.status is None or isinstance(seen.status, str))
+    judge(admitted(), seen, target="2", strategy=strategy(), now=1)
