@@ -282,8 +282,8 @@ def rollout_history(app_name: Annotated[str, typer.Argument(metavar="APP")], out
 
 def diff(kind: Annotated[str, typer.Argument(help="app, config, secret, certificate or registry")],
          name: str,
-         old: Annotated[str, typer.Option("--from", help="the older version")],
-         new: Annotated[str, typer.Option("--to", help="the newer version")],
+         old: Annotated[str | None, typer.Option("--from", help="the older version (default: the one before --to)")] = None,
+         new: Annotated[str | None, typer.Option("--to", help="the newer version (default: the current one)")] = None,
          output: Annotated[str, typer.Option("--output", "-o", help="text, yaml or json")] = "text",
          server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
     """What changed between two versions of a resource (a secret shows its key names only)."""

@@ -253,9 +253,12 @@ class TetherClient:
         body: dict[str, Any] = self._call("GET", self._url(kind, name, namespace=namespace) + "/versions")
         return body
 
-    def diff(self, kind: str, name: str, old: str, new: str, *,
+    def diff(self, kind: str, name: str, old: str | None = None, new: str | None = None, *,
              namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
-        query = httpx.QueryParams({"from": old, "to": new})
+        """What changed from version ``old`` to ``new`` (defaults: the current version and
+        the one before it)."""
+        query = httpx.QueryParams({key: value for key, value in (("from", old), ("to", new))
+                                   if value is not None})
         body: dict[str, Any] = self._call(
             "GET", self._url(kind, name, namespace=namespace) + f"/diff?{query}")
         return body

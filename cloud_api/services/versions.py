@@ -39,10 +39,18 @@ def list_versions(session: Session, namespace: str, kind: ResourceKind, name: st
 
 
 def diff_versions(
-    session: Session, namespace: str, kind: ResourceKind, name: str, *, old: str, new: str
+    session: Session, namespace: str, kind: ResourceKind, name: str, *,
+    old: str | None = None, new: str | None = None,
 ) -> dict[str, Any]:
-    """The changes from version ``old`` to ``new``; 404 naming a version that does not exist."""
-    get_resource(session, namespace, kind, name)
+    """The changes from version ``old`` (default: the one before ``new``) to ``new``
+    (default: the current one); 404 naming a version that does not exist."""
+    resource, _ = get_resource(session, namespace, kind, name)
+    new = new if new is not None else str(resource.version)
+    if old is None:
+        if not new.isdigit() or int(new) < 2:
+            raise NotFound(f"{kind.value} {namespace}/{name} has no version before {new!r}: "
+                           "name the two to compare (from, to)")
+        old = str(int(new) - 1)
     specs = []
     for version in (old, new):
         row = get_version(session, namespace, kind, name, int(version)) if version.isdigit() else None

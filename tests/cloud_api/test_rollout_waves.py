@@ -186,6 +186,7 @@ def test_versions_are_listed_and_diffed(cloud: Cloud, api: httpx.Client, fleet: 
     assert "services[0].image" in listed[0]["changed"] and "rollout" in listed[0]["changed"]
     changes = api.get(f"{NS}/apps/web/diff", params={"from": "1", "to": "2"}).json()["changes"]
     assert {"path": "services[0].image", "from": "web:1", "to": "web:2"} in changes
+    assert api.get(f"{NS}/apps/web/diff").json()["changes"] == changes  # current vs the one before
     bad = api.get(f"{NS}/apps/web/diff", params={"from": "1", "to": "9"})
     assert bad.status_code == 404 and "no version '9'" in bad.json()["message"]
     assert api.get(f"{NS}/widgets/web/versions").status_code == 404

@@ -2,7 +2,7 @@
 
 - ``GET .../apps/{name}/rollout``: phase, versions, wave, each matched node's outcome;
   ``POST .../apps/{name}/rollout/pause|resume|undo`` (an editor's token);
-- ``GET .../{kind}s/{name}/versions`` and ``.../{kind}s/{name}/diff?from=N&to=M`` for apps,
+- ``GET .../{kind}s/{name}/versions`` and ``.../{kind}s/{name}/diff[?from=N][&to=M]`` for apps,
   configs, secrets, certificates and registries (public views only: no secret value);
 - ``GET .../nodes/{node}/shadow/history[?limit=N][&at=EPOCH]``: the node's recent
   revisions, newest first, with who wrote each.
@@ -65,8 +65,10 @@ def versions(namespace: ReadNamespace, plural: str, name: str, session: SessionD
 @router.get("/{plural}/{name}/diff", summary="What changed between two versions")
 def diff(
     namespace: ReadNamespace, plural: str, name: str, session: SessionDep,
-    old: Annotated[str, Query(alias="from")], new: Annotated[str, Query(alias="to")],
+    old: Annotated[str | None, Query(alias="from")] = None,
+    new: Annotated[str | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
+    """``to`` defaults to the current version, ``from`` to the one before ``to``."""
     return diff_versions(session, namespace, _kind(plural), name, old=old, new=new)
 
 
