@@ -1,4 +1,4 @@
-"""The wave engine against the database: advance rollouts, pause, resume, undo, status.
+"""The wave engine against the database: what a rollout drives, and advancing rollouts.
 
 Why it exists: ``services.waves`` decides, this module feeds it what is stored and
 reported and stores what it decided. ``advance`` is called by the background
@@ -30,10 +30,9 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlmodel import Session
 
-from cloud_api.errors import CloudError, NotFound
+from cloud_api.errors import NotFound
 from cloud_api.services.matching import request_match
 from cloud_api.services.resources import get_resource
-from cloud_api.services.rollout import app_rollout
 from cloud_api.services.rollout_state import APP_KIND, ROLLOUT_NODES, ROLLOUTS
 from cloud_api.services.waves import (
     ACTIVE,
@@ -47,7 +46,6 @@ from cloud_api.services.waves import (
 )
 from cloud_api.store.engine import Store, table_of
 from cloud_api.store.models import Node, Shadow
-from schemas.errors import ErrorCode
 from schemas.labels import match_all, parse_selector
 from schemas.resources import ResourceKind, RolloutStrategy
 from schemas.shadow import APPS_KEY
@@ -144,8 +142,8 @@ def register(kind: str, subject: Subject) -> None:
     """Drive rollouts of ``kind`` with ``subject`` (every replica's loop picks it up).
 
     A rollout of that kind starts when ``rollout_state.version_written(..., kind=kind)``
-    is called in the transaction that stores the new target value; ``pause``/``resume``/
-    ``undo``/``rollout_of`` take ``kind=`` too."""
+    is called in the transaction that stores the new target value; ``rollout_control``'s
+    ``pause``/``resume``/``undo``/``rollout_of`` take ``kind=`` too."""
     SUBJECTS[kind] = subject
 
 
@@ -163,7 +161,7 @@ class Advanced:
 
 
 @contextmanager
-def _locked(store: Store) -> Iterator[Session]:
+def locked(store: Store) -> Iterator[Session]:
     """A session in one transaction, holding the write lock on SQLite; committed when the
     block ends without an error (the session only flushes: the connection owns the
     transaction), rolled back otherwise."""
@@ -178,7 +176,7 @@ def _locked(store: Store) -> Iterator[Session]:
         connection.commit()
 
 
-def _row(connection: Connection, key: tuple[str, str, str], *, lock: str | None) -> Any:
+def read_row(connection: Connection, key: tuple[str, str, str], *, lock: str | None) -> Any:
     """A rollout's row; ``lock`` "skip" (None if another holds it) or "wait" takes its
     row lock on PostgreSQL (on SQLite, ``_locked`` already holds the writer lock)."""
     query = select(ROLLOUTS).where(ROLLOUTS.c.namespace == key[0], ROLLOUTS.c.kind == key[1],
@@ -188,7 +186,7 @@ def _row(connection: Connection, key: tuple[str, str, str], *, lock: str | None)
     return connection.execute(query).mappings().one_or_none()
 
 
-def _records(connection: Connection, key: tuple[str, str, str]) -> dict[str, NodeRecord]:
+def read_records(connection: Connection, key: tuple[str, str, str]) -> dict[str, NodeRecord]:
     rows = connection.execute(select(ROLLOUT_NODES).where(
         ROLLOUT_NODES.c.namespace == key[0], ROLLOUT_NODES.c.kind == key[1],
         ROLLOUT_NODES.c.name == key[2])).mappings()
@@ -246,7 +244,7 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
     operator moved it, and the next look starts again from what they wrote."""
     with store.session() as session:
         connection = session.connection()
-        row = _row(connection, key, lock=None)
+        row = read_row(connection, key, lock=None)
         if row is None or Phase(row["phase"]) not in ACTIVE:
             return None
         strategy = RolloutStrategy.model_validate(row["strategy"])
@@ -254,7 +252,7 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
             scope = subject.scope(session, key[0], key[2])
         except NotFound:  # the app went away; deleting it forgets the rollout anyway
             return None
-        records = {node: record for node, record in _records(connection, key).items()
+        records = {node: record for node, record in read_records(connection, key).items()
                    if node in scope}
         candidates = order_nodes({node: labels for node, labels in scope.items()
                                   if node not in records}, strategy.order_by)
@@ -270,9 +268,9 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
     assigned: Collection[str] = decision.admit
     if decision.changed and decision.state.phase in (Phase.ROLLED_BACK, Phase.COMPLETE):
         assigned = sorted(set(records) | set(scope))  # every touched node, and stragglers
-    with _locked(store) as session:
+    with locked(store) as session:
         connection = session.connection()
-        current = _row(connection, key, lock="skip")
+        current = read_row(connection, key, lock="skip")
         if current is None or any(current[k] != row[k] for k in _WHERE_IT_WAS):
             return None  # another replica holds it or moved it, or an operator did
         _store_records(connection, key, decision.records, set(decision.admit))
@@ -290,99 +288,4 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
 
 
 _WHERE_IT_WAS = ("phase", "wave", "target", "stable", "acknowledged", "started_at")
-
-
-# -- an operator's hand -----------------------------------------------------------------------
-def _act(store: Store, namespace: str, name: str, *, kind: str, now: int,
-         action: str, subject: Subject) -> dict[str, Any]:
-    key = (namespace, kind, name)
-    after: AfterCommit | None = None
-    with _locked(store) as session:
-        connection = session.connection()
-        row = _row(connection, key, lock="wait")
-        if row is None:
-            raise NotFound(f"{kind} {namespace}/{name} has no rollout: give it spec.rollout and "
-                           "apply a new version")
-        phase = Phase(row["phase"])
-        values: dict[str, Any] = {"updated_at": now}
-        records = _records(connection, key)
-        if action == "pause":
-            if phase is not Phase.PROGRESSING:
-                raise CloudError(f"the rollout of {name} is {phase.value}: only a progressing "
-                                 "rollout can be paused", code=ErrorCode.CONFLICT)
-            values.update(phase=Phase.PAUSED.value, message=f"paused by an operator in wave "
-                                                             f"{row['wave'] + 1}")
-        elif action == "resume":
-            if phase is not Phase.PAUSED:
-                raise CloudError(f"the rollout of {name} is {phase.value}: only a paused rollout "
-                                 "can be resumed (after an undo, apply a new version)",
-                                 code=ErrorCode.CONFLICT)
-            failed = sum(r.outcome is Outcome.FAILED for r in records.values())
-            values.update(phase=Phase.PROGRESSING.value, acknowledged=failed,
-                          message=f"resumed by an operator in wave {row['wave'] + 1} "
-                                  f"({failed} failure(s) accepted)")
-        else:  # undo
-            if phase is Phase.ROLLED_BACK:
-                raise CloudError(f"the rollout of {name} is already rolled back",
-                                 code=ErrorCode.CONFLICT)
-            touched = sorted(set(records) | set(subject.scope(session, namespace, name)))
-            values.update(phase=Phase.ROLLED_BACK.value,
-                          message=f"rolled back by an operator to {row['stable'] or 'nothing'}")
-        connection.execute(update(ROLLOUTS).where(
-            ROLLOUTS.c.namespace == namespace, ROLLOUTS.c.kind == kind,
-            ROLLOUTS.c.name == name).values(values))
-        if action == "undo":  # once the row says rolled back: the subject reads it
-            after = subject.assign(session, namespace, name, touched, now=now)
-    if after is not None:
-        after()
-    return {"phase": values.get("phase", phase.value), "message": values.get("message", "")}
-
-
-def pause(store: Store, namespace: str, name: str, *, now: int, kind: str = APP_KIND,
-          subjects: Mapping[str, Subject] = SUBJECTS) -> dict[str, Any]:
-    return _act(store, namespace, name, kind=kind, now=now, action="pause", subject=subjects[kind])
-
-
-def resume(store: Store, namespace: str, name: str, *, now: int, kind: str = APP_KIND,
-           subjects: Mapping[str, Subject] = SUBJECTS) -> dict[str, Any]:
-    return _act(store, namespace, name, kind=kind, now=now, action="resume", subject=subjects[kind])
-
-
-def undo(store: Store, namespace: str, name: str, *, now: int, kind: str = APP_KIND,
-         subjects: Mapping[str, Subject] = SUBJECTS) -> dict[str, Any]:
-    """Every node touched goes back to the last healthy version (the rollout's stable)."""
-    return _act(store, namespace, name, kind=kind, now=now, action="undo", subject=subjects[kind])
-
-
-# -- status ---------------------------------------------------------------------------------
-def rollout_of(session: Session, namespace: str, name: str, *,
-               kind: str = APP_KIND) -> tuple[dict[str, Any] | None, dict[str, NodeRecord]]:
-    """A rollout's row (None: there is none) and its admitted nodes, of any kind."""
-    connection = session.connection()
-    row = _row(connection, (namespace, kind, name), lock=None)
-    return (dict(row) if row is not None else None,
-            _records(connection, (namespace, kind, name)) if row is not None else {})
-
-
-def rollout_status(session: Session, namespace: str, name: str) -> dict[str, Any]:
-    """An app's rollout: phase, versions, wave, and each matched node's outcome and report."""
-    report = app_rollout(session, namespace, name)  # 404 if no such app
-    row, records = rollout_of(session, namespace, name)
-    nodes = []
-    for entry in report["nodes"]:
-        record = records.get(entry["node"])
-        nodes.append({**entry, "wave": record.wave + 1 if record else None,
-                      "outcome": record.outcome.value if record else None,
-                      "cause": record.cause if record else ""})
-    outcomes = {outcome.value: sum(r.outcome is outcome for r in records.values())
-                for outcome in Outcome}
-    body: dict[str, Any] = {"app": name, "version": report["version"], "counts": report["counts"],
-                            "nodes": nodes}
-    if row is None:
-        return {**body, "strategy": None, "phase": "allAtOnce", "target": report["version"],
-                "stable": None, "wave": None, "message": "no spec.rollout: every node at once",
-                "outcomes": outcomes}
-    return {**body, "strategy": row["strategy"], "phase": row["phase"], "target": row["target"],
-            "stable": row["stable"], "wave": row["wave"] + 1, "message": row["message"],
-            "outcomes": outcomes, "startedAt": row["started_at"], "updatedAt": row["updated_at"]}
 

@@ -235,7 +235,7 @@ def test_a_restarted_cloud_takes_the_rollout_up_where_it_was(
     with Cloud(make_settings(rollout_poll_seconds=3600), clock=clock) as again:
         step(again, clock, 11)  # the canary proved itself meanwhile: the next wave goes
         with again.store.session() as session:
-            from cloud_api.services.rollout_waves import rollout_status
+            from cloud_api.services.rollout_control import rollout_status
             status = rollout_status(session, "default", "web")
     assert status["wave"] == 2 and status["outcomes"] == {"pending": 3, "ready": 1, "failed": 0,
                                                           "timedOut": 0}
@@ -244,7 +244,8 @@ def test_a_restarted_cloud_takes_the_rollout_up_where_it_was(
 def test_a_step_judged_while_an_operator_paused_it_is_not_written(
     cloud: Cloud, api: httpx.Client, clock: Clock, fleet: list[str]
 ) -> None:
-    from cloud_api.services.rollout_waves import AppSubject, advance, pause
+    from cloud_api.services.rollout_control import pause
+    from cloud_api.services.rollout_waves import AppSubject, advance
 
     class PausedMeanwhile(AppSubject):
         def observe(self, session: Any, namespace: str, name: str, nodes: Any) -> Any:
@@ -276,7 +277,7 @@ class AgentVersions:
                 for node in nodes}
 
     def assign(self, session: Any, namespace: str, name: str, nodes: Any, *, now: int) -> Any:
-        from cloud_api.services.rollout_waves import rollout_of
+        from cloud_api.services.rollout_control import rollout_of
         from cloud_api.services.waves import Phase, pinned_value
         row, records = rollout_of(session, namespace, name, kind="sysapp")
         assert row is not None
@@ -288,7 +289,7 @@ class AgentVersions:
 
 
 def test_the_engine_drives_any_value_per_node(cloud: Cloud, clock: Clock, fleet: list[str]) -> None:
-    from cloud_api.services import rollout_waves
+    from cloud_api.services import rollout_control, rollout_waves
     from cloud_api.services.rollout_state import version_written
     agents = AgentVersions(NODES)
     subjects = {"sysapp": agents}
@@ -304,6 +305,6 @@ def test_the_engine_drives_any_value_per_node(cloud: Cloud, clock: Clock, fleet:
         rollout_waves.advance(cloud.store, now=now, subjects=subjects)
         agents.running.update(agents.desired)
     assert set(agents.desired.values()) == {"2.0"}
-    undone = rollout_waves.undo(cloud.store, "default", "tether", now=5, kind="sysapp",
+    undone = rollout_control.undo(cloud.store, "default", "tether", now=5, kind="sysapp",
                                 subjects=subjects)
     assert undone["phase"] == "rolledBack" and set(agents.desired.values()) == {"1.0"}

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from cloud_api.errors import NotFound
 from cloud_api.rest.deps import ContextDep, CurrentToken, SessionDep
 from cloud_api.rest.routes.resources import ReadNamespace, WriteNamespace
-from cloud_api.services import rollout_waves
+from cloud_api.services import rollout_control
 from cloud_api.services.shadows import get_document
 from cloud_api.services.tokens import authorize
 from cloud_api.services.versions import diff_versions, list_versions
@@ -37,22 +37,22 @@ def _kind(plural: str) -> ResourceKind:
 
 @router.get("/apps/{name}/rollout", summary="Rollout of an app: phase, waves, node outcomes")
 def status(namespace: ReadNamespace, name: str, session: SessionDep) -> dict[str, Any]:
-    return rollout_waves.rollout_status(session, namespace, name)
+    return rollout_control.rollout_status(session, namespace, name)
 
 
 @router.post("/apps/{name}/rollout/pause", summary="Pause an app's rollout")
 def pause(namespace: WriteNamespace, name: str, context: ContextDep) -> dict[str, Any]:
-    return rollout_waves.pause(context.store, namespace, name, now=context.now())
+    return rollout_control.pause(context.store, namespace, name, now=context.now())
 
 
 @router.post("/apps/{name}/rollout/resume", summary="Resume a paused rollout")
 def resume(namespace: WriteNamespace, name: str, context: ContextDep) -> dict[str, Any]:
-    return rollout_waves.resume(context.store, namespace, name, now=context.now())
+    return rollout_control.resume(context.store, namespace, name, now=context.now())
 
 
 @router.post("/apps/{name}/rollout/undo", summary="Roll every touched node back")
 def undo(namespace: WriteNamespace, name: str, context: ContextDep) -> dict[str, Any]:
-    done = rollout_waves.undo(context.store, namespace, name, now=context.now())
+    done = rollout_control.undo(context.store, namespace, name, now=context.now())
     context.matching_owed()
     return done
 
