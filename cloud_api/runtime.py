@@ -40,6 +40,7 @@ from cloud_api.mqtt.transport import NullPublisher
 from cloud_api.rematching import Rematcher
 from cloud_api.rest.app import create_app
 from cloud_api.rest.context import Context
+from cloud_api.rolling import RolloutDriver
 from cloud_api.security.credentials import read_or_create_secret_file
 from cloud_api.security.limiting import RateLimiter
 from cloud_api.security.revocation import Revocations
@@ -107,6 +108,9 @@ class Cloud:
         )
         self.context.rematcher = self.rematcher
         self.rematcher.start()
+        self.rollouts = RolloutDriver(self.store, settings, now=self.context.now,
+                                      matching_owed=self.context.matching_owed)
+        self.rollouts.start()
         self.app: FastAPI = create_app(self.context)
         self.app.state.authority = self.authority
         self.app.state.revocations = self.revocations
@@ -278,6 +282,7 @@ class Cloud:
             events.close()
 
     def close(self) -> None:
+        self.rollouts.close()
         self.rematcher.close()
         self.stop()
         if self._kicker is not None:

@@ -99,6 +99,15 @@ class CloudSettings(BaseSettings):
         description="a node request queued longer is dropped: below the edge's 2 s request "
         "timeout, so the cloud never answers what its node has given up on; 0: never",
     )
+    rollout_poll_seconds: float = Field(
+        default=5.0, gt=0, description="how often rollouts are looked at (waves, health gates)",
+    )
+    history_keep: int = Field(
+        default=100, ge=1, description="shadow history rows kept per node (pruned, not per write)",
+    )
+    history_prune_seconds: float = Field(
+        default=60.0, gt=0, description="how often the shadow history is pruned to history_keep",
+    )
     rematch_backlog: int = Field(
         default=500, ge=0,
         description="a fan-out waits between batches while more node messages are queued",

@@ -146,6 +146,55 @@ class Service(Model):
     handler: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
 
 
+Amount = Annotated[int | str, Field(union_mode="left_to_right")]
+"""A number of nodes (``3``) or a share of the nodes a rollout targets (``"25%"``)."""
+
+
+def _amount(value: int | str) -> int | str:
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be a count >= 0 or a percentage like '25%'")
+        return value
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    if text.endswith("%") and text[:-1].isdigit() and 0 <= int(text[:-1]) <= 100:
+        return text
+    raise ValueError(f"{value!r} is neither a count nor a percentage like '25%'")
+
+
+CheckedAmount = Annotated[Amount, AfterValidator(_amount)]
+
+
+class OnFailure(StrEnum):
+    PAUSE = "pause"
+    ROLLBACK = "rollback"
+
+
+class RolloutStrategy(Model):
+    """``spec.rollout``: how a new version of the app reaches its nodes, in waves.
+
+    ``waves`` gives the size of each wave, a count or a percentage of the nodes the app is
+    matched to; the nodes left after the last listed wave make one final wave. Nodes are
+    ordered by the value of the label ``orderBy`` (nodes without it last), then by name,
+    so ``orderBy: canary`` with ``canary=a`` on a few nodes sends them first. A wave is
+    healthy when each of its nodes reports the new version ``Running`` for
+    ``minReadySeconds`` without a restart; a node that reports it ``Failed``, restarts it,
+    or does not run it within ``progressDeadlineSeconds`` is a failure. Past
+    ``maxFailures`` the rollout pauses or rolls back (``onFailure``). A node offline for
+    ``offlineTimeoutSeconds`` no longer holds its wave (it is reported ``timedOut``, and
+    runs what it should when it returns). No ``rollout``: every node at once.
+    """
+
+    waves: list[CheckedAmount] = Field(min_length=1, max_length=100)
+    order_by: str | None = Field(default=None, max_length=317)
+    min_ready_seconds: int = Field(default=30, ge=0, le=86_400)
+    max_failures: CheckedAmount = 0
+    on_failure: OnFailure = OnFailure.ROLLBACK
+    offline_timeout_seconds: int = Field(default=300, ge=1, le=604_800)
+    progress_deadline_seconds: int = Field(default=600, ge=1, le=604_800)
+
+
 class App(Model):
     name: Name
     type: AppType = AppType.CONTAINER
@@ -153,6 +202,7 @@ class App(Model):
     services: list[Service] = Field(min_length=1)
     volumes: list[Volume] = Field(default_factory=list)
     registries: list[Ref] = Field(default_factory=list)
+    rollout: RolloutStrategy | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> App:

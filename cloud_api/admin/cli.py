@@ -26,7 +26,7 @@ import typer
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cloud_api.admin import views
+from cloud_api.admin import history_views, views
 from cloud_api.admin.access import audit, token_app
 from cloud_api.admin.applying import FAILED, apply_manifests, delete_manifest, rollout_state
 from cloud_api.admin.client import (
@@ -304,10 +304,15 @@ def rollout_status(
 
     Exits 1 if a node reports Failed, or (with --wait) on timeout, naming the nodes."""
     with connected(server, token, namespace) as (client, ns), one_line_errors():
-        rollout = client.app_nodes(app_name, namespace=ns)
+        rollout = client.rollout(app_name, namespace=ns)
         if wait:
             rollout = _follow(client, app_name, ns, rollout, timeout=timeout, interval=interval)
         console().print(views.rollout_table(rollout))
+        line = history_views.rollout_line(rollout)
+        if line is not None:
+            typer.echo(line)
+        if rollout.get("phase") == "rolledBack":
+            raise ClientError(500, f"rollout of app/{app_name} rolled back: {rollout.get('message')}")
         state = rollout_state(rollout)
         typer.echo(f"{state.online_updated}/{state.online_matched} online nodes updated; "
                    f"{len(state.offline)} offline (not waited for)")
@@ -332,28 +337,106 @@ def _follow(client: TetherClient, app_name: str, namespace: str, rollout: dict[s
             state = rollout_state(rollout)
             progress.update(task, total=max(state.online_matched, 1),
                             completed=state.online_updated)
-            if state.done or state.failed or time.monotonic() >= deadline:
+            waves = rollout.get("phase", "allAtOnce") != "allAtOnce"  # waves: until it settles
+            settled = rollout.get("phase") != "progressing" if waves else state.done or state.failed
+            if settled or time.monotonic() >= deadline:
                 return rollout
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            rollout = client.app_nodes(app_name, namespace=namespace)
+            rollout = client.rollout(app_name, namespace=namespace)
 
 
-def diff(files: Files = None, server: Server = None, token: Token = None,
-         namespace: Namespace = None) -> None:
-    """Show what `apply -f` would change: a unified diff of each object's manifest, live
-    against the file's. Exits 1 when something differs (as kubectl diff), 0 when not."""
+def _rollout_action(action: str, app_name: str, server: str | None, token: str | None,
+                    namespace: str | None) -> None:
     with connected(server, token, namespace) as (client, ns), one_line_errors():
-        if not files:
-            raise ManifestError("give a manifest file with -f FILE (or -f - for stdin)")
-        differs = False
-        for manifest in read_manifests(files, ns):
-            live = client.find(manifest.kind.singular, manifest.name, namespace=manifest.namespace)
-            text = manifest_diff(manifest, live)
-            if text:
-                differs = True
-                typer.echo(text)
-        if differs:
-            raise typer.Exit(code=1)
+        done = client.rollout_action(app_name, action, namespace=ns)
+        typer.echo(f"app/{app_name} rollout {done.get('phase')}: {done.get('message')}")
+
+
+@rollout_app.command("pause")
+def rollout_pause(app_name: Annotated[str, typer.Argument(metavar="APP")], server: Server = None,
+                  token: Token = None, namespace: Namespace = None) -> None:
+    """Admit no further wave (the nodes already on the new version keep it)."""
+    _rollout_action("pause", app_name, server, token, namespace)
+
+
+@rollout_app.command("resume")
+def rollout_resume(app_name: Annotated[str, typer.Argument(metavar="APP")], server: Server = None,
+                   token: Token = None, namespace: Namespace = None) -> None:
+    """Go on with a paused rollout; the failures so far are accepted."""
+    _rollout_action("resume", app_name, server, token, namespace)
+
+
+@rollout_app.command("undo")
+def rollout_undo(app_name: Annotated[str, typer.Argument(metavar="APP")], server: Server = None,
+                 token: Token = None, namespace: Namespace = None) -> None:
+    """Roll every node the rollout touched back to the last healthy version."""
+    _rollout_action("undo", app_name, server, token, namespace)
+
+
+@rollout_app.command("history")
+def rollout_history(app_name: Annotated[str, typer.Argument(metavar="APP")], output: Output = "table",
+                    server: Server = None, token: Token = None, namespace: Namespace = None) -> None:
+    """Every version of the app, newest first, with what changed in each."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        body = client.versions("app", app_name, namespace=ns)
+        if output == "table":
+            console().print(history_views.history_table(body))
+        else:
+            typer.echo(views.dump(body, output))
+
+
+@shadow_app.command("history")
+def shadow_history(
+    node: str,
+    at: Annotated[str | None, typer.Option("--at", help="revisions up to then: epoch, ISO time or HH:MM (UTC)")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="most revisions shown")] = 20,
+    output: Output = "table", server: Server = None, token: Token = None, namespace: Namespace = None,
+) -> None:
+    """A node's recent shadow revisions, newest first: what it was told and ran, and who
+    wrote each (node, rest:token/ID, matching:APPS, rollout:APP)."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        when = history_views.parse_at(at) if at is not None else None
+        body = client.shadow_history(node, namespace=ns, limit=limit, at=when)
+        if output == "table":
+            console().print(history_views.shadow_history_table(body))
+        else:
+            typer.echo(views.dump(body, output))
+
+
+def diff(
+    kind: Annotated[str | None, typer.Argument(
+        help="with NAME: app, config, secret, certificate or registry")] = None,
+    name: Annotated[str | None, typer.Argument(help="the object whose versions to compare")] = None,
+    files: Files = None,
+    old: Annotated[str | None, typer.Option("--from", help="the older version (default: the one before --to)")] = None,
+    new: Annotated[str | None, typer.Option("--to", help="the newer version (default: the current one)")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text, yaml or json (versions)")] = "text",
+    server: Server = None, token: Token = None, namespace: Namespace = None,
+) -> None:
+    """`diff -f FILE`: what `apply -f` would change, a unified diff of each object's manifest,
+    live against the file's; exits 1 when something differs (as kubectl diff), 0 when not.
+    `diff KIND NAME [--from N] [--to M]`: what changed between two stored versions of an
+    object (a secret shows its key names only)."""
+    with connected(server, token, namespace) as (client, ns), one_line_errors():
+        if files and kind is None:
+            differs = False
+            for manifest in read_manifests(files, ns):
+                live = client.find(manifest.kind.singular, manifest.name, namespace=manifest.namespace)
+                text = manifest_diff(manifest, live)
+                if text:
+                    differs = True
+                    typer.echo(text)
+            if differs:
+                raise typer.Exit(code=1)
+            return
+        if files or kind is None or name is None:
+            raise ManifestError("give either -f FILE (what apply would change) or KIND NAME "
+                                "(what changed between two versions), not both")
+        body = client.diff(kind, name, old, new, namespace=ns)
+        if output == "text":
+            typer.echo("\n".join(history_views.diff_lines(body)))
+        else:
+            typer.echo(views.dump(body, output))
 
 
 def version(server: Server = None, token: Token = None, namespace: Namespace = None) -> None:

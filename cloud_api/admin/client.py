@@ -465,6 +465,40 @@ class TetherClient:
             "GET", f"/v1/namespaces/{namespace}/agent/upgrade{query}")
         return status
 
+    def rollout(self, app: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """The wave rollout of ``app``: ``app_nodes`` plus ``phase``, ``target``, ``stable``,
+        ``wave``, ``message``, ``outcomes`` and each node's ``wave``/``outcome``/``cause``."""
+        body: dict[str, Any] = self._call("GET", self._url("app", app, namespace=namespace) + "/rollout")
+        return body
+
+    def rollout_action(self, app: str, action: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``undo`` the rollout of ``app``: ``{phase, message}``."""
+        body: dict[str, Any] = self._call(
+            "POST", self._url("app", app, namespace=namespace) + f"/rollout/{action}")
+        return body
+
+    def versions(self, kind: str, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        body: dict[str, Any] = self._call("GET", self._url(kind, name, namespace=namespace) + "/versions")
+        return body
+
+    def diff(self, kind: str, name: str, old: str | None = None, new: str | None = None, *,
+             namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """What changed from version ``old`` to ``new`` (defaults: the current version and
+        the one before it)."""
+        query = httpx.QueryParams({key: value for key, value in (("from", old), ("to", new))
+                                   if value is not None})
+        body: dict[str, Any] = self._call(
+            "GET", self._url(kind, name, namespace=namespace) + f"/diff?{query}")
+        return body
+
+    def shadow_history(self, node: str, *, namespace: str = DEFAULT_NAMESPACE, limit: int = 100,
+                       at: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit} if at is None else {"limit": limit, "at": at}
+        body: dict[str, Any] = self._call(
+            "GET", self._url("node", node, namespace=namespace)
+            + f"/shadow/history?{httpx.QueryParams(params)}")
+        return body
+
     # -- plumbing ------------------------------------------------------------------
     def _dry(self) -> dict[str, str] | None:
         return {"dryRun": "All"} if self.dry_run else None

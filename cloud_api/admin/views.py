@@ -222,11 +222,20 @@ def rollout_table(rollout: dict[str, Any]) -> Table:
              + ", ".join(f"{key} {counts.get(key, 0)}"
                          for key in ("matched", "updated", "running", "failed", "offline")))
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for column in ("NODE", "DESIRED", "REPORTED", "STATUS", "RESTARTS", "ONLINE", "CAUSE"):
+    waves = rollout.get("phase", "allAtOnce") != "allAtOnce"  # a rollout in waves (spec.rollout)
+    columns = ["NODE", "DESIRED", "REPORTED", "STATUS", "RESTARTS", "ONLINE"] + (
+        ["WAVE", "OUTCOME"] if waves else ["CAUSE"])
+    for column in columns:
         table.add_column(column)
     for node in rollout.get("nodes", []):
-        table.add_row(node.get("node", "?"), str(node.get("desiredVersion")),
-                      str(node.get("reportedVersion") or "-"), str(node.get("status") or "-"),
-                      str(node.get("restarts") or 0), "yes" if node.get("online") else "no",
-                      str(node.get("cause") or ""))
+        row = [node.get("node", "?"), str(node.get("desiredVersion")),
+               str(node.get("reportedVersion") or "-"), str(node.get("status") or "-"),
+               str(node.get("restarts") or 0), "yes" if node.get("online") else "no"]
+        if waves:
+            outcome = node.get("outcome") or "-"
+            row += [str(node.get("wave") or "-"),
+                    f"{outcome}: {node['cause']}" if node.get("cause") else outcome]
+        else:
+            row.append(str(node.get("cause") or ""))
+        table.add_row(*row)
     return table

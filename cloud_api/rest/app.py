@@ -45,6 +45,7 @@ from cloud_api.rest.routes import (
     namespaces,
     nodes,
     registries,
+    rollouts,
     secrets,
     shadows,
     tokens,
@@ -133,6 +134,7 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(events.router)
     app.include_router(audit.router)
     app.include_router(agent.router)
+    app.include_router(rollouts.router)
     install_openapi(app)
     install_console(app)
     return app

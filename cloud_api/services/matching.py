@@ -32,7 +32,9 @@ from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
 from cloud_api.mqtt.transport import Publisher
+from cloud_api.services.rollout_state import app_pins
 from cloud_api.services.shadows import publish_update
+from cloud_api.store import shadow_history
 from cloud_api.store.engine import Store, table_of
 from cloud_api.store.models import Node, PendingMatch, Shadow
 from cloud_api.store.models.matching import EVERY_NODE
@@ -82,7 +84,15 @@ def apps_for_labels(
     selectors = {name: parse_selector(selector) for name, _, selector in apps}
     versions = {name: str(version) for name, version, _ in apps}
     matched = match_all(selectors, labels)
-    return {node: {app: versions[app] for app in sorted(names)} for node, names in matched.items()}
+    pins = {app: pin for app, pin in app_pins(session, namespace).items()
+            if pin.target == versions.get(app)}
+    if not pins:
+        return {node: {app: versions[app] for app in sorted(names)} for node, names in matched.items()}
+    wanted: dict[str, dict[str, str]] = {}
+    for node, names in matched.items():  # an app rolling out in waves: what its pin says
+        values = {app: pins[app].value(node) if app in pins else versions[app] for app in sorted(names)}
+        wanted[node] = {app: value for app, value in values.items() if value is not None}
+    return wanted
 
 
 def _patch(current: Any, wanted: dict[str, str]) -> dict[str, Any] | None:
@@ -127,6 +137,7 @@ def sync_desired_apps(
     """
     with store.session() as session:
         wanted = desired_apps(session, namespace, nodes)
+        rolling = set(app_pins(session, namespace))
     names = sorted(wanted)
     updated = 0
     for start in range(0, len(names), BATCH):
@@ -137,12 +148,25 @@ def sync_desired_apps(
         def change(
             connection: Connection, documents: dict[tuple[str, str], ShadowDocument]
         ) -> list[tuple[str, UpdateOutcome]]:
-            return _rematch(documents, wanted, limits=limits, now=now)
+            outcomes = _rematch(documents, wanted, limits=limits, now=now)
+            shadow_history.record(connection, (
+                shadow_history.revision(namespace, node, outcome, writer=_writer(outcome, rolling))
+                for node, outcome in outcomes))
+            return outcomes
 
         for node, outcome in locked_write(store, [(namespace, node) for node in chunk], change):
             publish_update(publisher, outcome, topics=topics, namespace=namespace, node=node)
             updated += 1
     return updated
+
+
+def _writer(outcome: UpdateOutcome, rolling: set[str]) -> str:
+    """Who made a matching update, for the node's history: ``rollout:APPS`` when an app
+    rolling out in waves changed, else ``matching:APPS`` (the apps whose version moved)."""
+    patch = outcome.request.state.get("desired") or {}
+    apps = sorted(patch.get(APPS_KEY) or {})
+    moved = [app for app in apps if app in rolling]
+    return f"rollout:{','.join(moved)}" if moved else f"matching:{','.join(apps)}"
 
 
 def _rematch(

@@ -32,6 +32,7 @@ from cloud_api.services.certificates import certificate_view
 from cloud_api.services.listing import Page, decode_continue, encode_continue, selector_sql
 from cloud_api.services.matching import request_match
 from cloud_api.services.namespaces import get_namespace
+from cloud_api.services.rollout_state import forget, version_written
 from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.store.models.resources import (
     AppCreate,
@@ -264,6 +265,9 @@ def _write(
         )
     ).one()
     version = int(last or 0) + 1
+    if kind is ResourceKind.APP:  # a rollout (spec.rollout) starts with the version
+        version_written(session, namespace, name, previous=str(row.version) if row else None,
+                        target=str(version), strategy=wire.get("rollout"), now=now)
     view = public_view(kind, wire)
     sealed = box.seal(wire) if kind in SEALED_KINDS else None
     session.add(ResourceVersion(namespace=namespace, kind=kind.value, name=name, version=version,
@@ -327,5 +331,6 @@ def delete_resource(
             session.add(version)
     session.delete(row)
     if kind is ResourceKind.APP:
+        forget(session, namespace, name)
         request_match(session, namespace, now=now)
     session.commit()

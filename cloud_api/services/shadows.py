@@ -24,6 +24,7 @@ from sqlmodel import Session, col
 
 from cloud_api.errors import Busy, NotFound
 from cloud_api.mqtt.transport import Publisher
+from cloud_api.store import shadow_history
 from cloud_api.store.models import Shadow
 from schemas.names import validate_name
 from schemas.payloads import encode_json
@@ -60,12 +61,14 @@ def update_shadow(
     writable: tuple[str, ...],
     now: int,
     limits: ShadowLimits = DEFAULT_LIMITS,
+    writer: str = shadow_history.NODE_WRITER,
 ) -> UpdateOutcome:
     """Validate and apply an update request to a node's shadow (see the module docstring).
 
     ``writable`` names the sections this writer may patch: ``("desired",)`` for REST,
     ``("reported",)`` for a node. Raises Rejection 400/403/404/409/413, or ``Busy`` (429)
-    when the swap lost ``MAX_ATTEMPTS`` times in a row.
+    when the swap lost ``MAX_ATTEMPTS`` times in a row. ``writer`` is who, for the
+    node's history (recorded in the same transaction).
     """
     request = parse_update_request(payload, limits=limits, writable=writable)
     for attempt in range(MAX_ATTEMPTS):
@@ -75,6 +78,8 @@ def update_shadow(
             session, namespace, node, expected=current.version, document=outcome.document
         )
         if swapped:
+            row = shadow_history.revision(namespace, node, outcome, writer=writer)
+            shadow_history.record(session.connection(), [row])
             session.commit()
             return outcome
         session.rollback()

@@ -41,6 +41,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 
 from cloud_api.errors import NotFound, StoreError
+from cloud_api.store import shadow_history
 from cloud_api.store.engine import Store
 from cloud_api.store.shadow_sql import ShadowStatements
 from schemas.errors import Rejection
@@ -85,6 +86,7 @@ class Update(ShadowOp):
     """``shadow/update`` (or a REST PATCH): ``outcome`` once applied and committed."""
 
     request: UpdateRequest = field(kw_only=True)
+    by: str = field(default=shadow_history.NODE_WRITER, kw_only=True)  # who, for the history
     outcome: UpdateOutcome | None = field(default=None, init=False)
 
 
@@ -117,6 +119,9 @@ def write_batch(store: Store, ops: Sequence[ShadowOp], *, now: int, limits: Shad
 
     def apply(connection: Connection, documents: dict[tuple[str, str], ShadowDocument]) -> None:
         _apply(connection, ops, documents, now=now, limits=limits)
+        shadow_history.record(connection, (  # in this transaction, one executemany
+            shadow_history.revision(op.namespace, op.node, op.outcome, writer=op.by)
+            for op in ops if isinstance(op, Update) and op.outcome is not None))
 
     try:
         locked_write(store, [op.key for op in ops], apply)

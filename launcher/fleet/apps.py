@@ -10,7 +10,10 @@ requests and running apps; the simulator keeps its rules and drops the processes
 - a refused fetch (or an answer lacking an item) fails the app -- ``Failed`` with the
   cause -- and holds it for the engine's backoff (10 s, doubling);
 - ``report`` gives ``reported.apps`` and ``reported.appstats`` as ``engine.status``
-  composes them: ``Running`` with its instances, ``Pending`` while fetching, ``Failed``.
+  composes them: ``Running`` with its instances, ``Pending`` while fetching, ``Failed``;
+- a node told to fail an app version (``fail``) runs it and reports it as the native
+  backend reports a process that keeps exiting: ``Failed``, with a cause and restarts,
+  so rollouts gated on reported health can be tried on a simulated fleet.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ class NodeApps:
         self._fetching: dict[str, _Fetch] = {}
         self._problems: dict[str, _Problem] = {}
         self._retry_due: float | None = None  # the first refused fetch to ask again
+        self.failing: set[tuple[str, str]] = set()  # (app, version) that crash when run
+
+    def fail(self, name: str, version: str) -> None:
+        """Make ``version`` of app ``name`` crash whenever this node runs it."""
+        self.failing.add((name, version))
 
     def reconcile(self, desired: dict[str, str], fetch: Fetcher) -> None:
         """Stop what is no longer desired, run what is fetched, fetch what is missing."""
@@ -124,7 +132,12 @@ class NodeApps:
         for name in sorted(desired.keys() | self.running.keys()):
             running, version = self.running.get(name), desired.get(name)
             body: JSONObject
-            if running is not None:
+            if running is not None and (name, running) in self.failing:
+                body = {"version": running, "status": "Failed",
+                        "cause": "exited with code 1 (simulated crash); restarting",
+                        "instances": [{**instance, "status": "Failed", "restarts": 3}
+                                      for instance in self._catalog.instances(name, running)]}
+            elif running is not None:
                 body = {"version": running, "status": "Running",
                         "instances": self._catalog.instances(name, running)}
             else:

@@ -134,6 +134,11 @@ class Fleet:
                 return False
             await asyncio.sleep(0.1)
 
+    def fail(self, app: str, version: str, nodes: list[str] | None = None) -> None:
+        """Make ``version`` of ``app`` crash on ``nodes`` (every node if None) when run."""
+        for node in self.nodes if nodes is None else [self._by_name[name] for name in nodes]:
+            node.apps.fail(app, version)
+
     @property
     def online(self) -> int:
         return len(self._links)

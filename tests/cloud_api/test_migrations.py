@@ -29,7 +29,7 @@ def test_upgrading_a_first_release_database_keeps_its_data(store_url: str) -> No
         store.create_schema()  # -> head
         store.create_schema()  # idempotent
         with store.engine.connect() as connection:
-            assert MigrationContext.configure(connection).get_current_revision() == "0007"
+            assert MigrationContext.configure(connection).get_current_revision() == "0008"
             labels, = connection.execute(text("SELECT labels FROM nodes")).one()
             shadow = connection.execute(text("SELECT desired, version FROM shadows")).one()
             assert "prod" in str(labels) and "fan" in str(shadow[0]) and shadow[1] == 7

@@ -50,6 +50,7 @@ def patch(
             writable=REST_WRITABLE,
             now=context.now(),
             limits=limits,
+            writer=f"rest:token/{token.id}",
         )
     topics = context.settings.topics
     publish_update(publisher, outcome, topics=topics, namespace=namespace, node=node)

@@ -20,6 +20,7 @@ from cloud_api.store.models.activation import (
 )
 from cloud_api.store.models.audit import AuditEntry
 from cloud_api.store.models.events import Event
+from cloud_api.store.models.history import ShadowRevision
 from cloud_api.store.models.matching import PendingMatch
 from cloud_api.store.models.nodes import (
     Namespace,
@@ -35,6 +36,7 @@ from cloud_api.store.models.nodes import (
     NodeUpdate,
 )
 from cloud_api.store.models.resources import Resource, ResourceVersion
+from cloud_api.store.models.rollouts import Rollout, RolloutNode
 from cloud_api.store.models.shadows import Shadow
 from cloud_api.store.models.tokens import (
     ApiToken,
@@ -77,5 +79,8 @@ __all__ = [
     "Resource",
     "ResourceVersion",
     "Role",
+    "Rollout",
+    "RolloutNode",
     "Shadow",
+    "ShadowRevision",
 ]
