@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from cloud_api.errors import CloudError
 from cloud_api.mqtt.transport import NullPublisher, Publisher
+from cloud_api.services import rollout_state
 from cloud_api.services.rollout_state import SUBJECT_KEY, version_written
 from cloud_api.services.rollout_waves import AfterCommit, read_records, read_row, register
 from cloud_api.services.shadows import publish_update
@@ -76,6 +77,14 @@ def start(store: Store, namespace: str, nodes: Collection[str], target: AgentTar
         session.commit()
         row = read_row(session.connection(), (namespace, KIND, NAME), lock=None)
         return {"phase": row["phase"], "message": row["message"]}
+
+
+def forget(store: Store, namespace: str) -> None:
+    """Drop the agent rollout of ``namespace`` (an upgrade set at once replaces it, as an
+    app written without ``spec.rollout`` does)."""
+    with store.session() as session:
+        rollout_state.forget(session, namespace, NAME, kind=KIND)
+        session.commit()
 
 
 def status(session: Session, namespace: str) -> dict[str, Any]:

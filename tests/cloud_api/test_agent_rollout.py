@@ -169,3 +169,10 @@ def test_pause_resume_and_undo_from_the_cli(
     assert targets(api) == {**{n: "1.0.0" for n in NODES[:5]}, "n5": None}
     result = runner.invoke(agent_app, ["rollout", "bogus", *flags])
     assert result.exit_code == 1 and "use status, pause, resume or undo" in result.output
+    cleared = api.post(f"{NS}/agent/upgrade", json={"version": None, "rollout": STRATEGY})
+    assert cleared.status_code == 400 and "needs a version" in cleared.json()["message"]
+    result = runner.invoke(agent_app, ["upgrade", "2.0.0", "--node", "n0", *flags])
+    assert result.exit_code == 0 and "1 of 1 nodes updated" in result.output, result.output
+    assert api.get(f"{NS}/agent/rollout").status_code == 404  # at once: the rollout is over
+    result = runner.invoke(agent_app, ["rollout", "bogus", *flags])
+    assert result.exit_code == 1 and "use status, pause, resume or undo" in result.output

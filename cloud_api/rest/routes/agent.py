@@ -100,6 +100,7 @@ def upgrade(token: CurrentToken, namespace: str, request: UpgradeRequest, contex
         started = agent_rollout.start(context.store, namespace, nodes, target, request.rollout,
                                       now=context.now())
         return {"target": target.to_json(), "nodes": nodes, "updated": [], "rollout": started}
+    agent_rollout.forget(context.store, namespace)  # at once: no wave rollout goes on
     updated = set_agent_target(context.store, namespace, nodes, target, publisher=publisher,
                                topics=context.settings.topics, limits=context.settings.limits,
                                now=context.now())
