@@ -3,7 +3,8 @@
 Why it exists: a rollout moves when nodes report, not when someone calls the API, so
 something must look at it: every ``rollout_poll_seconds`` this thread takes one step of
 every active rollout (``services.rollout_waves.advance``). Every replica runs one; the row
-lock of each rollout makes only one of them move it at a time, and since all of a
+lock of each rollout makes only one of them move it at a time (apps, and the agent's
+own version: ``services.agent_rollout``), and since all of a
 rollout's state is in the database, a restarted cloud simply goes on. When a step owes
 matching (a wave admitted, a rollback), the ``Rematcher`` is told at once.
 
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from cloud_api.services import agent_rollout  # noqa: F401  (registers the agent's Subject)
 from cloud_api.services.rollout_waves import advance
 from cloud_api.settings import CloudSettings
 from cloud_api.store import shadow_history

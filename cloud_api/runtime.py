@@ -46,6 +46,7 @@ from cloud_api.security.limiting import RateLimiter
 from cloud_api.security.revocation import Revocations
 from cloud_api.security.server_certificates import ServerFiles, issue_server_files, load_authority
 from cloud_api.services.activation import activate, issue_activation_token
+from cloud_api.services.agent_rollout import AGENT_SUBJECT
 from cloud_api.services.mqtt_auth import authenticate_certificate
 from cloud_api.services.namespaces import DEFAULT_NAMESPACE, ensure_namespace
 from cloud_api.services.node_certificates import revoke_node_credentials
@@ -110,6 +111,8 @@ class Cloud:
         self.rematcher.start()
         self.rollouts = RolloutDriver(self.store, settings, now=self.context.now,
                                       matching_owed=self.context.matching_owed)
+        AGENT_SUBJECT.configure(lambda: self.context.publisher, topics=settings.topics,
+                                limits=settings.limits)  # the agent's rollouts publish with it
         self.rollouts.start()
         self.app: FastAPI = create_app(self.context)
         self.app.state.authority = self.authority

@@ -465,6 +465,14 @@ class TetherClient:
             "GET", f"/v1/namespaces/{namespace}/agent/upgrade{query}")
         return status
 
+    def agent_rollout(self, action: str, *, namespace: str = DEFAULT_NAMESPACE
+                      ) -> dict[str, Any]:
+        """The agent's wave rollout (``status``), or ``pause``/``resume``/``undo`` it."""
+        path = f"/v1/namespaces/{namespace}/agent/rollout"
+        found: dict[str, Any] = (self._call("GET", path) if action == "status"
+                                 else self._call("POST", f"{path}/{quote(action)}"))
+        return found
+
     def rollout(self, app: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         """The wave rollout of ``app``: ``app_nodes`` plus ``phase``, ``target``, ``stable``,
         ``wave``, ``message``, ``outcomes`` and each node's ``wave``/``outcome``/``cause``."""

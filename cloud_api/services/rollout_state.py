@@ -21,6 +21,9 @@ from cloud_api.store.engine import table_of
 from cloud_api.store.models import Rollout, RolloutNode
 
 APP_KIND = "app"
+SUBJECT_KEY = "subject"
+"""A key of a rollout's stored strategy that is not ``RolloutStrategy``: what its subject
+keeps there (the agent rollout's nodes and targets, say); the engine ignores it."""
 ROLLOUTS = table_of(Rollout)
 ROLLOUT_NODES = table_of(RolloutNode)
 

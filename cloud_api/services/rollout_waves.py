@@ -33,7 +33,7 @@ from sqlmodel import Session
 from cloud_api.errors import NotFound
 from cloud_api.services.matching import request_match
 from cloud_api.services.resources import get_resource
-from cloud_api.services.rollout_state import APP_KIND, ROLLOUT_NODES, ROLLOUTS
+from cloud_api.services.rollout_state import APP_KIND, ROLLOUT_NODES, ROLLOUTS, SUBJECT_KEY
 from cloud_api.services.waves import (
     ACTIVE,
     NodeRecord,
@@ -247,7 +247,8 @@ def _advance_one(store: Store, key: tuple[str, str, str], subject: Subject, *,
         row = read_row(connection, key, lock=None)
         if row is None or Phase(row["phase"]) not in ACTIVE:
             return None
-        strategy = RolloutStrategy.model_validate(row["strategy"])
+        strategy = RolloutStrategy.model_validate(
+            {k: v for k, v in row["strategy"].items() if k != SUBJECT_KEY})
         try:
             scope = subject.scope(session, key[0], key[2])
         except NotFound:  # the app went away; deleting it forgets the rollout anyway
