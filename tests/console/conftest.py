@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - the dev extras install it
     sync_playwright = None  # type: ignore[assignment]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if sync_playwright is None:
         pytest.skip("playwright is not installed: pip install -e '.[dev]'")
@@ -46,7 +46,7 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screenshots() -> Iterator[Path]:
     shutil.rmtree(SHOTS, ignore_errors=True)
     SHOTS.mkdir(parents=True)
@@ -54,7 +54,7 @@ def screenshots() -> Iterator[Path]:
     print(f"\nscreenshots of the console: {SHOTS}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[LocalStack]:
     """A stack whose agent restarts a crashing app within a second or two."""
     config = StackConfig(
@@ -84,7 +84,7 @@ def wait_online(stack: LocalStack, timeout: float = 20.0) -> None:
     pytest.fail(f"the agent did not come online within {timeout} s; see {stack.edge_log}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rest(stack: LocalStack) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {stack.admin_token()}"}
     base = f"{stack.api_url}/v1/namespaces/default"
