@@ -41,3 +41,11 @@ def test_path_down_is_a_timeout_or_no_route_never_a_refusal() -> None:
     assert path_down(OSError(errno.ENETUNREACH, "Network is unreachable"))
     assert not path_down(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
     assert not path_down(ConnectionResetError(errno.ECONNRESET, "reset"))
+
+
+def test_the_broker_is_told_half_the_keepalive_so_its_will_fires_within_the_bound() -> None:
+    # Mosquitto waits up to 2.2 x what it is told (measured): told half, 1.1 x the keepalive
+    from edge_runtime.sync import broker_keepalive
+
+    assert [broker_keepalive(k) for k in (5, 10, 30, 31)] == [3, 5, 15, 16]
+    assert all(2.2 * broker_keepalive(k) <= 1.5 * k for k in range(5, 200))
