@@ -79,7 +79,10 @@ class Busy(Retryable):
 
 
 class StoreUnavailable(Retryable):
-    default_code = ErrorCode.INTERNAL
+    """The database does not answer (down, restarting, unreachable): 503 with Retry-After,
+    which clients and nodes retry; a database error that is a bug stays ``StoreError`` (500)."""
+
+    default_code = ErrorCode.UNAVAILABLE
 
 
 class NodeOffline(Retryable):

@@ -14,7 +14,7 @@ and the ``Cache``. The rules:
   cannot be accounted for means the cache may be wrong: fetch the document again.
 - A changed desired section goes to the reconciler, whose full reported state goes to
   the ``Outbox`` (coalesced, one update in flight, diffs with nulls for removed keys).
-- A rejected update is logged; 409 re-fetches, 429 and 500 retry after ``RETRY_SECONDS``.
+- A rejected update is logged; 409 re-fetches, 429, 500 and 503 retry after ``RETRY_SECONDS``.
 - ``resources/get/accepted|rejected`` go to ``on_resources`` (the engine), inside the
   message's cache batch: the resources an answer brings are stored with one write.
 - Heartbeat: an unacknowledged state is sent again, an update or get whose answer never
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
 CACHE_RETRY_SECONDS = 2.0  # a cache write that failed (full disk) is tried again this often
-RETRYABLE_CODES = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.INTERNAL})
+RETRYABLE_CODES = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE})
 ResourceHandler = Callable[[Suffix, JSONObject], None]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
 import cloud_api.store.models  # noqa: F401  (registers every table on SQLModel.metadata)
@@ -142,16 +142,24 @@ class Store:
             yield
         except CloudError:
             raise
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:  # the server went away, or the connection
             log.warning("database unavailable: %s", exc)
             raise StoreUnavailable(
                 "the database is unavailable; retry shortly", retry_after=2.0
             ) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:  # a lost connection, seen by the pool
+                log.warning("database unavailable: %s", exc)
+                raise StoreUnavailable(
+                    "the database is unavailable; retry shortly", retry_after=2.0
+                ) from exc
+            log.exception("database error")
+            raise StoreError(f"database error: {type(exc).__name__}") from exc
         except SQLAlchemyError as exc:
             log.exception("database error")
             raise StoreError(f"database error: {type(exc).__name__}") from exc
         except self._driver.Error as exc:  # raised by statements sent to the driver itself
-            if isinstance(exc, self._driver.OperationalError):
+            if isinstance(exc, (self._driver.OperationalError, self._driver.InterfaceError)):
                 log.warning("database unavailable: %s", exc)
                 raise StoreUnavailable(
                     "the database is unavailable; retry shortly", retry_after=2.0

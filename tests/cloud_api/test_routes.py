@@ -148,6 +148,6 @@ def test_a_database_that_does_not_answer_is_503_on_healthz_and_retryable_elsewhe
     health = anonymous.get("/healthz")
     assert health.status_code == 503 and health.json()["status"] == "unavailable"
     response = api.get(NODES)
-    assert response.status_code == 500 and response.headers["Retry-After"] == "2"
-    assert response.json() == {"code": 500, "message": "the database is unavailable; retry shortly"}
+    assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+    assert response.json() == {"code": 503, "message": "the database is unavailable; retry shortly"}
     unreachable.dispose()

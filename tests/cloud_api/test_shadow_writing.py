@@ -104,7 +104,8 @@ def test_a_too_large_update_is_refused_alone(cloud: Cloud) -> None:
 
 
 def test_nothing_is_published_when_the_commit_fails(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Durable before accepted: a batch whose commit fails answers every update with 500."""
+    """Durable before accepted: a batch whose commit fails (the database is unavailable)
+    answers every update with 503, which nodes retry."""
     cloud.create_node("n1")
     server, publisher, _ = serve(cloud)
     topics = cloud.settings.topics
@@ -119,7 +120,7 @@ def test_nothing_is_published_when_the_commit_fails(cloud: Cloud, monkeypatch: p
     monkeypatch.undo()
     sent = replies(publisher, "n1")
     assert [(suffix, body["code"]) for suffix, body in sent] == [
-        ("shadow/update/rejected", 500), ("shadow/get/rejected", 500)]
+        ("shadow/update/rejected", 503), ("shadow/get/rejected", 503)]
     with cloud.store.session() as session:
         assert get_document(session, "default", "n1").version == 0
 
