@@ -153,6 +153,22 @@ def _fail(message: str, *, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _cloud_access(server: str | None, token: str | None,
+                  cafile: Path | None) -> tuple[str, str, ssl.SSLContext | bool]:
+    """The cloud's URL, its admin token and how to verify it, or a one-line exit 2."""
+    if server is None:
+        _fail("--server is required (or TETHER_BROKER_SERVER): the cloud's base URL", code=2)
+    if token is None:
+        _fail("--token is required (or TETHER_BROKER_AUTH_TOKEN): the cloud's admin token", code=2)
+    verify: ssl.SSLContext | bool = True
+    if cafile is not None:
+        try:
+            verify = trust(cafile)
+        except CrlSyncError as exc:
+            _fail(str(exc), code=2)
+    return server, token, verify
+
+
 @app.command("mosquitto-config")
 def mosquitto_config(
     output: Annotated[
@@ -261,17 +277,8 @@ def crl_sync(
     open ones off itself).
     It will not start without the file: run with --once before starting it.
     """
-    if server is None:
-        _fail("--server is required (or TETHER_BROKER_SERVER): the cloud's base URL", code=2)
-    if token is None:
-        _fail("--token is required (or TETHER_BROKER_AUTH_TOKEN): the cloud's admin token", code=2)
+    server, token, verify = _cloud_access(server, token, cafile)
     issuer = _load_issuer(cafile) if cafile is not None else None
-    verify: ssl.SSLContext | bool = True
-    if cafile is not None:
-        try:
-            verify = trust(cafile)
-        except CrlSyncError as exc:
-            _fail(str(exc), code=2)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -369,16 +376,7 @@ def nats_config(
     `verify_and_map`, each node confined to its own topics. A revoked node drops out of
     the file at the next fetch; NATS drops its connection at the reload.
     """
-    if server is None:
-        _fail("--server is required (or TETHER_BROKER_SERVER): the cloud's base URL", code=2)
-    if token is None:
-        _fail("--token is required (or TETHER_BROKER_AUTH_TOKEN): the cloud's admin token", code=2)
-    verify: ssl.SSLContext | bool = True
-    if cafile is not None:
-        try:
-            verify = trust(cafile)
-        except CrlSyncError as exc:
-            _fail(str(exc), code=2)
+    server, token, verify = _cloud_access(server, token, cafile)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

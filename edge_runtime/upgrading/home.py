@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.storage import atomic_write_bytes
+from edge_runtime.storage import atomic_write_bytes, fsync_dir
 
 AGENT_DIRNAME = "agent"
 LAUNCHER_ENV = "TETHER_EDGE_LAUNCHER"
@@ -131,7 +131,7 @@ class AgentHome:
         except OSError:
             temporary.unlink(missing_ok=True)
             raise
-        _sync_dir(name.parent)
+        fsync_dir(name.parent)
 
     @staticmethod
     def points_at(link: Path, prefix: Path) -> bool:
@@ -142,7 +142,7 @@ class AgentHome:
 
     def unlink(self, link: Path) -> None:
         link.unlink(missing_ok=True)
-        _sync_dir(link.parent)
+        fsync_dir(link.parent)
 
     # -- state ------------------------------------------------------------------------
     def load(self) -> UpgradeState | None:
@@ -159,16 +159,3 @@ class AgentHome:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write_bytes(self.state_path, body, mode=0o600)
 
-
-def _sync_dir(directory: Path) -> None:
-    """fsync a directory so a rename in it survives a power cut, not only a kill."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
