@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,8 +39,12 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SCHEMA_LOCK_ID = 0x7E7E_0001
 
 
-# 19 digits or more: an integer that may not fit 64 bits, which orjson would turn into a float
-_LONG_NUMBER = re.compile(r"\d{19}")
+# 19 digits or more: an integer that may not fit 64 bits, which orjson would turn into a float.
+# Found by mapping every digit to 0 and looking for 19 zeros: bytes.translate and ``in`` run
+# in C, ~2 µs for a 1.4 kB document where re.search(r"\d{19}") took ~26 µs (py-spy had the
+# regex at 13 % of the cloud's CPU under a stream of updates).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
 
 
 def encode_stored_json(value: Any) -> str:
@@ -53,11 +56,10 @@ def decode_stored_json(text: str | bytes) -> Any:
     """A JSON column's value. orjson, several times faster than the standard library, reads
     integers beyond 64 bits as floats and loses their digits; a text holding a number that
     long (rare) is read by the standard library instead, which keeps them."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    if _LONG_NUMBER.search(text):
-        return json.loads(text)
-    return orjson.loads(text)
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    if _LONG_NUMBER in data.translate(_DIGITS_TO_ZERO):
+        return json.loads(data)
+    return orjson.loads(data)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -102,6 +104,9 @@ class Store:
         self.write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
         # the DBAPI module: ``store.shadow_sql`` sends statements to it directly
         self._driver: Any = self.engine.dialect.dbapi
+        self._kept = threading.local()  # each thread's kept connection (``kept_connection``)
+        self._kept_all: set[Connection] = set()  # every thread's, to close them with the store
+        self._kept_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -128,12 +133,54 @@ class Store:
         with self._errors_wrapped(), self.engine.connect() as connection:
             yield connection
 
+    @contextmanager
+    def kept_connection(self) -> Iterator[Connection]:
+        """``connect``, on the calling thread's own connection, kept checked out between uses.
+
+        For the bridge workers, a bounded set of threads serving batch after batch: a pool
+        checkout, the reset on checkin and (PostgreSQL) the pre-ping's round trip were ~7 % of
+        the cloud's CPU under a stream of updates. What is not committed when the block ends
+        is rolled back, as with ``connect``. A connection whose block raised is closed (the
+        pool invalidates it if it is broken) and the next block opens another: after a
+        database outage, the first batch fails (503, retried by nodes) and the next is served.
+        """
+        with self._errors_wrapped():
+            connection: Connection | None = getattr(self._kept, "connection", None)
+            if connection is None:
+                connection = self.engine.connect()
+                self._kept.connection = connection
+                with self._kept_lock:
+                    self._kept_all.add(connection)
+            try:
+                yield connection
+                if connection.in_transaction():
+                    connection.rollback()
+            except BaseException:
+                self._forget_kept(connection)
+                raise
+
+    def _forget_kept(self, connection: Connection) -> None:
+        self._kept.connection = None
+        with self._kept_lock:
+            self._kept_all.discard(connection)
+        try:
+            connection.close()
+        except Exception:  # already broken: the pool has let it go
+            log.debug("closing a failed kept connection", exc_info=True)
+
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers."""
         with self._errors_wrapped(), self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def close(self) -> None:
+        with self._kept_lock:
+            kept, self._kept_all = list(self._kept_all), set()
+        for connection in kept:
+            try:
+                connection.close()
+            except Exception:  # a thread may still be using it: the process is stopping
+                log.debug("closing a kept connection", exc_info=True)
         self.engine.dispose()
 
     @contextmanager
