@@ -114,7 +114,8 @@ class ShadowServer:
         self._refuse_revoked(steps)
         ops = [step.op for step in steps if step.op is not None and step.error is None]
         try:
-            write_batch(self.store, ops, now=self.now(), limits=self.limits)
+            # the bridge's workers are the only callers: each keeps its own connection
+            write_batch(self.store, ops, now=self.now(), limits=self.limits, kept=True)
         except Exception:  # write_batch turns database errors into op errors; this is a bug
             log.exception("failed to serve a batch of %d shadow operations", len(ops))
             for op in ops:

@@ -109,10 +109,14 @@ class Presence(ShadowOp):
 Change = Callable[[Connection, dict[tuple[str, str], ShadowDocument]], T]
 
 
-def write_batch(store: Store, ops: Sequence[ShadowOp], *, now: int, limits: ShadowLimits) -> None:
+def write_batch(
+    store: Store, ops: Sequence[ShadowOp], *, now: int, limits: ShadowLimits, kept: bool = False,
+) -> None:
     """Serve ``ops`` in one transaction (see the module docstring); results go on each op.
 
     If the database fails, every op gets the error (``StoreUnavailable``/``StoreError``).
+    ``kept``: on the calling thread's kept connection (``Store.kept_connection``), for
+    threads that do nothing else, like the bridge workers.
     """
     if not ops:
         return
@@ -124,24 +128,28 @@ def write_batch(store: Store, ops: Sequence[ShadowOp], *, now: int, limits: Shad
             for op in ops if isinstance(op, Update) and op.outcome is not None))
 
     try:
-        locked_write(store, [op.key for op in ops], apply)
+        locked_write(store, [op.key for op in ops], apply, kept=kept)
     except Rejection as exc:
         for op in ops:
             op.error = exc
 
 
-def locked_write(store: Store, keys: Iterable[tuple[str, str]], change: Change[T]) -> T:
+def locked_write(
+    store: Store, keys: Iterable[tuple[str, str]], change: Change[T], *, kept: bool = False,
+) -> T:
     """Read the documents of ``keys`` with their rows locked, let ``change`` replace entries
     of the dict it is given, swap every changed document, commit; return what ``change``
     returned. Matching's fan-out writes through here too.
 
     ``store.write_lock`` (SQLite) first serialises this process's writers: waiting on a
     Python lock is prompt where SQLite's busy handler sleeps. Rolled back and run again
-    (``change`` too) if a swap loses; ``StoreError`` after ``MAX_ATTEMPTS``.
+    (``change`` too) if a swap loses; ``StoreError`` after ``MAX_ATTEMPTS``. ``kept``: see
+    ``write_batch``.
     """
     keys = list(keys)
     for attempt in range(MAX_ATTEMPTS):
-        with store.write_lock or nullcontext(), store.connect() as connection:
+        connecting = store.kept_connection() if kept else store.connect()
+        with store.write_lock or nullcontext(), connecting as connection:
             connection.begin()  # the statements of store.shadow_sql bypass SQLAlchemy's autobegin
             if connection.dialect.name == "sqlite":  # the writer lock now, not at the first write
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
