@@ -8,6 +8,7 @@ subscription or escape a node's own root.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from schemas.errors import ErrorCode, Rejection
 
@@ -16,11 +17,14 @@ _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def is_valid_name(value: object) -> bool:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_NAME_LENGTH
-        and _LABEL.fullmatch(value) is not None
-    )
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH and _is_label(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _is_label(value: str) -> bool:
+    """Cached: the cloud checks the same few thousand names on every message it parses and
+    every topic it builds (the regex was ~3 % of its CPU under a stream of updates)."""
+    return _LABEL.fullmatch(value) is not None
 
 
 def validate_name(value: object, *, kind: str = "name") -> str:

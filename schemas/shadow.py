@@ -43,6 +43,8 @@ DEFAULT_LIMITS = ShadowLimits()
 # -- JSON helpers ----------------------------------------------------------------------
 def json_equal(a: Any, b: Any) -> bool:
     """Equality of JSON values, where ``true`` is not ``1`` (unlike Python's ``==``)."""
+    if a is b:  # the algebra shares what an update leaves alone: a report leaves desired
+        return True
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
