@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cloud_api.errors import CloudError
-from cloud_api.runtime import Cloud, bind_http, serve_http
+from cloud_api.runtime import Cloud, bind_http, freeze_startup_heap, serve_http
 from cloud_api.security.server_certificates import issue_server_files, load_authority
 from cloud_api.settings import CloudSettings
 
@@ -161,6 +161,7 @@ def serve(
         if tls_generate:
             console.print(f"  HTTPS certificate: {escape(str(settings.tls_certfile))} "
                           f"(clients trust {escape(str(settings.ca_certfile or settings.ca_dir / 'ca.crt'))})")
+        freeze_startup_heap()
         serve_http(cloud.app, sock, log_level=log_level,
                    tls_certfile=settings.tls_certfile, tls_keyfile=settings.tls_keyfile)
 

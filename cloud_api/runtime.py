@@ -14,6 +14,7 @@ files) and ``revocations`` (subscribe the broker's disconnect to it).
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -323,6 +324,19 @@ def bind_http(host: str, port: int, *, flag: str = "--http-port") -> socket.sock
             reason = f"cannot listen on {host}:{port}: {exc.strerror}"
         raise ConfigError(f"{reason}: choose another with {flag}") from exc
     return sock
+
+
+def freeze_startup_heap() -> None:
+    """Leave what the process holds once started out of every later garbage collection.
+
+    Why: the modules, the app, its routes and models are ~195,000 objects that live as long
+    as the process. Python's full collections walked them all each time, and at 10,000 nodes
+    a full collection was a 100-180 ms pause of every thread (the GIL is held), dozens of them
+    during a rollout (``tether bench fleet``: 59 pauses over 5 ms, 5.3 s, in one run; 35 and
+    0.9 s with this). Objects made later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def serve_http(
