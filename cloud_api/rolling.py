@@ -65,9 +65,8 @@ class RolloutDriver:
                      moved.message)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.settings.history_prune_seconds
-            with self.store.connect() as connection:
+            with self.store.writing() as connection:
                 deleted, self._pruned_to = shadow_history.prune(
                     connection, keep=self.settings.history_keep, since_id=self._pruned_to)
-                connection.commit()
             if deleted:
                 log.info("pruned %d shadow history row(s)", deleted)

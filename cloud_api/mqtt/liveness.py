@@ -98,7 +98,7 @@ class Liveness:
         with self._lock:
             heard, self._heard = self._heard, {}
         now = self._now()
-        with self.store.connect() as connection:
+        with self.store.writing() as connection:
             if heard:
                 connection.execute(
                     NODES.update()
@@ -118,7 +118,6 @@ class Liveness:
                 )]
                 if silent:
                     connection.execute(NODES.update().where(stale).values(online=False))
-            connection.commit()
         for namespace, name in silent:
             log.info("node %s/%s silent for over %ss: offline", namespace, name, self.timeout)
         return silent

@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,23 @@ class Store:
         what is not committed when the block ends is rolled back."""
         with self._errors_wrapped(), self.engine.connect() as connection:
             yield connection
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed if the block ends without an error.
+
+        For the background writers (liveness, events, history pruning). On SQLite it holds
+        ``write_lock`` and the database's writer lock from the start (``BEGIN IMMEDIATE``), as
+        the shadow write path does: each waits for the other on a Python lock, which wakes a
+        waiter at once. Without it, a bridge batch meeting a sweep's transaction waited in
+        SQLite's busy handler, which sleeps 1, 2, 5, 10 ms... between tries.
+        """
+        with self.write_lock or nullcontext(), self.connect() as connection:
+            connection.begin()
+            if self.is_sqlite:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+            connection.commit()
 
     @contextmanager
     def kept_connection(self) -> Iterator[Connection]:

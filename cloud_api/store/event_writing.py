@@ -220,9 +220,8 @@ class EventWriter:
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         try:
-            with self.store.connect() as connection:
+            with self.store.writing() as connection:
                 self.stored += upsert_rows(connection, rows)
-                connection.commit()
             self._touched.update((row["namespace"], row["node"]) for row in rows)
         except Exception:  # a database hiccup loses this batch, never the writer
             log.exception("could not store %d events", len(rows))
@@ -232,11 +231,10 @@ class EventWriter:
         self._next_prune = time.monotonic() + self.prune_seconds
         nodes, self._touched = sorted(self._touched), set()
         try:
-            with self.store.connect() as connection:
+            with self.store.writing() as connection:
                 deleted = prune(connection, now=self._now(), nodes=nodes,
                                 retention_seconds=self.retention_seconds,
                                 max_per_node=self.max_per_node)
-                connection.commit()
         except Exception:
             log.exception("could not prune events")
             return

@@ -93,3 +93,17 @@ def test_a_kept_connection_that_failed_is_replaced(store: Store) -> None:
         assert second.execute(text("SELECT 1")).scalar() == 1
     store.close()
     assert second.closed  # closed with the store
+
+
+def test_background_writes_hold_the_write_lock_and_commit_or_roll_back(store: Store) -> None:
+    assert store.write_lock is not None
+    with store.writing() as connection:
+        assert store.write_lock.locked()  # the bridge's batches queue behind it, and it behind them
+        connection.execute(text("INSERT INTO namespaces (name, created_at) VALUES ('kept', 1)"))
+    assert not store.write_lock.locked()
+    with pytest.raises(RuntimeError), store.writing() as connection:
+        connection.execute(text("INSERT INTO namespaces (name, created_at) VALUES ('lost', 1)"))
+        raise RuntimeError("the block failed")
+    with store.connect() as connection:
+        names = connection.execute(text("SELECT name FROM namespaces")).scalars().all()
+    assert names == ["kept"]
