@@ -86,7 +86,10 @@ class CloudSettings(BaseSettings):
     max_state_bytes: int = Field(default=256 * 1024, gt=0)
     max_depth: int = Field(default=10, gt=0)
     max_client_token_bytes: int = Field(default=64, gt=0)
-    bridge_workers: int = Field(default=2, ge=1, le=64)
+    bridge_workers: int = Field(
+        default=1, ge=1, le=64,
+        description="threads serving node messages; one batches most (SQLite has one writer anyway)",
+    )
     bridge_queue_size: int = Field(default=10_000, ge=1, description="per worker; full -> 429")
     audit_max_rows: int = Field(default=1_000_000, ge=1000, description="audit rows kept")
     audit_max_age_days: int = Field(default=90, ge=1, description="audit rows older are pruned")

@@ -7,8 +7,12 @@ many as are waiting at a time, and call the handler (``ShadowServer.handle_batch
 batch: one transaction and one commit serve them all (group commit,
 ``store/shadow_writing``). A message goes to the worker chosen by a hash of its
 ``(namespace, node)``: one node's requests are answered in the order it sent them,
-while different nodes are served in parallel. A request finding its queue full
-(``bridge_queue_size``) is answered with 429 at once; a ``status`` is always queued.
+while different nodes are served in parallel. One worker is the default: with the GIL
+and SQLite's one writer, two workers split the batches and contend for both (10 nodes
+updating at 10,000: 1,752/s with two, 2,358/s with one; on PostgreSQL 1,584/s and
+1,822/s at 200 nodes); a remote database whose round trips dominate may want more. A
+request finding its queue full (``bridge_queue_size``) is answered with 429 at once; a
+``status`` is always queued.
 
 The client speaks MQTT 3.1.1 at QoS 1, so it works with amqtt and Mosquitto alike; with a
 share group it subscribes with ``$share/GROUP/...`` so several replicas split the traffic.

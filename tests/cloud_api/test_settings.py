@@ -19,7 +19,7 @@ def test_defaults_derive_from_the_data_dir(tmp_path: Path) -> None:
     assert settings.node_mqtt_url == settings.mqtt_url == "mqtt://127.0.0.1:1883"
     assert settings.limits == ShadowLimits()
     assert settings.topics.root == "tether/v1"
-    assert settings.share_group is None and settings.bridge_workers == 2
+    assert settings.share_group is None and settings.bridge_workers == 1
 
 
 def test_the_environment_is_read_when_built_not_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
