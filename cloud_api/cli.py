@@ -153,6 +153,7 @@ def serve(
         cloud.start_bridge()
         if settings.share_group and (problem := cloud.verify_share_group()) is not None:
             raise fail(problem)
+        freeze_startup_heap()  # before the banner, which tells that the API is up
         console.print(f"[bold]Tether cloud[/bold] API: {settings.public_url}")
         console.print(f"  admin token: {escape(cloud.admin_token_path)}")
         if embedded_broker:
@@ -161,7 +162,6 @@ def serve(
         if tls_generate:
             console.print(f"  HTTPS certificate: {escape(str(settings.tls_certfile))} "
                           f"(clients trust {escape(str(settings.ca_certfile or settings.ca_dir / 'ca.crt'))})")
-        freeze_startup_heap()
         serve_http(cloud.app, sock, log_level=log_level,
                    tls_certfile=settings.tls_certfile, tls_keyfile=settings.tls_keyfile)
 

@@ -323,6 +323,9 @@ def bind_http(host: str, port: int, *, flag: str = "--http-port") -> socket.sock
         else:
             reason = f"cannot listen on {host}:{port}: {exc.strerror}"
         raise ConfigError(f"{reason}: choose another with {flag}") from exc
+    # listening now: a client that connects before the server's loop runs waits in the
+    # backlog instead of being refused (the banner is printed before uvicorn starts)
+    sock.listen(2048)
     return sock
 
 
