@@ -25,6 +25,7 @@ from cloud_api.services.secrets_crypto import SecretBox
 from cloud_api.store.engine import table_of
 from cloud_api.store.models import Node, ResourceVersion, Shadow
 from schemas.errors import ErrorCode, Rejection
+from schemas.payloads import encode_json
 from schemas.resources import App, ResourceItem, ResourceKind
 from schemas.shadow import APPS_KEY, ShadowLimits, parse_client_token
 
@@ -166,31 +167,31 @@ def app_rollout(session: Session, namespace: str, name: str) -> dict[str, Any]:
     """The nodes an app is matched to, with what they report of it: the JSON of an
     ``AppRollout``, built as plain data (10,000 pydantic rows cost 100 ms to make and dump).
 
-    Only the three values it needs leave the database (``desired.apps.NAME``,
-    ``reported.apps.NAME``, ``reported.appstats.NAME.status``, extracted as text by
-    SQLite's ``json_extract`` or PostgreSQL's ``#>>``), not every node's documents.
+    Only what it needs leaves the database (``desired.apps.NAME``, ``reported.apps.NAME``
+    and the object ``reported.appstats.NAME``, extracted by SQLite's ``json_extract`` or
+    PostgreSQL's ``->``), not every node's documents. Each extraction re-reads a document's
+    JSON text on PostgreSQL (~15 µs a row): taking ``appstats.NAME`` whole, and its status,
+    cause and instances from it here, measured 222-277 -> 133-178 ms for 10,000 rows.
     """
     app, _ = get_resource(session, namespace, ResourceKind.APP, name)
     shadows, nodes_table = table_of(Shadow), table_of(Node)
     desired = shadows.c.desired[(APPS_KEY, name)].as_string()
-    stats = shadows.c.reported[("appstats", name)]
     query = (
         select(shadows.c.node, desired, shadows.c.reported[(APPS_KEY, name)].as_string(),
-               shadows.c.reported[("appstats", name, "status")].as_string(), nodes_table.c.online,
-               shadows.c.reported[("appstats", name, "cause")].as_string(),
-               stats["instances"])
+               nodes_table.c.online, shadows.c.reported[("appstats", name)])
         .join(nodes_table, and_(nodes_table.c.namespace == shadows.c.namespace,
                                 nodes_table.c.name == shadows.c.node))
         .where(shadows.c.namespace == namespace, desired.is_not(None))
         .order_by(shadows.c.node)
     )
-    nodes = [
-        {"node": node, "desiredVersion": desired_version, "reportedVersion": reported_version,
-         "status": status, "online": bool(online), "cause": cause,
-         "restarts": _restarts(instances)}
-        for node, desired_version, reported_version, status, online, cause, instances
-        in session.connection().execute(query)
-    ]
+    nodes = []
+    for node, desired_version, reported_version, online, stats in session.connection().execute(query):
+        stats = stats if isinstance(stats, dict) else {}
+        nodes.append({
+            "node": node, "desiredVersion": desired_version, "reportedVersion": reported_version,
+            "status": _as_text(stats.get("status")), "online": bool(online),
+            "cause": _as_text(stats.get("cause")), "restarts": _restarts(stats.get("instances")),
+        })
     counts = {
         "matched": len(nodes),
         "updated": sum(n["reportedVersion"] == n["desiredVersion"] for n in nodes),
@@ -199,6 +200,13 @@ def app_rollout(session: Session, namespace: str, name: str) -> dict[str, Any]:
         "offline": sum(not n["online"] for n in nodes),
     }
     return {"app": name, "version": str(app.version), "counts": counts, "nodes": nodes}
+
+
+def _as_text(value: Any) -> str | None:
+    """A reported value as the text the status columns show (a node may report anything)."""
+    if value is None or isinstance(value, str):
+        return value
+    return encode_json(value).decode("utf-8")
 
 
 def _restarts(instances: Any) -> int:

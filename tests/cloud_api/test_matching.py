@@ -153,3 +153,37 @@ def test_invalid_node_labels_are_400(api: httpx.Client) -> None:
     api.post(f"{NS}/nodes", json={"name": "n1"})
     response = api.patch(f"{NS}/nodes/n1", json={"labels": {"env": "bad value"}})
     assert response.status_code == 400 and "label value" in response.json()["message"]
+
+
+def test_rollout_status_reads_what_each_node_reports_of_the_app(
+    cloud: Cloud, api: httpx.Client
+) -> None:
+    from cloud_api.services.shadows import update_shadow
+
+    assert api.post(f"{NS}/apps", json=app_body("web", "env=prod")).status_code == 201
+    for node in ("a", "b", "c", "d"):
+        api.post(f"{NS}/nodes", json={"name": node, "labels": {"env": "prod"}})
+    settle(cloud)
+    instances = [{"name": "main-0", "restarts": 1}, {"name": "main-1", "restarts": 2},
+                 {"name": "main-2", "restarts": "x"}]
+    reports = {
+        "a": {"apps": {"web": "1"}, "appstats": {"web": {"status": "Running", "instances": instances}}},
+        "b": {"apps": {"web": "1"}, "appstats": {"web": {"status": "Failed", "cause": "image pull"}}},
+        "c": {"apps": {"web": "1"}, "appstats": {"web": "not an object"}},
+        "d": {"appstats": {"web": {"status": 5, "cause": {"code": 1}}}},
+    }
+    with cloud.store.session() as session:
+        for node, report in reports.items():
+            update_shadow(session, "default", node, {"state": {"reported": report}},
+                          writable=("reported",), now=1)
+    rollout = api.get(f"{NS}/apps/web/nodes").json()
+    by_node = {n["node"]: (n["reportedVersion"], n["status"], n["cause"], n["restarts"])
+               for n in rollout["nodes"]}
+    assert by_node == {
+        "a": ("1", "Running", None, 3),
+        "b": ("1", "Failed", "image pull", 0),
+        "c": ("1", None, None, 0),
+        "d": (None, "5", '{"code":1}', 0),
+    }
+    assert rollout["counts"] == {"matched": 4, "updated": 3, "running": 1, "failed": 1,
+                                 "offline": 4}
