@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -165,11 +165,7 @@ def locked(store: Store) -> Iterator[Session]:
     """A session in one transaction, holding the write lock on SQLite; committed when the
     block ends without an error (the session only flushes: the connection owns the
     transaction), rolled back otherwise."""
-    with store.write_lock or nullcontext(), store.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.begin()  # ours, not the session's: closing the session keeps it
+    with store.write_transaction() as connection:  # ours, not the session's: it outlives it
         with Session(bind=connection) as session:
             yield session
             session.flush()

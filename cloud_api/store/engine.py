@@ -134,19 +134,29 @@ class Store:
             yield connection
 
     @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """A connection in a write transaction, committed if the block ends without an error.
+    def write_transaction(self, *, kept: bool = False) -> Iterator[Connection]:
+        """A connection in a transaction that holds the write lock from its start; the caller
+        commits, and what is not committed when the block ends is rolled back.
 
-        For the background writers (liveness, events, history pruning). On SQLite it holds
-        ``write_lock`` and the database's writer lock from the start (``BEGIN IMMEDIATE``), as
-        the shadow write path does: each waits for the other on a Python lock, which wakes a
-        waiter at once. Without it, a bridge batch meeting a sweep's transaction waited in
-        SQLite's busy handler, which sleeps 1, 2, 5, 10 ms... between tries.
+        On SQLite that is ``write_lock``, then the database's writer lock (``BEGIN
+        IMMEDIATE``): every writer of this process queues on the Python lock, which wakes a
+        waiter at once, where SQLite's busy handler sleeps 1, 2, 5, 10 ms... between tries (a
+        bridge batch meeting a liveness sweep used to wait there). On PostgreSQL, a plain
+        transaction: row locks are the statements' business. ``kept``: on the calling
+        thread's kept connection (``kept_connection``).
         """
-        with self.write_lock or nullcontext(), self.connect() as connection:
-            connection.begin()
+        connecting = self.kept_connection() if kept else self.connect()
+        with self.write_lock or nullcontext(), connecting as connection:
+            connection.begin()  # explicit: statements sent to the driver bypass autobegin
             if self.is_sqlite:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """``write_transaction``, committed if the block ends without an error: for the
+        background writers (liveness, events, history pruning)."""
+        with self.write_transaction() as connection:
             yield connection
             connection.commit()
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -141,18 +140,14 @@ def locked_write(
     of the dict it is given, swap every changed document, commit; return what ``change``
     returned. Matching's fan-out writes through here too.
 
-    ``store.write_lock`` (SQLite) first serialises this process's writers: waiting on a
-    Python lock is prompt where SQLite's busy handler sleeps. Rolled back and run again
+    ``Store.write_transaction`` takes the write lock first (on SQLite, this process's
+    writers queue on a Python lock, then ``BEGIN IMMEDIATE``). Rolled back and run again
     (``change`` too) if a swap loses; ``StoreError`` after ``MAX_ATTEMPTS``. ``kept``: see
     ``write_batch``.
     """
     keys = list(keys)
     for attempt in range(MAX_ATTEMPTS):
-        connecting = store.kept_connection() if kept else store.connect()
-        with store.write_lock or nullcontext(), connecting as connection:
-            connection.begin()  # the statements of store.shadow_sql bypass SQLAlchemy's autobegin
-            if connection.dialect.name == "sqlite":  # the writer lock now, not at the first write
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        with store.write_transaction(kept=kept) as connection:
             documents = read_documents(connection, keys)
             originals = dict(documents)
             result = change(connection, documents)
