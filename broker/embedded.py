@@ -40,6 +40,9 @@ __all__ = ["EmbeddedBroker", "run_in_thread"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# amqtt's own shutdown takes milliseconds; past this, connections are dropped (``_shut_down``)
+SHUTDOWN_GRACE_SECONDS = 5.0
+
 
 class EmbeddedBroker:
     """One amqtt broker with Tether's authentication and topic ACL.
@@ -65,6 +68,7 @@ class EmbeddedBroker:
         self._tls_port: int | None = None
         self._recheck_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.shutdown_grace_seconds = SHUTDOWN_GRACE_SECONDS
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -142,7 +146,7 @@ class EmbeddedBroker:
             await asyncio.gather(task, return_exceptions=True)
         broker, self._broker = self._broker, None
         if broker is not None:
-            await broker.shutdown()
+            await _shut_down(broker, self.shutdown_grace_seconds)
 
     # -- revocation ----------------------------------------------------------------------
     async def disconnect_user(self, username: str) -> int:
@@ -233,6 +237,25 @@ def _bound_port(broker: TetherBroker, listener: str = "default") -> int:
     for sock in sockets:
         return int(sock.getsockname()[1])
     raise BrokerStartError("the MQTT broker started but reports no listening socket")
+
+
+async def _shut_down(broker: TetherBroker, grace: float) -> None:
+    """amqtt's shutdown, which closes each session and its connection in turn; if that has
+    not finished within ``grace`` seconds, the listeners are closed and every connection
+    dropped (``TetherBroker.abort_connections``), and the shutdown is cancelled.
+
+    Without a bound, one shutdown that did not return (seen once in CI, not reproduced) kept
+    the broker's port and loop, and every broker started after it in that process failed.
+    """
+    shutdown = asyncio.ensure_future(broker.shutdown())
+    done, _ = await asyncio.wait({shutdown}, timeout=grace)
+    if shutdown in done:
+        shutdown.result()  # its error, if it raised
+        return
+    log.warning("the MQTT broker did not shut down within %ss: dropping its connections", grace)
+    broker.abort_connections()
+    shutdown.cancel()
+    await asyncio.gather(shutdown, return_exceptions=True)
 
 
 # -- in a thread -------------------------------------------------------------------------

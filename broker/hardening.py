@@ -205,6 +205,7 @@ class TetherBroker(Broker):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
+        self._writers: set[asyncio.StreamWriter] = set()  # every open connection's
         self._access = access
         self._max_packet_bytes = max_packet_bytes
         self._connect_timeout = connect_timeout
@@ -258,13 +259,24 @@ class TetherBroker(Broker):  # type: ignore[misc]
     ) -> None:
         peer = _Peer(listener_name, _peer_certificate(writer))
         bounded = _BoundedReader(reader, writer, self._max_packet_bytes, peer)
+        self._writers.add(writer)
         try:
             await self._client_connected(listener_name, bounded, StreamWriterAdapter(writer))
         finally:
             # This connection is over. amqtt leaves the socket open on some paths (a
             # connection still in its CONNECT when the broker stops, errors before a
             # session exists); close it here so no socket outlives its event loop.
+            self._writers.discard(writer)
             writer.close()
+
+    def abort_connections(self) -> None:
+        """Stop listening and drop every connection at once, unsent data and all: for a
+        shutdown that did not finish (``broker.embedded``)."""
+        for server in self._servers.values():
+            if server.instance is not None:
+                server.instance.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
 
     # -- 1, 3, 4, 5: CONNECT handling -----------------------------------------------------
     async def _initialize_client_session(

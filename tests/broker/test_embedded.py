@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ import broker.embedded
 from broker.access import password_table
 from broker.embedded import EmbeddedBroker, run_in_thread
 from broker.errors import BrokerError, BrokerStartError, BrokerStateError, PortInUse
+from broker.hardening import TetherBroker
 from broker.settings import BrokerSettings
 from tests.broker.clients import Probe
 from tests.broker.conftest import NODE_A, PASSWORDS
@@ -87,6 +89,30 @@ def test_lifecycle_in_an_event_loop(settings: BrokerSettings) -> None:
         await embedded.stop()  # twice is fine
 
     asyncio.run(scenario())
+
+
+def test_a_shutdown_that_hangs_still_stops_the_broker_and_frees_its_port(
+    settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """amqtt's shutdown once did not return (CI): the broker must stop anyway, dropping its
+    connections, so that the next broker in the process can start on the same port."""
+    async def never(_broker: object, _client_id: str) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(TetherBroker, "_cleanup_session", never)
+    with run_in_thread(settings, AUTH) as running:
+        running.shutdown_grace_seconds = 0.5
+        port = running.port
+        probe = Probe(port, NODE_A, PASSWORDS[NODE_A])
+        probe.connect()  # a session for the shutdown to hang on
+        started = time.monotonic()
+    assert time.monotonic() - started < 3
+    monkeypatch.undo()
+    try:
+        with run_in_thread(settings.model_copy(update={"port": port}), AUTH) as again:
+            assert again.port == port
+    finally:
+        probe.close()
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
