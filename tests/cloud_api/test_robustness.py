@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cloud_api.metrics import Metrics
@@ -145,9 +145,13 @@ def server(cloud: Cloud) -> tuple[ShadowServer, MemoryPublisher]:
     ),
     payload=bodies | st.just(DEEP) | st.just(DEEP_OBJECT),
 )
-def test_fuzzed_messages_get_one_4xx_reply_or_none(
+# a valid update, which the fuzzer finds only now and then (CI did once)
+@example(suffix=Suffix.SHADOW_UPDATE, payload=b'{"state":{"reported":null}}')
+def test_fuzzed_messages_get_one_answer_and_never_a_5xx(
     server: tuple[ShadowServer, MemoryPublisher], suffix: Suffix, payload: bytes
 ) -> None:
+    """One 4xx rejection, or the accepted answer (then, for an update, its delta and
+    documents), or nothing for a topic without replies."""
     shadow_server, publisher = server
     publisher.clear()
     topic = shadow_server.topics.topic("default", "n1", suffix)
@@ -156,8 +160,13 @@ def test_fuzzed_messages_get_one_4xx_reply_or_none(
     if suffix not in REPLIES:
         assert replies == []
         return
-    (reply,) = replies
     accepted, rejected = REPLIES[suffix]
-    assert reply.topic.endswith(accepted.value) or reply.topic.endswith(rejected.value)
-    if reply.topic.endswith(rejected.value):
-        assert 400 <= reply.json()["code"] < 500
+    first, *also = replies
+    if first.topic.endswith(rejected.value):
+        assert also == []
+        assert 400 <= first.json()["code"] < 500
+        return
+    assert first.topic.endswith(accepted.value)
+    published_too = ((Suffix.SHADOW_UPDATE_DELTA.value, Suffix.SHADOW_UPDATE_DOCUMENTS.value)
+                     if suffix == Suffix.SHADOW_UPDATE else ())
+    assert all(message.topic.endswith(published_too) for message in also)
