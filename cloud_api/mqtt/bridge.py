@@ -9,8 +9,8 @@ batch: one transaction and one commit serve them all (group commit,
 ``(namespace, node)``: one node's requests are answered in the order it sent them,
 while different nodes are served in parallel. One worker is the default: with the GIL
 and SQLite's one writer, two workers split the batches and contend for both (10 nodes
-updating at 10,000: 1,752/s with two, 2,358/s with one; on PostgreSQL 1,584/s and
-1,822/s at 200 nodes); a remote database whose round trips dominate may want more. A
+updating at 10,000: 1,752/s with two, 2,358/s with one; on PostgreSQL 1,192-1,325/s
+and 1,464-1,511/s); a remote database whose round trips dominate may want more. A
 request finding its queue full (``bridge_queue_size``) is answered with 429 at once; a
 ``status`` is always queued.
 
