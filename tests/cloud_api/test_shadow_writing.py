@@ -23,8 +23,8 @@ from cloud_api.services.nodes import get_node
 from cloud_api.services.shadows import get_document, update_shadow
 from cloud_api.settings import CloudSettings
 from cloud_api.store.engine import Store
-from cloud_api.store.shadow_writing import Fetch, Update, write_batch
-from schemas.shadow import DEFAULT_LIMITS, ShadowLimits, UpdateRequest
+from cloud_api.store.shadow_writing import Fetch, Update, locked_write, write_batch
+from schemas.shadow import DEFAULT_LIMITS, ShadowLimits, UpdateRequest, apply_update
 from schemas.topics import Suffix, TopicScheme
 
 
@@ -220,3 +220,30 @@ def test_updates_over_mqtt_are_timed_one_observation_each(cloud: Cloud) -> None:
     count = next(sample.value for metric in histogram.collect() for sample in metric.samples
                  if sample.name.endswith("_count"))
     assert count == 3
+
+
+def test_a_swap_that_finds_its_row_moved_writes_nothing_of_the_batch_and_runs_again(cloud: Cloud) -> None:
+    """The compare-and-swap holds although the rows are locked: a row changed under the
+    batch -- here by a writer that does not lock, in the batch's own transaction -- rolls
+    back every write of the attempt, and the batch runs again from a fresh read."""
+    cloud.create_node("n1")
+    cloud.create_node("n2")
+    attempts: list[dict[str, int]] = []
+
+    def change(connection: Connection, documents: dict[tuple[str, str], Any]) -> int:
+        attempts.append({node: document.version for (_, node), document in documents.items()})
+        if len(attempts) == 1:
+            cursor = connection.connection.cursor()
+            cursor.execute("UPDATE shadows SET version = version + 1 WHERE node = 'n2'")
+            cursor.close()
+        for key, document in documents.items():
+            request = UpdateRequest(state={"reported": {"attempt": len(attempts)}})
+            documents[key] = apply_update(document, request, now=1, limits=DEFAULT_LIMITS).document
+        return len(attempts)
+
+    assert locked_write(cloud.store, [("default", "n1"), ("default", "n2")], change) == 2
+    assert attempts == [{"n1": 0, "n2": 0}, {"n1": 0, "n2": 0}]  # the bump was rolled back too
+    with cloud.store.session() as session:
+        for node in ("n1", "n2"):
+            document = get_document(session, "default", node)
+            assert (document.version, document.reported) == (1, {"attempt": 2})
