@@ -24,6 +24,7 @@ import gc
 import os
 import resource
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -39,7 +40,14 @@ from launcher.fleet.results import (
     UpdatePhase,
     spread,
 )
-from launcher.fleet.services import CloudProcess, ProcessSample, sample_process
+from launcher.fleet.services import (
+    CloudProcess,
+    MachineSample,
+    ProcessSample,
+    ScratchDatabase,
+    sample_machine,
+    sample_process,
+)
 from launcher.mosquitto import PrivateMosquitto
 
 if TYPE_CHECKING:
@@ -58,12 +66,13 @@ class Phases:
     def __init__(
         self, options: FleetOptions, result: FleetResult, mqtt_url: str, url: str, token: str,
         clouds: list[CloudProcess], mosquitto: PrivateMosquitto | None, progress: Progress | None,
-        *, net: tuple[Namespace, DelayRelay] | None = None,
+        *, net: tuple[Namespace, DelayRelay] | None = None, database: ScratchDatabase | None = None,
     ) -> None:
         self.options, self.result, self.progress = options, result, progress
         self.mqtt_url, self.url, self.token = mqtt_url, url, token
         self.clouds, self.mosquitto = clouds, mosquitto
         self.net = net  # the fleet's namespace and its relay to the broker (network faults)
+        self.database = database  # the bench's own PostgreSQL database, if any
         self.killed: CloudProcess | None = None
         self._broker_pid: int | None = None
         self._at_kill: ProcessSample | None = None
@@ -210,6 +219,7 @@ class Phases:
         latencies: list[float] = []
         outcomes = {"rejected": 0, "unanswered": 0}
         progress = self._phase("updates", int(options.update_seconds * 10))
+        load_before = await asyncio.to_thread(self._load)
         started = fleet.clock()
         deadline = started + options.update_seconds
 
@@ -237,9 +247,22 @@ class Phases:
         seconds = fleet.clock() - started
         if progress is not None:
             progress(int(options.update_seconds * 10))
-        self.result.updates = UpdatePhase(
+        load_after = await asyncio.to_thread(self._load)
+        updates = self.result.updates = UpdatePhase(
             count, round(seconds, 3), len(latencies), outcomes["rejected"], outcomes["unanswered"],
             round(len(latencies) / seconds, 1), spread(latencies, scale=1000))
+        if latencies:
+            updates.cpu_ms_per_update = {
+                name: None if spent is None else round(spent * 1000 / len(latencies), 4)
+                for name, spent in _load_spent(load_before, load_after).items()}
+        machine_before, machine_after = load_before.machine, load_after.machine
+        elapsed = machine_after.total - machine_before.total
+        if elapsed > 0:
+            updates.machine_busy_percent = round(
+                (machine_after.busy - machine_before.busy) * 100 / elapsed, 1)
+            updates.machine_steal_percent = round(
+                (machine_after.steal - machine_before.steal) * 100 / elapsed, 2)
+            updates.machine_cores = os.cpu_count()
 
     # -- the cloud's usage -----------------------------------------------------------------
     def _side_cpu(self) -> dict[str, float | None]:
@@ -255,6 +278,15 @@ class Phases:
             else:
                 side["broker"] = None
         return side
+
+    def _load(self) -> Load:
+        """CPU seconds so far of each process the updates go through, and of the machine."""
+        clouds = [sample.cpu_seconds for sample in self._usage() if sample is not None]
+        side = self._side_cpu()
+        return Load(cloud=sum(clouds) if len(clouds) == len(self.clouds) and clouds else None,
+                    simulator=side["simulator"], broker=side.get("broker"),
+                    database=None if self.database is None else self.database.backend_cpu_seconds(),
+                    machine=sample_machine())
 
     def _usage(self) -> list[ProcessSample | None]:
         """Each replica now; a killed one as it was when killed."""
@@ -287,6 +319,29 @@ class Phases:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         self.result.failures.append(f"{len(missing)} node(s) {what} within "
                                     f"{self.options.timeout:g} s: {shown}")
+
+
+@dataclass(frozen=True)
+class Load:
+    """``Phases._load``: CPU seconds by process (None: not ours to read); ``database`` by
+    server process."""
+
+    cloud: float | None
+    simulator: float | None
+    broker: float | None
+    database: dict[int, float] | None
+    machine: MachineSample
+
+
+def _load_spent(before: Load, after: Load) -> dict[str, float | None]:
+    """CPU seconds each spent between two readings. A database process that started
+    between them counts from its start; one that ended between them is not counted."""
+    spent = {name: _spent(getattr(before, name), getattr(after, name))
+             for name in ("cloud", "simulator", "broker")}
+    database = None
+    if before.database is not None and after.database is not None:
+        database = sum(value - before.database.get(pid, 0.0) for pid, value in after.database.items())
+    return {**spent, "database": database}
 
 
 def _settle_heap() -> None:

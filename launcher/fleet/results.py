@@ -79,6 +79,14 @@ class UpdatePhase:
     unanswered: int  # still in flight 5 s after the phase's end
     per_second: float
     latency_ms: Spread | None
+    # CPU ms per accepted update over the phase, by process ("database": the server
+    # processes of the bench's PostgreSQL database; None: not measured), and how busy the
+    # machine's cores were meanwhile: on a machine near its capacity, latency is the wait
+    # for a core, whatever the cloud does
+    cpu_ms_per_update: dict[str, float | None] = field(default_factory=dict)
+    machine_busy_percent: float | None = None  # of every core together
+    machine_steal_percent: float | None = None  # taken by the hypervisor
+    machine_cores: int | None = None
 
 
 @dataclass
@@ -165,6 +173,14 @@ def rows(result: FleetResult) -> list[tuple[str, str, str]]:
         out += [("updates", f"{updates.nodes} nodes x {updates.seconds:g} s: accepted/s",
                  f"{updates.per_second:.0f} ({counts})"),
                 ("updates", "publish -> accepted", _spread(updates.latency_ms, "ms"))]
+        if updates.cpu_ms_per_update:
+            names = " / ".join(updates.cpu_ms_per_update)
+            values = " / ".join("-" if value is None else f"{value:.3f}"
+                                for value in updates.cpu_ms_per_update.values())
+            out.append(("updates", f"CPU ms per update: {names}", values))
+        if updates.machine_busy_percent is not None:
+            out.append(("updates", f"machine's {updates.machine_cores} cores busy; stolen %",
+                        f"{updates.machine_busy_percent:.0f}; {updates.machine_steal_percent:.1f}"))
     if (cloud := result.cloud) is not None:
         rss = ", ".join(f"{mb:.0f}" for mb in cloud.rss_after_connect_mb)
         end = ", ".join(f"{mb:.0f}" for mb in cloud.rss_end_mb)

@@ -72,6 +72,7 @@ def run_fleet_bench(options: FleetOptions, progress: Progress | None = None) -> 
             mqtt_url = mosquitto.url
         clouds: list[CloudProcess] = []
         database = "given cloud"
+        scratch_db: ScratchDatabase | None = None
         if options.cloud_url is None:
             database_url, database = None, "SQLite"
             if options.database_url is not None:
@@ -102,7 +103,8 @@ def run_fleet_bench(options: FleetOptions, progress: Progress | None = None) -> 
             relay = stack.enter_context(DelayRelay(namespace.host_address,
                                                    (parts.hostname or "127.0.0.1", parts.port or 1883)))
             net = (namespace, relay)
-        bench = Phases(options, result, mqtt_url, url, token, clouds, mosquitto, progress, net=net)
+        bench = Phases(options, result, mqtt_url, url, token, clouds, mosquitto, progress, net=net,
+                       database=scratch_db)
         asyncio.run(bench.run())
         for cloud in clouds:
             if cloud.process is not None and cloud.process.poll() is not None and cloud is not bench.killed:

@@ -54,6 +54,24 @@ def sample_process(pid: int) -> ProcessSample:
     return ProcessSample(rss, (int(fields[11]) + int(fields[12])) / _TICKS)
 
 
+@dataclass(frozen=True)
+class MachineSample:
+    """CPU seconds of every core together since boot (``/proc/stat``): busy (user, nice,
+    system, irq, softirq), stolen by the hypervisor, and in all."""
+
+    busy: float
+    steal: float
+    total: float
+
+
+def sample_machine() -> MachineSample:
+    """The machine's CPU counters now."""
+    counters = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = counters
+    return MachineSample(busy=(user + nice + system + irq + softirq) / _TICKS, steal=steal / _TICKS,
+                         total=sum(counters) / _TICKS)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -146,6 +164,8 @@ class ScratchDatabase:
             raise ServiceError(f"--database-url must be postgresql://..., not {server_url!r}")
         self.name = f"tether_fleet_{uuid.uuid4().hex[:10]}"
         self._admin_url = server_url
+        # a server on this machine: its processes' CPU can be read in /proc
+        self.local = parts.hostname in (None, "", "localhost", "127.0.0.1", "::1")
         self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
 
     def create(self) -> None:
@@ -154,6 +174,25 @@ class ScratchDatabase:
                 connection.execute(f'CREATE DATABASE "{self.name}"')
         except psycopg.Error as exc:
             raise ServiceError(f"cannot create database {self.name}: {exc}") from exc
+
+    def backend_cpu_seconds(self) -> dict[int, float] | None:
+        """CPU seconds so far of each server process serving this database (not the
+        server's own background writers); None when the server runs on another machine."""
+        if not self.local:
+            return None
+        try:
+            with psycopg.connect(self._admin_url, autocommit=True) as connection:  # another database
+                pids = [pid for (pid,) in connection.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.name,))]
+        except psycopg.Error:  # a figure missing, not a failed run
+            return None
+        spent: dict[int, float] = {}
+        for pid in pids:
+            try:
+                spent[pid] = sample_process(pid).cpu_seconds
+            except OSError:  # gone since, or not in this machine's /proc after all
+                continue
+        return spent
 
     def drop(self) -> None:
         try:
