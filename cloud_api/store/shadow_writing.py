@@ -49,17 +49,16 @@ the commit (the log's fsync) is 0.26, the read 0.15 (mostly decoding), ``BEGIN I
 0.05 and the swap 0.05. A cache is only worth its risk with a profile that shows the read.
 
 Nor does PostgreSQL send a batch in fewer round trips, and that was measured too. A batch
-there makes four (``BEGIN``, the locking read, the swaps, ``COMMIT``). Sent as two -- the
-driver connection in autocommit, ``BEGIN`` and the read in one message, then every swap as
-one statement that divides by zero unless each row held its version (aborting the
-transaction, and so the ``COMMIT`` queued behind it), then ``COMMIT`` -- a batch took 1.17
-ms against 1.49 (p50), but end to end, alternating with this path at 10,000 nodes, six
-pairs gave 1,485-2,288 against 1,487-2,408 updates/s. With psycopg's pipeline mode instead,
-958-1,471 against 2,015-2,085/s: profiled, the worker waited in the driver for each
-statement it queued. What the
-batch waits for is a core: ``tether bench fleet`` gives the CPU each update costs in every
-process, and the cloud, the simulator, the broker and PostgreSQL together kept the two
-cores ~70 % busy.
+there makes four (``BEGIN``, the locking read, the swaps, ``COMMIT``). Sent as two --
+``BEGIN`` with the read in one message, then every swap as one statement with ``COMMIT``
+behind it (the driver connection in autocommit; the statement divided by zero unless each
+row held its version, which aborted the transaction and so the ``COMMIT``) -- a batch took
+1.17 ms against 1.49 (p50), but end to end, alternating with this path at 10,000 nodes,
+six pairs gave 1,485-2,288 against 1,487-2,408 updates/s. With psycopg's pipeline mode
+instead, 958-1,471 against 2,015-2,085/s: profiled, the worker waited in the driver for
+each statement it queued. What a batch waits for is a core: ``tether bench fleet`` gives
+the CPU each update costs in every process, and the cloud, the simulator, the broker and
+PostgreSQL together kept the two cores ~70 % busy.
 """
 
 from __future__ import annotations
