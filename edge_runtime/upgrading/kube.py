@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,15 +40,8 @@ from kubernetes.client.exceptions import ApiException
 
 from edge_runtime.errors import UpgradeError
 from edge_runtime.settings import EdgeSettings
-from schemas.shadow import JSONObject
-from schemas.sysapps import (
-    AgentReport,
-    AgentState,
-    AgentTarget,
-    BadTarget,
-    desired_target,
-    mirrored,
-)
+from edge_runtime.upgrading.base import UpgraderBase
+from schemas.sysapps import AgentReport, AgentState, AgentTarget
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +54,7 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-class KubeUpgrader:
+class KubeUpgrader(UpgraderBase):
     """One kube agent's side of ``sysapps.tether`` (see the module docstring)."""
 
     def __init__(
@@ -70,20 +62,12 @@ class KubeUpgrader:
         version: str, image: str, argv: list[str], ready_file: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(version=version)
         self._api, self._apps = api, AppsV1Api(api)
         self.namespace, self.deployment, self.container = namespace, deployment, container
-        self.version, self.image, self._argv = version, image, argv
+        self.image, self._argv = image, argv
         self._ready_file, self._clock = ready_file, clock
-        self._lock = threading.Condition()
-        self._target: AgentTarget | None = None
-        self._bad = ""
         self._record: dict[str, Any] = {}
-        self._candidate = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._healthy: Callable[[], bool] = lambda: False
-        self._restart: Callable[[list[str]], None] | None = None
-        self._changed: Callable[[], None] = lambda: None
 
     # -- the Deployment ------------------------------------------------------------------
     def read(self) -> dict[str, Any]:
@@ -169,45 +153,13 @@ class KubeUpgrader:
     def run_argv(self) -> list[str]:
         return [sys.executable, "-m", "edge_runtime", *self._argv]
 
-    def start(self, *, healthy: Callable[[], bool], restart: Callable[[list[str]], None] | None,
-              changed: Callable[[], None]) -> None:
-        self._healthy, self._restart, self._changed = healthy, restart, changed
-        self._thread = threading.Thread(target=self._loop, name="tether-edge-upgrade",
-                                        daemon=True)
-        self._thread.start()
+    # -- ``base.UpgraderBase``'s parts ----------------------------------------------------
+    def _target_moved(self, key: str) -> None:
+        if self._record.get("outcome") and self._record.get("key") != key:
+            self._record = {}
 
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        if self._thread is not None:
-            self._thread.join(10.0)
-        self._thread = None
-
-    def desired(self, desired: JSONObject) -> None:
-        with self._lock:
-            try:
-                self._target, self._bad = desired_target(desired), ""
-            except BadTarget as exc:
-                self._target, self._bad = None, str(exc)
-            key = self._target.key if self._target is not None else ""
-            if self._record.get("outcome") and self._record.get("key") != key:
-                self._record = {}  # desired moved on: the same target again is a new attempt
-            self._lock.notify_all()
-
-    def report(self) -> JSONObject:
-        """``reported.sysapps.tether`` as of now; once the node runs the target, it mirrors
-        the target's other fields too, so the shadow's delta is empty."""
-        with self._lock:
-            return mirrored(self._report(), self._target)
-
-    def _report(self) -> AgentReport:
+    def _progress(self) -> AgentReport:
         record, target = self._record, self._target
-        if self._candidate:
-            return AgentReport(self.version, AgentState.UPGRADING, self.version,
-                               "on trial: commits once the cloud has its report")
-        if self._bad:
-            return AgentReport(self.version, AgentState.FAILED, "", self._bad)
         if target is None or target.version == self.version:
             return AgentReport(self.version, AgentState.RUNNING)
         if record.get("key") == target.key and record.get("outcome") in (

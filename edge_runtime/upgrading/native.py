@@ -36,12 +36,12 @@ import shutil
 import signal
 import ssl
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from edge_runtime.errors import UpgradeError
+from edge_runtime.upgrading.base import UpgraderBase
 from edge_runtime.upgrading.home import (
     LAUNCHER_ENV,
     WATCHDOG_GRACE_SECONDS,
@@ -50,51 +50,31 @@ from edge_runtime.upgrading.home import (
     UpgradeState,
 )
 from edge_runtime.upgrading.installing import build_venv, fetch_wheel, remove_partials
-from schemas.shadow import JSONObject
-from schemas.sysapps import (
-    AgentReport,
-    AgentState,
-    AgentTarget,
-    BadTarget,
-    desired_target,
-    mirrored,
-)
+from schemas.sysapps import AgentReport, AgentState, AgentTarget
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 0.2
 FAILPOINTS_ENV = "TETHER_EDGE_FAILPOINTS"
-Restart = Callable[[list[str]], None]
 
 
-class NativeUpgrader:
+class NativeUpgrader(UpgraderBase):
     """One native agent's side of ``sysapps.tether`` (see the module docstring).
 
-    ``boot()`` runs before the agent starts; ``start()`` once it runs, with how to tell it
-    is healthy, how to restart it (exec, done by the agent's main thread) and whom to tell
-    when the report changed.
+    ``boot()`` runs before the agent starts; ``start()`` (``base.UpgraderBase``) once it
+    runs.
     """
 
     def __init__(
         self, data_dir: Path, *, version: str, argv: list[str], prefix: Path | None = None,
         verify: ssl.SSLContext | bool = True, clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(version=version)
         self.home = AgentHome(data_dir)
-        self.version = version
         self.prefix = Path(prefix or sys.prefix).resolve()
         self._argv, self._verify, self._clock = argv, verify, clock
-        self._lock = threading.Condition()
-        self._target: AgentTarget | None = None
-        self._bad = ""  # why desired.sysapps.tether could not be read
-        self._bad_version = ""
         self._state = self.home.load()
-        self._candidate = False  # this process is a version on trial
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._healthy: Callable[[], bool] = lambda: False
-        self._restart: Restart | None = None
-        self._changed: Callable[[], None] = lambda: None
 
     # -- before the agent starts -----------------------------------------------------------
     def boot(self) -> list[str] | None:
@@ -139,52 +119,15 @@ class NativeUpgrader:
     def launcher_argv(self) -> list[str]:
         return [str(self.home.launcher), *self._argv]
 
-    # -- while the agent runs -------------------------------------------------------------
-    def start(self, *, healthy: Callable[[], bool], restart: Restart | None,
-              changed: Callable[[], None]) -> None:
-        self._healthy, self._restart, self._changed = healthy, restart, changed
-        self._thread = threading.Thread(target=self._loop, name="tether-edge-upgrade",
-                                        daemon=True)
-        self._thread.start()
+    # -- while the agent runs (``base.UpgraderBase``'s parts) -----------------------------
+    def _target_moved(self, key: str) -> None:
+        state = self._state
+        if state is not None and state.step == Step.DONE and state.key and state.key != key:
+            state.key = ""
+            self._save(state)
 
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(10.0)
-        self._thread = None
-
-    def desired(self, desired: JSONObject) -> None:
-        """The desired section changed (sync thread): take its ``sysapps.tether``."""
-        with self._lock:
-            try:
-                self._target, self._bad, self._bad_version = desired_target(desired), "", ""
-            except BadTarget as exc:
-                sysapps = desired.get("sysapps")
-                value = sysapps.get("tether") if isinstance(sysapps, dict) else None
-                version = value.get("version") if isinstance(value, dict) else None
-                self._target, self._bad = None, str(exc)
-                self._bad_version = version if isinstance(version, str) else ""
-            state, key = self._state, self._target.key if self._target is not None else ""
-            if state is not None and state.step == Step.DONE and state.key and state.key != key:
-                state.key = ""  # desired moved on: the same target again is a new attempt
-                self._save(state)
-            self._lock.notify_all()
-
-    def report(self) -> JSONObject:
-        """``reported.sysapps.tether`` as of now; once the node runs the target, it mirrors
-        the target's other fields too, so the shadow's delta is empty."""
-        with self._lock:
-            return mirrored(self._report(), self._target)
-
-    def _report(self) -> AgentReport:
+    def _progress(self) -> AgentReport:
         state, target = self._state, self._target
-        if self._candidate:
-            return AgentReport(self.version, AgentState.UPGRADING, self.version,
-                               "on trial: commits once the cloud has its report")
-        if self._bad:
-            return AgentReport(self.version, AgentState.FAILED, self._bad_version, self._bad)
         if state is not None and state.step in (Step.INSTALLING, Step.TRIAL):
             return AgentReport(self.version, AgentState.UPGRADING,
                                str(state.target.get("version", "")))

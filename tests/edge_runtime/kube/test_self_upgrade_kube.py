@@ -115,3 +115,21 @@ def test_old_pod_rolls_back_an_unhealthy_new_one(fake_kube: FakeKube) -> None:
     assert restarted.report() == {"version": "1.0.0", "state": "RolledBack", "target": "1.2.0",
                                   "cause": record["cause"]}
     assert not restarted._wants(restarted._target)  # type: ignore[arg-type]  # not retried
+
+
+def test_a_target_that_cannot_be_read_is_reported_failed_with_the_version_it_named(
+    fake_kube: FakeKube,
+) -> None:
+    """As on a native node (``upgrading.base``): the report names the version and says what
+    to fix; once desired is mended, the node reports Running again and nothing was patched."""
+    seed(fake_kube)
+    upgrader = agent(fake_kube, "1.0.0", FakeClock())
+    assert upgrader.boot() is None
+    upgrader.desired({"sysapps": {"tether": {"version": "1.1.0", "image": "tether:1.1.0",
+                                             "deadlineSeconds": 0}}})
+    report = upgrader.report()
+    assert (report["state"], report["target"]) == ("Failed", "1.1.0")
+    assert "deadlineSeconds must be" in report["cause"]
+    upgrader.desired({"sysapps": {"tether": {"version": "1.0.0", "image": "tether:1.0.0"}}})
+    assert upgrader.report()["state"] == "Running"
+    assert deployment(fake_kube)[0] == "tether:1.0.0"
