@@ -25,6 +25,7 @@ from cloud_api.store.engine import decode_stored_json, encode_stored_json
 from schemas.shadow import ShadowDocument
 
 SECTIONS = ("desired", "reported")
+SWAP_CHUNK = 1000  # rows per PostgreSQL swap statement: 8 parameters each, the cap is 65,535
 Key = tuple[str, str]
 
 
@@ -48,6 +49,22 @@ class ShadowStatements:
                                   f"namespace = {mark} AND node = {mark} AND version = {mark}")
         self.presence = (f"UPDATE nodes SET online = {mark}, last_seen = {mark} "
                          f"WHERE namespace = {mark} AND name = {mark}")
+        # PostgreSQL: the swaps of a shape in one statement, their rows in a VALUES list.
+        # psycopg sends an executemany as a pipeline and waits on the socket once per row:
+        # in one process, alternating 6,000 batches of 4 updates (locking read, apply, swap,
+        # commit), a batch took 437-460 us of CPU this way against 526-545 with executemany
+        self._swap_heads: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._swap_rows: dict[tuple[str, ...], str] = {}
+        for sections in self._swaps:
+            columns = [*sections, "metadata", "version", "timestamp", "namespace", "node", "expected"]
+            assignments = [f"{section} = v.{section}::json" for section in (*sections, "metadata")]
+            assignments += ["version = v.version", "timestamp = v.timestamp"]
+            self._swap_heads[sections] = (
+                f"UPDATE shadows AS s SET {', '.join(assignments)} FROM (VALUES ",
+                (f") AS v({', '.join(columns)}) WHERE s.namespace = v.namespace "
+                 "AND s.node = v.node AND s.version = v.expected"))
+            self._swap_rows[sections] = "({})".format(", ".join(
+                ["%s"] * (len(sections) + 1) + ["%s::int"] * 2 + ["%s"] * 2 + ["%s::int"]))
 
     def read(self, connection: Connection, namespace: str,
              nodes: Sequence[str]) -> dict[Key, ShadowDocument]:
@@ -84,9 +101,17 @@ class ShadowStatements:
         ]
         cursor = _cursor(connection)
         try:
-            # both drivers add up the rows an executemany changed (sqlite3; psycopg 3)
-            cursor.executemany(self._swaps[shape], rows)
-            return bool(cursor.rowcount == len(rows))
+            if self.sqlite:  # sqlite3 adds up the rows an executemany changed
+                cursor.executemany(self._swaps[shape], rows)
+                return bool(cursor.rowcount == len(rows))
+            head, tail = self._swap_heads[shape]
+            swapped = 0
+            for start in range(0, len(rows), SWAP_CHUNK):  # under the driver's parameter cap
+                chunk = rows[start : start + SWAP_CHUNK]
+                cursor.execute(head + ", ".join([self._swap_rows[shape]] * len(chunk)) + tail,
+                               [value for row in chunk for value in row])
+                swapped += cursor.rowcount
+            return swapped == len(rows)
         finally:
             cursor.close()
 

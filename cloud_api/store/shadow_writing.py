@@ -16,8 +16,9 @@ every message waiting in its queue and hands the shadow operations among them to
    so a node's second update in a batch builds on its first, and a ``shadow/get`` sees what
    came before it. Each update keeps its own version and its own rejection (409, 413);
 4. one compare-and-swap ``UPDATE ... WHERE version = <read version>`` per touched node,
-   writing only the sections that changed, sent as one ``executemany`` per shape, and one
-   ``UPDATE`` of ``online``/``last_seen`` per status;
+   writing only the sections that changed, sent per shape as one ``executemany`` (SQLite)
+   or one ``UPDATE ... FROM (VALUES ...)`` (PostgreSQL), and one ``UPDATE`` of
+   ``online``/``last_seen`` per status;
 5. one commit. Only after it returns does the caller publish any reply: an ``accepted`` is
    never sent for an update that is not durable.
 

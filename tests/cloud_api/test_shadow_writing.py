@@ -22,6 +22,7 @@ from cloud_api.runtime import Cloud
 from cloud_api.services.nodes import get_node
 from cloud_api.services.shadows import get_document, update_shadow
 from cloud_api.settings import CloudSettings
+from cloud_api.store import shadow_sql
 from cloud_api.store.engine import Store
 from cloud_api.store.shadow_writing import Fetch, Update, locked_write, write_batch
 from schemas.shadow import DEFAULT_LIMITS, ShadowLimits, UpdateRequest, apply_update
@@ -247,3 +248,31 @@ def test_a_swap_that_finds_its_row_moved_writes_nothing_of_the_batch_and_runs_ag
         for node in ("n1", "n2"):
             document = get_document(session, "default", node)
             assert (document.version, document.reported) == (1, {"attempt": 2})
+
+
+def test_swaps_beyond_one_statement_are_all_checked(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL a batch's swaps go as statements of ``SWAP_CHUNK`` rows: every row of
+    every statement counts: all five rows swapped in three statements, and a row moved
+    under the first statement sends the batch round again."""
+    monkeypatch.setattr(shadow_sql, "SWAP_CHUNK", 2)
+    nodes = [f"n{index}" for index in range(5)]
+    for node in nodes:
+        cloud.create_node(node)
+    attempts: list[int] = []
+
+    def change(connection: Connection, documents: dict[tuple[str, str], Any]) -> int:
+        attempts.append(len(documents))
+        if len(attempts) == 1:  # the first node moves under the first attempt
+            cursor = connection.connection.cursor()
+            cursor.execute("UPDATE shadows SET version = version + 1 WHERE node = 'n0'")
+            cursor.close()
+        for key, document in documents.items():
+            request = UpdateRequest(state={"reported": {"attempt": len(attempts)}})
+            documents[key] = apply_update(document, request, now=1, limits=DEFAULT_LIMITS).document
+        return len(attempts)
+
+    assert locked_write(cloud.store, [("default", node) for node in nodes], change) == 2
+    with cloud.store.session() as session:
+        assert [(get_document(session, "default", node).version,
+                 get_document(session, "default", node).reported) for node in nodes] == [
+            (1, {"attempt": 2})] * 5
