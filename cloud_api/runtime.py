@@ -338,10 +338,10 @@ def freeze_startup_heap() -> None:
     during a rollout (``tether bench fleet``: 59 pauses over 5 ms, 5.3 s, in one run; 35 and
     0.9 s with this). Objects made later are collected as usual.
 
-    The collector's thresholds stay Python's. Raised (700, 100, 100), a run's collections in
-    its update phase took ~210 ms against 520-640 (20 s, 10,000 nodes, PostgreSQL), but updates/s
-    and p99 did not follow in alternate runs (1,147-1,236 against 1,163-1,479/s; (5,000, 20,
-    20) 1,038-1,122/s): a collection's pauses were not what the updates waited for.
+    The collector's thresholds stay Python's. Raised to (700, 100, 100), the collections of a
+    run's update phase took ~210 ms against 520-640 (20 s, 10,000 nodes, PostgreSQL), but
+    updates/s and p99 did not follow in alternate runs (1,147-1,236 against 1,163-1,479/s;
+    (5,000, 20, 20): 1,038-1,122/s): the updates were not waiting for the collector.
     """
     gc.collect()
     gc.freeze()

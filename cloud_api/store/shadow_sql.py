@@ -6,8 +6,9 @@ execution machinery cost more CPU than the statements themselves: compiling the 
 ``IN`` list, building parameters, processing JSON columns. Measured with
 ``tether bench serving`` on SQLite, a lone ``shadow/update`` cost 665 µs of CPU in
 ``write_batch``, ~250 µs of them in SQLAlchemy. Here each statement is a fixed string per
-dialect, executed on the DBAPI cursor of the caller's SQLAlchemy connection (so inside its
-transaction), with JSON encoded and decoded once, by the store's own functions.
+dialect (PostgreSQL's swap: one per number of rows), executed on the DBAPI cursor of the
+caller's SQLAlchemy connection (so inside its transaction), with JSON encoded and decoded
+once, by the store's own functions.
 
 What stays with SQLAlchemy: the connection, its pool, its transaction (``begin``,
 ``commit``, ``rollback``) and the schema. The statements name the tables and columns of
@@ -51,8 +52,9 @@ class ShadowStatements:
                          f"WHERE namespace = {mark} AND name = {mark}")
         # PostgreSQL: the swaps of a shape in one statement, their rows in a VALUES list.
         # psycopg sends an executemany as a pipeline and waits on the socket once per row:
-        # in one process, alternating 6,000 batches of 4 updates (locking read, apply, swap,
-        # commit), a batch took 437-460 us of CPU this way against 526-545 with executemany
+        # in one process, two runs of 3,000 batches of 4 updates (locking read, apply, swap,
+        # commit) alternating the two forms, a batch took 437-460 us of CPU this way against
+        # 526-545 with executemany
         self._swap_heads: dict[tuple[str, ...], tuple[str, str]] = {}
         self._swap_rows: dict[tuple[str, ...], str] = {}
         for sections in self._swaps:

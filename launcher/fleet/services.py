@@ -1,5 +1,6 @@
 """What the fleet bench runs besides the fleet: cloud processes, a scratch database, and
-readings of a process's memory and CPU.
+readings of a process's memory and CPU, of the CPU of the database's server processes, and
+of the machine's cores (``/proc/stat``: busy, stolen by the hypervisor).
 
 The cloud under test is ``tether cloud serve`` as a child process (the same interpreter,
 the same source tree), so its RSS and CPU time are its own and not the simulator's: both
