@@ -223,24 +223,33 @@ def test_updates_over_mqtt_are_timed_one_observation_each(cloud: Cloud) -> None:
     assert count == 3
 
 
-def test_a_swap_that_finds_its_row_moved_writes_nothing_of_the_batch_and_runs_again(cloud: Cloud) -> None:
-    """The compare-and-swap holds although the rows are locked: a row changed under the
-    batch -- here by a writer that does not lock, in the batch's own transaction -- rolls
-    back every write of the attempt, and the batch runs again from a fresh read."""
-    cloud.create_node("n1")
-    cloud.create_node("n2")
+def _moving_under_the_first_attempt(moved: str) -> tuple[Any, list[dict[str, int]]]:
+    """A ``locked_write`` change that reports ``attempt: N`` on every document it is given,
+    and the versions it was given each attempt; during the first, node ``moved`` changes
+    under it (a writer that does not lock, in the batch's own transaction)."""
     attempts: list[dict[str, int]] = []
 
     def change(connection: Connection, documents: dict[tuple[str, str], Any]) -> int:
         attempts.append({node: document.version for (_, node), document in documents.items()})
         if len(attempts) == 1:
             cursor = connection.connection.cursor()
-            cursor.execute("UPDATE shadows SET version = version + 1 WHERE node = 'n2'")
+            cursor.execute(f"UPDATE shadows SET version = version + 1 WHERE node = '{moved}'")
             cursor.close()
         for key, document in documents.items():
             request = UpdateRequest(state={"reported": {"attempt": len(attempts)}})
             documents[key] = apply_update(document, request, now=1, limits=DEFAULT_LIMITS).document
         return len(attempts)
+
+    return change, attempts
+
+
+def test_a_swap_that_finds_its_row_moved_writes_nothing_of_the_batch_and_runs_again(cloud: Cloud) -> None:
+    """The compare-and-swap holds although the rows are locked: a row changed under the
+    batch -- here by a writer that does not lock, in the batch's own transaction -- rolls
+    back every write of the attempt, and the batch runs again from a fresh read."""
+    cloud.create_node("n1")
+    cloud.create_node("n2")
+    change, attempts = _moving_under_the_first_attempt("n2")
 
     assert locked_write(cloud.store, [("default", "n1"), ("default", "n2")], change) == 2
     assert attempts == [{"n1": 0, "n2": 0}, {"n1": 0, "n2": 0}]  # the bump was rolled back too
@@ -258,18 +267,7 @@ def test_swaps_beyond_one_statement_are_all_checked(cloud: Cloud, monkeypatch: p
     nodes = [f"n{index}" for index in range(5)]
     for node in nodes:
         cloud.create_node(node)
-    attempts: list[int] = []
-
-    def change(connection: Connection, documents: dict[tuple[str, str], Any]) -> int:
-        attempts.append(len(documents))
-        if len(attempts) == 1:  # the first node moves under the first attempt
-            cursor = connection.connection.cursor()
-            cursor.execute("UPDATE shadows SET version = version + 1 WHERE node = 'n0'")
-            cursor.close()
-        for key, document in documents.items():
-            request = UpdateRequest(state={"reported": {"attempt": len(attempts)}})
-            documents[key] = apply_update(document, request, now=1, limits=DEFAULT_LIMITS).document
-        return len(attempts)
+    change, _ = _moving_under_the_first_attempt("n0")
 
     assert locked_write(cloud.store, [("default", node) for node in nodes], change) == 2
     with cloud.store.session() as session:

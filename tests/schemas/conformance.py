@@ -2,8 +2,8 @@
 
 The vectors live in the repository (``tests/schemas/data/shadow-vectors.json``) so that a
 clone with nothing beside it runs ``make test``. They are a copy of the shared contract's
-``shared/conformance/shadow-vectors.json``; ``test_vectors_copy`` keeps the two identical
-wherever the shared copy sits beside the repository.
+``shared/conformance/shadow-vectors.json``; ``test_vectors_copy`` compares the two when
+``TETHER_SHARED_VECTORS`` names the shared copy.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 VECTORS_PATH = Path(__file__).resolve().parent / "data" / "shadow-vectors.json"
-SHARED_VECTORS_PATH = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "shadow-vectors.json"
-)
 
 
 def load_vectors() -> dict[str, Any]:
