@@ -57,7 +57,11 @@ row held its version, which aborted the transaction and so the ``COMMIT``) -- a 
 1.17 ms against 1.49 (p50), but end to end, alternating with this path at 10,000 nodes,
 six pairs gave 1,485-2,288 against 1,487-2,408 updates/s. With psycopg's pipeline mode
 instead, 958-1,471 against 2,015-2,085/s: profiled, the worker waited in the driver for
-each statement it queued. What a batch waits for is a core: ``tether bench fleet`` gives
+each statement it queued. Sent as two with statements prepared by name (``PREPARE``; the
+simple protocol otherwise has PostgreSQL plan each statement anew, which took its CPU per
+update from 0.065 to 0.11 ms), a batch of 4 alone on the machine took 554-600 us against
+616-737, but under the fleet bench 1.14-1.46 ms against 1.16-1.44 (p50), and p50 latency
+3.01-3.16 against 3.05-3.47 ms. What a batch waits for is a core: ``tether bench fleet`` gives
 the CPU each update costs in every process, and the cloud, the simulator, the broker and
 PostgreSQL together kept the two cores ~70 % busy.
 """

@@ -104,16 +104,33 @@ def test_a_too_large_update_is_refused_alone(cloud: Cloud) -> None:
         ("big", 413), ("ok", None)]
 
 
+def _failing_commits(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every commit of ``cloud``'s database fails as when the server is lost (SQLSTATE
+    08006). On PostgreSQL in the server itself, at the ``COMMIT`` after every statement of
+    the transaction ran (a constraint trigger deferred to it): the batch sends its ``COMMIT``
+    in the same message as its swaps. On SQLite, the connection's ``commit``."""
+    if cloud.store.is_sqlite:
+        def failing_commit(self: Connection) -> None:
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+        monkeypatch.setattr(Connection, "commit", failing_commit)
+        return
+    with cloud.store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'the server is gone' USING ERRCODE = '08006'; END $$")
+        connection.exec_driver_sql(
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER UPDATE ON shadows "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit()")
+
+
 def test_nothing_is_published_when_the_commit_fails(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
     """Durable before accepted: a batch whose commit fails (the database is unavailable)
     answers every update with 503, which nodes retry."""
     cloud.create_node("n1")
     server, publisher, _ = serve(cloud)
     topics = cloud.settings.topics
-    def failing_commit(self: Connection) -> None:
-        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
-
-    monkeypatch.setattr(Connection, "commit", failing_commit)
+    _failing_commits(cloud, monkeypatch)
     server.handle_batch([
         message(topics, "n1", Suffix.SHADOW_UPDATE, {"state": {"reported": {"a": 1}}, "clientToken": "u1"}),
         message(topics, "n1", Suffix.SHADOW_GET, {"clientToken": "g1"}),
