@@ -12,6 +12,10 @@ publishes stays full, its queue fills, and replies were dropped: 412,884 "messag
 full" in one 10,000-node run. On this connection only the cloud's own publishes and their
 acknowledgements travel, so the window drains as fast as the broker answers.
 
+The thread that publishes writes its packet to the socket itself
+(``paho_reading.WritingClient``, plain TCP): a reply leaves when its batch is answered,
+not when paho's network thread next gets the GIL.
+
 And when it is full all the same, ``publish`` waits (up to ``PUBLISH_WAIT_SECONDS``)
 instead of dropping: the bridge worker that publishes is held back, its queue fills, and
 new requests are answered 429, which nodes retry. A reply is dropped only after that
@@ -66,7 +70,7 @@ class Outbound:
         self.problem: str | None = None  # why this connection is down, for /healthz
         self.client = bridge_client(
             settings, client_id=outbound_client_id(settings.mqtt_client_id), password=password,
-            tls=tls, logger=_paho_log,
+            tls=tls, logger=_paho_log, writing=True,
         )
         self.client.max_inflight_messages_set(MAX_IN_FLIGHT)
         self.client.max_queued_messages_set(MAX_QUEUED)
