@@ -22,11 +22,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, LogLevel, MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
+from paho.mqtt.packettypes import PacketTypes
 
 from cloud_api.errors import ConfigError
 from cloud_api.settings import CloudSettings
 
 READ_SIZE = 64 * 1024
+PUBLISH = PacketTypes.PUBLISH << 4  # the command byte's type bits
 
 
 class _FilterMatcher(MQTTMatcher):
@@ -96,16 +98,18 @@ class WritingClient(BufferedClient):
     waited for that hand-off, and the publishing connection's thread took 23 % of the
     cloud's sampled CPU under a stream of updates (py-spy), mostly waking up to write.
     Written by the publishing threads, with 10,000 nodes and 10 of them updating
-    (``tether bench fleet``, alternating runs), the cloud's CPU per update fell from
-    0.24-0.27 to 0.19-0.23 ms on PostgreSQL (p50 3.01-3.32 -> 2.48-3.03 ms, one run of
-    five at 3.95 with every process slower) and from 0.21-0.24 to 0.17-0.18 ms on SQLite
-    (p50 2.07-2.34 -> 1.84-2.04 ms). Here a thread that queues a packet writes what
+    (``tether bench fleet``, five runs of each alternating), the cloud's CPU per update
+    fell from 0.24-0.27 to 0.19-0.23 ms on PostgreSQL (p50 3.01-3.32 -> 2.48-3.03 ms but
+    for one run at 3.95, where every process was slower), and in three runs of each on
+    SQLite from 0.21-0.24 to 0.17-0.18 ms (p50 2.07-2.34 -> 1.84-2.04 ms). Here a thread
+    that queues a packet writes what
     is queued itself if no one else is writing, and wakes the network thread only when
     bytes are left over (the socket's buffer is full) or someone else holds the writing
     lock. Every write, the network thread's too, and every reconnect hold that lock, so
     packets never interleave and none outlives its connection.
 
-    Plain TCP only: a TLS connection is read by the network thread, and OpenSSL must not
+    Only PUBLISH packets (the rest, connecting and disconnecting, stay paho's), and plain
+    TCP only: a TLS connection is read by the network thread, and OpenSSL must not
     read and write one connection from two threads at once; there paho's own path stays.
     """
 
@@ -115,8 +119,8 @@ class WritingClient(BufferedClient):
 
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
                       info: mqtt.MQTTMessageInfo | None = None) -> MQTTErrorCode:
-        if (self._ssl or self._transport != "tcp" or self._thread is None
-                or threading.current_thread() is self._thread):
+        if (command & 0xF0 != PUBLISH or self._ssl or self._transport != "tcp"
+                or self._thread is None or threading.current_thread() is self._thread):
             return super()._packet_queue(command, packet, mid, qos, info)
         self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
                                  "to_process": len(packet), "packet": packet, "info": info})

@@ -226,3 +226,15 @@ def test_packets_queued_across_a_lost_connection_do_not_reach_the_next_one(
     assert ended.wait(15)
     assert (f"{root}/after", b"whole") in received
     assert all(payload == body for topic, payload in received if topic == f"{root}/flood")
+
+
+def test_packets_other_than_publish_are_written_by_the_network_thread(writer: WritingClient) -> None:
+    subscribed = threading.Event()
+    writer.on_subscribe = lambda c, userdata, mid, reasons, props: subscribed.set()
+    senders = _senders(writer)
+    thread = threading.Thread(target=lambda: writer.subscribe(f"tether-test/{uuid.uuid4().hex}"),
+                              name="a-bridge-worker")
+    thread.start()
+    thread.join(10)
+    assert subscribed.wait(10)
+    assert senders and "a-bridge-worker" not in senders
