@@ -242,7 +242,8 @@ def _bound_port(broker: TetherBroker, listener: str = "default") -> int:
 async def _shut_down(broker: TetherBroker, grace: float) -> None:
     """amqtt's shutdown, which closes each session and its connection in turn; if that has
     not finished within ``grace`` seconds, the listeners are closed and every connection
-    dropped (``TetherBroker.abort_connections``), and the shutdown is cancelled.
+    dropped (``TetherBroker.abort_connections``), and the shutdown is cancelled, and waited
+    for ``grace`` seconds more at most.
 
     Without a bound, one shutdown that did not return (seen once in CI, not reproduced) kept
     the broker's port and loop, and every broker started after it in that process failed.
@@ -255,7 +256,13 @@ async def _shut_down(broker: TetherBroker, grace: float) -> None:
     log.warning("the MQTT broker did not shut down within %ss: dropping its connections", grace)
     broker.abort_connections()
     shutdown.cancel()
-    await asyncio.gather(shutdown, return_exceptions=True)
+    done, _ = await asyncio.wait({shutdown}, timeout=grace)
+    if shutdown in done:
+        if not shutdown.cancelled() and shutdown.exception() is not None:
+            log.warning("the MQTT broker's cancelled shutdown failed: %s", shutdown.exception())
+        return
+    # a shutdown that swallows its cancellation must not hold the stop (nor Ctrl-C) for ever
+    log.error("the MQTT broker's shutdown ignored its cancellation for %ss; leaving it", grace)
 
 
 # -- in a thread -------------------------------------------------------------------------
@@ -283,7 +290,8 @@ def run_in_thread(
         try:
             if broker.started:
                 _call(loop, broker.stop(), timeout, what="stop")
-            _call(loop, _cancel_leftovers(), timeout, what="clean up")
+            _call(loop, _cancel_leftovers(broker.shutdown_grace_seconds), timeout,
+                  what="clean up")
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
@@ -311,9 +319,19 @@ def _call(
         raise error(f"the MQTT broker did not {what} within {timeout}s") from exc
 
 
-async def _cancel_leftovers() -> None:
+async def _cancel_leftovers(grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+    """Cancel every other task on the loop and wait for them, ``grace`` seconds at most: one
+    that swallows its cancellation is left to the loop's closing."""
     current = asyncio.current_task()
     leftovers = [task for task in asyncio.all_tasks() if task is not current]
     for task in leftovers:
         task.cancel()
-    await asyncio.gather(*leftovers, return_exceptions=True)
+    if not leftovers:
+        return
+    done, pending = await asyncio.wait(leftovers, timeout=grace)
+    for task in done:  # retrieved, as gather would: their errors are not the stop's business
+        if not task.cancelled():
+            task.exception()
+    if pending:
+        log.error("%d of the MQTT broker's tasks ignored their cancellation; leaving them",
+                  len(pending))

@@ -115,6 +115,34 @@ def test_a_shutdown_that_hangs_still_stops_the_broker_and_frees_its_port(
         probe.close()
 
 
+def test_a_shutdown_that_ignores_its_cancellation_still_ends_the_stop(
+    settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worse than hanging: a shutdown that swallows the cancellation sent after the grace.
+    The stop waits for it one more grace at most, so Ctrl-C and the next broker still work."""
+    async def stubborn(_broker: object, _client_id: str) -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                continue
+
+    monkeypatch.setattr(TetherBroker, "_cleanup_session", stubborn)
+    with run_in_thread(settings, AUTH) as running:
+        running.shutdown_grace_seconds = 0.5
+        port = running.port
+        probe = Probe(port, NODE_A, PASSWORDS[NODE_A])
+        probe.connect()
+        started = time.monotonic()
+    assert time.monotonic() - started < 4
+    monkeypatch.undo()
+    try:
+        with run_in_thread(settings.model_copy(update={"port": port}), AUTH) as again:
+            assert again.port == port
+    finally:
+        probe.close()
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TETHER_BROKER_PORT", "1999")
     monkeypatch.setenv("TETHER_BROKER_TOPIC_ROOT", "acme/v1")
