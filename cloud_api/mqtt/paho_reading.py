@@ -101,12 +101,13 @@ class WritingClient(BufferedClient):
     (``tether bench fleet``, five runs of each alternating), the cloud's CPU per update
     fell from 0.24-0.27 to 0.19-0.23 ms on PostgreSQL (p50 3.01-3.32 -> 2.48-3.03 ms but
     for one run at 3.95, where every process was slower), and in three runs of each on
-    SQLite from 0.21-0.24 to 0.17-0.18 ms (p50 2.07-2.34 -> 1.84-2.04 ms). Here a thread
-    that queues a packet writes what
-    is queued itself if no one else is writing, and wakes the network thread only when
-    bytes are left over (the socket's buffer is full) or someone else holds the writing
-    lock. Every write, the network thread's too, and every reconnect hold that lock, so
-    packets never interleave and none outlives its connection.
+    SQLite from 0.21-0.24 to 0.17-0.18 ms (p50 2.07-2.34 -> 1.84-2.04 ms).
+
+    Here a thread that queues a packet writes what is queued itself if no one else is
+    writing, and wakes the network thread only when bytes are left over (the socket's
+    buffer is full) or someone else holds the writing lock. Every write, the network
+    thread's too, and every reconnect hold that lock, so packets never interleave and none
+    outlives its connection.
 
     Only PUBLISH packets (the rest, connecting and disconnecting, stay paho's), and plain
     TCP only: a TLS connection is read by the network thread, and OpenSSL must not

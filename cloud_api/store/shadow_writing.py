@@ -65,9 +65,9 @@ update from 0.065 to 0.11 ms), a batch of 4 alone on the machine took 554-600 us
 transaction, each swap a statement committing by itself (``RETURNING`` the rows that
 held their version; the nodes that moved written again the locked way) cut a batch of 4
 alone from 754-810 to 607-660 us and its CPU by a quarter, but six alternating pairs at
-10,000 nodes gave p50 2.44-3.23 against 2.67-3.07 ms. What a batch waits for is a core: ``tether bench fleet`` gives
-the CPU each update costs in every process, and the cloud, the simulator, the broker and
-PostgreSQL together kept the two cores ~70 % busy.
+10,000 nodes gave p50 2.44-3.23 against 2.67-3.07 ms. What a batch waits for is a core:
+``tether bench fleet`` gives the CPU each update costs in every process, and the cloud, the
+simulator, the broker and PostgreSQL together kept the two cores ~70 % busy.
 """
 
 from __future__ import annotations
