@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -91,6 +92,27 @@ def test_lifecycle_in_an_event_loop(settings: BrokerSettings) -> None:
     asyncio.run(scenario())
 
 
+def _stops_in_time_and_frees_its_port(
+    settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch, cleanup: Any, *, within: float
+) -> None:
+    """With amqtt's session clean-up replaced by ``cleanup``, a broker holding one session
+    stops within ``within`` seconds (grace 0.5 s), and the next one binds the same port."""
+    monkeypatch.setattr(TetherBroker, "_cleanup_session", cleanup)
+    with run_in_thread(settings, AUTH) as running:
+        running.shutdown_grace_seconds = 0.5
+        port = running.port
+        probe = Probe(port, NODE_A, PASSWORDS[NODE_A])
+        probe.connect()  # a session for the shutdown to hang on
+        started = time.monotonic()
+    assert time.monotonic() - started < within
+    monkeypatch.undo()
+    try:
+        with run_in_thread(settings.model_copy(update={"port": port}), AUTH) as again:
+            assert again.port == port
+    finally:
+        probe.close()
+
+
 def test_a_shutdown_that_hangs_still_stops_the_broker_and_frees_its_port(
     settings: BrokerSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,20 +121,7 @@ def test_a_shutdown_that_hangs_still_stops_the_broker_and_frees_its_port(
     async def never(_broker: object, _client_id: str) -> None:
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(TetherBroker, "_cleanup_session", never)
-    with run_in_thread(settings, AUTH) as running:
-        running.shutdown_grace_seconds = 0.5
-        port = running.port
-        probe = Probe(port, NODE_A, PASSWORDS[NODE_A])
-        probe.connect()  # a session for the shutdown to hang on
-        started = time.monotonic()
-    assert time.monotonic() - started < 3
-    monkeypatch.undo()
-    try:
-        with run_in_thread(settings.model_copy(update={"port": port}), AUTH) as again:
-            assert again.port == port
-    finally:
-        probe.close()
+    _stops_in_time_and_frees_its_port(settings, monkeypatch, never, within=3)
 
 
 def test_a_shutdown_that_ignores_its_cancellation_still_ends_the_stop(
@@ -127,20 +136,7 @@ def test_a_shutdown_that_ignores_its_cancellation_still_ends_the_stop(
             except asyncio.CancelledError:
                 continue
 
-    monkeypatch.setattr(TetherBroker, "_cleanup_session", stubborn)
-    with run_in_thread(settings, AUTH) as running:
-        running.shutdown_grace_seconds = 0.5
-        port = running.port
-        probe = Probe(port, NODE_A, PASSWORDS[NODE_A])
-        probe.connect()
-        started = time.monotonic()
-    assert time.monotonic() - started < 4
-    monkeypatch.undo()
-    try:
-        with run_in_thread(settings.model_copy(update={"port": port}), AUTH) as again:
-            assert again.port == port
-    finally:
-        probe.close()
+    _stops_in_time_and_frees_its_port(settings, monkeypatch, stubborn, within=4)
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
