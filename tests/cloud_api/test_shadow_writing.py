@@ -106,9 +106,9 @@ def test_a_too_large_update_is_refused_alone(cloud: Cloud) -> None:
 
 def _failing_commits(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every commit of ``cloud``'s database fails as when the server is lost (SQLSTATE
-    08006). On PostgreSQL in the server itself, at the ``COMMIT`` after every statement of
-    the transaction ran (a constraint trigger deferred to it): the batch sends its ``COMMIT``
-    in the same message as its swaps. On SQLite, the connection's ``commit``."""
+    08006). On PostgreSQL in the server itself, at the ``COMMIT``, after every statement of
+    the transaction ran (a constraint trigger deferred to it). On SQLite, the connection's
+    ``commit``."""
     if cloud.store.is_sqlite:
         def failing_commit(self: Connection) -> None:
             raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
