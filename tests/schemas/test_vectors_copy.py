@@ -1,8 +1,8 @@
 """The repository's copy of the conformance vectors is byte-identical to the shared one.
 
 Opt-in: the suite never reads outside the repository on its own, since a user's clone has
-nothing beside it. Name the shared copy to compare with, e.g.
-``TETHER_SHARED_VECTORS=../shared/conformance/shadow-vectors.json make test``.
+nothing beside it. Name the shared contract's ``conformance/shadow-vectors.json`` in
+``TETHER_SHARED_VECTORS`` to compare with it (``TETHER_SHARED_VECTORS=PATH make test``).
 """
 
 from __future__ import annotations
