@@ -39,6 +39,11 @@ them):
    auth plugin (``Session.attributes[PEER_CERTIFICATE]``), which makes the CN the identity.
 9. **Revocation.** ``disconnect_user`` closes every connection of an identity now, and
    ``recheck`` asks the authenticator again about every connected client.
+10. **Subscriptions changing during a broadcast.** amqtt walks its table of subscriptions
+    while it awaits each subscriber's topic check; a SUBSCRIBE, UNSUBSCRIBE or disconnect
+    in that moment raised "dictionary changed size during iteration", and the message
+    was lost for every subscriber not yet reached (or, when a list shrank, one was
+    skipped). Here every walk of the table runs over a snapshot taken when it starts.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import contextlib
 import logging
 import math
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,6 +195,22 @@ async def _close_connection(handler: BrokerProtocolHandler) -> None:
         await _close_quietly(writer)
 
 
+class _SubscriptionTable(dict[str, list[tuple[Session, int]]]):
+    """amqtt's table of topic filter -> (session, QoS) subscribers, walked over snapshots
+    (fix 10): amqtt's loops over it await inside, while other clients' packets change it.
+
+    Only walks are copied (``for filter in table`` and ``items()``); lookups and changes
+    go to the table itself, so a subscription made during a walk is kept, and the walk
+    already under way simply does not see it.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().__iter__()))
+
+    def items(self) -> list[tuple[str, list[tuple[Session, int]]]]:  # type: ignore[override]
+        return [(topic_filter, list(subscribers)) for topic_filter, subscribers in super().items()]
+
+
 # amqtt ships no type information (no py.typed): to mypy its classes are Any
 class TetherBroker(Broker):  # type: ignore[misc]
     """amqtt's broker with the fixes listed in the module docstring."""
@@ -205,6 +227,7 @@ class TetherBroker(Broker):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
+        self._subscriptions = _SubscriptionTable()  # 10: walked over snapshots
         self._writers: set[asyncio.StreamWriter] = set()  # every open connection's
         self._access = access
         self._max_packet_bytes = max_packet_bytes

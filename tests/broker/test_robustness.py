@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Awaitable, Callable
 
 import pytest
+from amqtt.contexts import Action
+from amqtt.session import Session
 
 from broker.embedded import EmbeddedBroker
 from tests.broker.clients import (
@@ -17,7 +20,7 @@ from tests.broker.clients import (
     packet,
     raw_connect,
 )
-from tests.broker.conftest import NODE_A, PASSWORDS, ClientFactory, Topics
+from tests.broker.conftest import CLOUD, NODE_A, PASSWORDS, ClientFactory, Topics
 
 MIB = 1024 * 1024
 
@@ -93,3 +96,60 @@ def test_a_2mb_publish_is_delivered(connect: ClientFactory, cloud: Probe, topics
     payload = os.urandom(2 * MIB)
     connect(NODE_A).publish(topics.a("status"), payload)
     assert cloud.expect_topic(topics.a("status")).payload == payload
+
+
+# amqtt checks each subscriber's right to receive with an await while it walks its table
+# of subscriptions, so other clients' SUBSCRIBE, UNSUBSCRIBE and disconnects land in the
+# middle of a broadcast. The tests make that change inside the check, where it is certain
+# to fall in the walk, and the message must still reach every subscriber.
+Check = Callable[[Session, str, Action], Awaitable[bool]]
+
+
+def _change_during_the_first_check(
+    monkeypatch: pytest.MonkeyPatch, broker: EmbeddedBroker, change: Callable[[Session], Awaitable[None]]
+) -> None:
+    amqtt = broker._broker
+    checks: Check = amqtt._topic_filtering
+    changed: list[Session] = []
+
+    async def check_after_changing(session: Session, topic: str, action: Action) -> bool:
+        if action == Action.RECEIVE and not changed:
+            changed.append(session)
+            await change(session)
+        return await checks(session, topic, action)
+
+    monkeypatch.setattr(amqtt, "_topic_filtering", check_after_changing)
+
+
+def test_a_subscription_made_during_a_broadcast_loses_no_message(
+    monkeypatch: pytest.MonkeyPatch, broker: EmbeddedBroker, connect: ClientFactory,
+    cloud: Probe, topics: Topics,
+) -> None:
+    later = connect(CLOUD)  # on a filter of its own, walked after the cloud's
+    assert later.subscribe(topics.a("status")).value == 1
+
+    async def subscribe_elsewhere(session: Session) -> None:
+        granted = await broker._broker.add_subscription((topics.b("status"), 1), session)
+        assert granted == 1, f"the subscription to node b's status was refused: {granted}"
+
+    _change_during_the_first_check(monkeypatch, broker, subscribe_elsewhere)
+    connect(NODE_A).publish(topics.a("status"), b"during a subscribe")
+    for name, probe in {"cloud": cloud, "later": later}.items():
+        assert probe.expect_topic(topics.a("status")).payload == b"during a subscribe", name
+
+
+def test_a_subscriber_leaving_during_a_broadcast_skips_no_other(
+    monkeypatch: pytest.MonkeyPatch, broker: EmbeddedBroker, connect: ClientFactory,
+    cloud: Probe, topics: Topics,
+) -> None:
+    second = connect(CLOUD)
+    assert second.subscribe(f"{topics.root}/#").value == 1
+    probes = {"cloud": cloud, "second": second}
+
+    async def unsubscribe_the_one_checked(session: Session) -> None:
+        broker._broker._del_subscription(f"{topics.root}/#", session)
+
+    _change_during_the_first_check(monkeypatch, broker, unsubscribe_the_one_checked)
+    connect(NODE_A).publish(topics.a("status"), b"during an unsubscribe")
+    for name, probe in probes.items():
+        assert probe.expect_topic(topics.a("status")).payload == b"during an unsubscribe", name
