@@ -16,6 +16,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from tests.paho_clients import release_sockets
+
 WAIT = 5.0  # seconds to wait for something that should happen
 QUIET = 0.3  # seconds of silence that count as "nothing arrived"
 
@@ -104,6 +106,7 @@ class Probe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
 
 # -- raw MQTT 3.1.1 ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from launcher.brokers import RunningBroker
 from schemas.names import node_client_id
 from schemas.topics import Suffix, TopicScheme
+from tests.paho_clients import release_sockets
 
 TIMEOUT = 10.0
 NAMESPACE = "default"
@@ -130,9 +131,7 @@ class SuiteNode:
         """Drop the connection without a DISCONNECT: the broker publishes the will."""
         self._stop.set()
         self.client.loop_stop()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
+        release_sockets(self.client)  # closes the connection: no DISCONNECT is sent
 
     def close(self) -> None:
         """Leave cleanly, clearing the retained status (no will)."""
@@ -144,6 +143,7 @@ class SuiteNode:
                 pass
             self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
 
 def connect_reason(broker: RunningBroker, name: str, credentials: tuple[str, str | None]) -> str:
@@ -166,3 +166,4 @@ def connect_reason(broker: RunningBroker, name: str, credentials: tuple[str, str
     finally:
         client.disconnect()
         client.loop_stop()
+        release_sockets(client)

@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from launcher.brokers import RunningBroker
+from tests.paho_clients import release_sockets
 
 WAIT = 1.0  # a local broker delivers in milliseconds; nothing by then means nothing
 
@@ -53,6 +54,7 @@ class Client:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
 
 def delivers_retained_on_wildcard(broker: RunningBroker, credentials: tuple[str, str],

@@ -48,6 +48,7 @@ from tests.brokers.conftest import (
 )
 from tests.brokers.nodes import NAMESPACE
 from tests.cloud_api.conftest import serving
+from tests.paho_clients import release_sockets
 
 pytestmark = pytest.mark.slow  # a NATS of its own and two agents: ~12 s
 BROKERS_WANTED = ("rabbitmq",)
@@ -139,6 +140,7 @@ def cert_connect(url: str, pki: Pki, data_dir: Path, name: str, *,
     finally:
         client.disconnect()
         client.loop_stop()
+        release_sockets(client)
 
 
 def converge_then_revoke(

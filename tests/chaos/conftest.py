@@ -36,6 +36,7 @@ from launcher.chaos.netns import Namespace, net_admin_problem
 from launcher.chaos.relay import DelayRelay
 from launcher.mosquitto import PrivateMosquitto, mosquitto_binary
 from launcher.stack import LocalStack, StackConfig
+from tests.paho_clients import release_sockets
 
 T = TypeVar("T")
 ROOT = Path(__file__).parents[2]
@@ -192,6 +193,7 @@ class Documents:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+        release_sockets(self.client)
 
 
 class World:

@@ -31,6 +31,7 @@ from cloud_api.services.nodes import get_node
 from cloud_api.settings import CloudSettings
 from schemas.topics import Suffix, TopicScheme
 from tests.cloud_api.conftest import BACKENDS, admin_token, postgres_schema, serving
+from tests.paho_clients import release_sockets
 
 pytestmark = pytest.mark.mosquitto
 TIMEOUT = 10.0
@@ -104,13 +105,12 @@ class FakeNode:
     def close(self, *, abruptly: bool = False) -> None:
         if abruptly:  # the broker sees the connection drop and publishes the will
             self.client.loop_stop()
-            sock = self.client.socket()
-            if sock is not None:
-                sock.close()
+            release_sockets(self.client)  # closes the connection: no DISCONNECT is sent
             return
         self.send(Suffix.STATUS, b"", retain=True)  # clear the retained status
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from cloud_api.settings import CloudSettings
 from schemas.messages import status_payload
 from schemas.topics import TopicScheme
 from tests.cloud_api.conftest import Clock, admin_token, serving
+from tests.paho_clients import release_sockets
 
 T = TopicScheme()
 INVOKE = T.function_topic("default", "n1", "calc", "add", result=False)
@@ -207,6 +208,7 @@ class AnsweringNode:
         self.client.publish(self.status_topic, b"", qos=1, retain=True).wait_for_publish(10)
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
 
 def answer(function: str, request: dict[str, Any]) -> dict[str, Any] | None:

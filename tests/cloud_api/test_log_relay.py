@@ -30,6 +30,7 @@ from schemas.logs import LogChunk
 from schemas.messages import status_payload
 from schemas.topics import Suffix, TopicScheme
 from tests.cloud_api.conftest import Clock, admin_token, serving
+from tests.paho_clients import release_sockets
 
 T = TopicScheme()
 LOGS = "/v1/namespaces/default/nodes/n1/logs"
@@ -212,6 +213,7 @@ class LoggingNode:
         self.client.publish(f"{self.root}/status", b"", qos=1, retain=True).wait_for_publish(10)
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from launcher.stack import LocalStack
 from tests.conftest import free_port
 from tests.e2e.conftest import Api, wait_until
+from tests.paho_clients import release_sockets
 
 SUM_V1 = 'def handle(event, ctx):\n    return {"sum": event["a"] + event["b"]}\n'
 SUM_V2 = 'def handle(event, ctx):\n    return {"sum": event["a"] + event["b"], "v": 2, "node": ctx.node}\n'
@@ -53,6 +54,7 @@ def invoke_over_mqtt(stack: LocalStack, payload: Any) -> Any:
     finally:
         client.loop_stop()
         client.disconnect()
+        release_sockets(client)
 
 
 def test_function_app_invoked_three_ways_updated_and_removed(

@@ -21,6 +21,7 @@ import pytest
 
 from launcher.stack import LocalStack
 from tests.e2e.conftest import Api
+from tests.paho_clients import release_sockets
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Device:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+        release_sockets(self.client)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from schemas.payloads import decode_json, encode_json
 from schemas.shadow import JSONObject, ShadowDocument
 from schemas.topics import Suffix, TopicScheme
 from tests.edge_runtime.fakes import MemoryCloud
+from tests.paho_clients import release_sockets
 
 Node = tuple[str, str]
 
@@ -83,6 +84,7 @@ class MqttCloud:
             self._client.publish(topic, b"", qos=1, retain=True)
         self._client.disconnect()
         self._client.loop_stop()
+        release_sockets(self._client)
 
     def _publish(self, namespace: str, name: str, suffix: Suffix, payload: JSONObject) -> None:
         topic = self.topics.topic(namespace, name, suffix)
@@ -197,3 +199,4 @@ def wipe_session(url: str, client_id: str) -> None:
     wipe.loop_start()
     wipe.disconnect()
     wipe.loop_stop()
+    release_sockets(wipe)
