@@ -7,7 +7,8 @@ node's requests, that was four system calls and a wake-up per message: reading t
 largest share of the cloud's CPU at 10,000 nodes (py-spy: ``_packet_read`` about 40 %).
 ``BufferedClient`` hands paho's parser slices of one 64 KiB ``recv()`` and keeps reading
 packets while any are buffered. The parsing, the protocol and every callback are paho's
-own; only where the bytes come from changes.
+own; only where the bytes come from changes. ``WritingClient``, the publishing
+connection's, also lets the threads that publish write their packets themselves.
 """
 
 from __future__ import annotations

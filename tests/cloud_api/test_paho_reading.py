@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_api.mqtt.paho_reading import BufferedClient, WritingClient
+from tests.paho_clients import release_sockets
 
 
 @pytest.fixture
@@ -100,6 +101,7 @@ def subscriber(mosquitto_url: str) -> Iterator[tuple[str, list[tuple[str, bytes]
     yield root, received, ended
     client.disconnect()
     client.loop_stop()
+    release_sockets(client)
 
 
 @pytest.fixture
@@ -110,6 +112,7 @@ def writer(mosquitto_url: str) -> Iterator[WritingClient]:
     yield _connected(mosquitto_url, client)  # type: ignore[misc]
     client.disconnect()
     client.loop_stop()
+    release_sockets(client)
 
 
 def _senders(client: mqtt.Client) -> list[str]:
